@@ -1,0 +1,7 @@
+"""``python -m lesionlab``."""
+
+import sys
+
+from lesionlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,237 @@
+"""The ``lesionlab`` command line. Each sub-command parses, builds a config and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lesionlab.config import ConfigError, DataConfig, load_config
+
+logger = logging.getLogger("lesionlab")
+
+EPILOG = """examples:
+  lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
+  lesionlab train --config configs/default.yaml train.epochs=5 data.image_size=48
+  lesionlab evaluate runs/default-... --dataset onehot-csv --csv test_gt.csv --image-dir images/
+  lesionlab predict runs/default-... lesion.jpg --format json
+  lesionlab data info ham10000
+  lesionlab data download ham10000 --data-root ~/data
+data root: --data-root > $LESIONLAB_DATA > the user cache dir (see 'lesionlab data info')."""
+
+
+def _add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
+    p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "ham10000",
+                   help="dataset name (ham10000, isic2019, onehot-csv, csv, folder, dermamnist)")
+    p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
+    p.add_argument("--image-dir", default=None, help="image folder (overrides the dataset's default layout)")
+    p.add_argument("--csv", default=None, help="table for the csv / onehot-csv datasets")
+    p.add_argument("--taxonomy", default=None, help="express labels in this taxonomy (ham7, isic8, triage)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset-specific option, e.g. isic_ground_truth=PATH (repeatable)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable/missing images (listed) instead of failing")
+
+
+def _data_config(args: argparse.Namespace, **extra: object) -> DataConfig:
+    options = {}
+    for text in args.option:
+        if "=" not in text:
+            raise ConfigError(f"--option {text!r} must look like KEY=VALUE")
+        k, v = text.split("=", 1)
+        options[k] = v
+    return DataConfig(dataset=args.dataset, root=args.data_root, image_dir=args.image_dir, csv=args.csv,
+                      taxonomy=args.taxonomy, options=options, skip_bad=args.skip_bad, **extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lesionlab", description="Dermatoscopic skin-lesion classification: train, evaluate, predict, report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train + evaluate on the held-out test split + write the HTML report",
+                       description="Train a model. Defaults ← --config YAML ← key=value overrides "
+                       "(e.g. train.epochs=10 model.backbone=resnet18 data.image_size=96). "
+                       "The resolved config, splits, checkpoints, metrics, figures and report.html go to a new "
+                       "run directory under output_dir.")
+    p.add_argument("--config", default=None, help="YAML experiment file (see configs/)")
+    p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
+    p.add_argument("--output-dir", default=None, help="shortcut for output_dir=...")
+    p.add_argument("--skip-bad", action="store_true", help="shortcut for data.skip_bad=true")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
+                       description="Score RUN on a dataset with the run's own crop and size. Labels are mapped "
+                       "into the model's taxonomy. Images or lesions used for training/validation are refused "
+                       "unless --exclude-seen drops them.")
+    p.add_argument("run", help="run directory (holds model.pt)")
+    _add_data_args(p)
+    p.add_argument("--exclude-seen", action="store_true", help="drop images/lesions the run trained or validated on")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/evaluations/<dataset>-<time>)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k diagnoses + triage priority for images",
+                       description="Predict with a trained run. Prints the top-k diagnoses with probabilities "
+                       "and the triage priority (1 = malignant MEL/BCC/SCC, 2 = AK/nevus, 3 = benign).")
+    p.add_argument("run", help="run directory or model.pt")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--topk", type=int, default=3, help="how many diagnoses to list (default 3)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    p.add_argument("--output", default=None, help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="list registered backbones, heads and other components")
+    p.set_defaults(func=cmd_models)
+
+    data = sub.add_parser("data", help="dataset tools: info, download, build-dermamnist")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    p = dsub.add_parser("info", help="counts per class, lesions, images, licence and citation")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--image-dir", default=None)
+    p.add_argument("--csv", default=None)
+    p.add_argument("--taxonomy", default=None)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_data_info, dataset=None)
+    _register_extra_data_commands(dsub)
+    return parser
+
+
+def _register_extra_data_commands(dsub: argparse._SubParsersAction) -> None:
+    """Sub-commands contributed by optional modules (download, DermaMNIST builder)."""
+    from lesionlab.data import commands
+
+    commands.register(dsub)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lesionlab.training.runner import train
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.skip_bad:
+        overrides.append("data.skip_bad=true")
+    cfg = load_config(args.config, overrides)
+    result = train(cfg)
+    m = result.metrics
+    print(f"test balanced accuracy {m['balanced_accuracy']:.4f} | macro AUC {m['auc_macro']:.4f} | "
+          f"accuracy {m['accuracy']:.4f} | {result.seconds['total']:.0f}s")
+    print(f"report: {result.run.report.resolve()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lesionlab.evaluation.evaluate import evaluate_run
+
+    result = evaluate_run(args.run, _data_config(args), out_dir=args.out, exclude_seen=args.exclude_seen,
+                          progress=not args.quiet)
+    m = result.metrics
+    print(f"{m['n']} images | balanced accuracy {m['balanced_accuracy']:.4f} | macro AUC {m['auc_macro']:.4f} | "
+          f"accuracy {m['accuracy']:.4f}" + (f" | {result.excluded} seen images excluded" if result.excluded else ""))
+    print(f"report: {(result.directory / 'report.html').resolve()}")
+    return 0
+
+
+def _expand_images(items: Sequence[str]) -> list[Path]:
+    from lesionlab.data.table import IMAGE_EXTENSIONS
+
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            paths.append(p)
+    return paths
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lesionlab.serving.formatting import format_predictions
+    from lesionlab.serving.predictor import Predictor
+
+    if args.topk < 1:
+        raise ConfigError("--topk must be at least 1")
+    predictor = Predictor.load(args.run)
+    paths = _expand_images(args.images)
+    if not paths:
+        raise ConfigError("no images found in the given paths")
+    results, errors = predictor.predict_files(paths, topk=args.topk)
+    text = format_predictions(results, predictor.class_names, args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from lesionlab.models.backbones import BACKBONES
+    from lesionlab.models.heads import HEADS
+
+    print("backbones (alias -> timm name; any timm model name also works):")
+    for name in BACKBONES:
+        spec = BACKBONES.get(name)
+        print(f"  {name:20s} {spec.timm_name:28s} {spec.note}")
+    print("heads:")
+    for name in HEADS:
+        print(f"  {name:20s} {HEADS.describe(name)}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from lesionlab.data.datasets import load_dataset
+    from lesionlab.data.info import DATASET_INFO
+
+    args.dataset = args.name
+    ds = load_dataset(_data_config(args))
+    summary = ds.summary()
+    if args.name in DATASET_INFO:
+        info = DATASET_INFO.get(args.name)
+        summary.update({"title": info.title, "licence": info.licence, "citation": info.citation,
+                        "homepage": info.homepage})
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary.get('title', ds.name)}  [{ds.taxonomy.name}]")
+    print(f"  images {summary['images']}, lesions {summary['lesions']}, age missing {summary['age_missing']}")
+    width = max(len(c) for c in summary["classes"])
+    for cls, n in summary["classes"].items():
+        print(f"  {cls:{width}s} {n:6d}  {ds.taxonomy.descriptions.get(cls, '')}")
+    if "licence" in summary:
+        print(f"  licence: {summary['licence']}\n  cite: {summary['citation']}")
+    return 0
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    from lesionlab.errors import USER_ERRORS
+
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,105 @@
+"""One typed, frozen description per dataset: classes, layout, where to get it, licence and citation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lesionlab.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataverseSource:
+    """Files of a Dataverse dataset, fetched through its public API (checksums come from the listing)."""
+
+    server: str
+    doi: str
+    files: tuple[str, ...]  # file names to fetch (as listed, or their original names)
+    extract: tuple[str, ...] = ()  # archives to unpack after download
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    title: str
+    taxonomy: str
+    folder: str  # sub-folder of the data root holding this dataset
+    licence: str
+    citation: str
+    homepage: str
+    description: str = ""
+    download: DataverseSource | None = None
+    manual: str = ""  # how to place the files by hand when the download is not possible
+    image_folders: tuple[str, ...] = field(default_factory=tuple)  # searched in order under the dataset folder
+
+
+DATASET_INFO: Registry[DatasetInfo] = Registry("dataset description")
+
+HAM_CITATION = (
+    "Tschandl, P., Rosendahl, C. & Kittler, H. The HAM10000 dataset, a large collection of multi-source "
+    "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). "
+    "https://doi.org/10.1038/sdata.2018.161"
+)
+
+DATASET_INFO.add("ham10000", DatasetInfo(
+    name="ham10000",
+    title="HAM10000 (Human Against Machine with 10000 training images)",
+    taxonomy="ham7",
+    folder="ham10000",
+    licence="CC BY-NC 4.0",
+    citation=HAM_CITATION,
+    homepage="https://doi.org/10.7910/DVN/DBW86T",
+    description="10,015 dermatoscopic images of 7,470 pigmented lesions, 7 diagnostic classes.",
+    download=DataverseSource(
+        server="https://dataverse.harvard.edu",
+        doi="doi:10.7910/DVN/DBW86T",
+        files=("HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "HAM10000_metadata.tab"),
+        extract=("HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip"),
+    ),
+    manual=(
+        "Download HAM10000_images_part_1.zip, HAM10000_images_part_2.zip and HAM10000_metadata (original CSV) "
+        "from https://doi.org/10.7910/DVN/DBW86T, unzip the images into <root>/ham10000/HAM10000_images_part_1/ "
+        "and .../HAM10000_images_part_2/, and put HAM10000_metadata.csv in <root>/ham10000/."
+    ),
+    image_folders=("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images", "images",
+                   "images_200x150"),
+))
+
+DATASET_INFO.add("isic2019", DatasetInfo(
+    name="isic2019",
+    title="ISIC 2019 Challenge training set",
+    taxonomy="isic8",
+    folder="isic2019",
+    licence="CC BY-NC 4.0",
+    citation=(
+        "BCN_20000: Combalia et al., arXiv:1908.02288; HAM10000: " + HAM_CITATION
+        + "; MSK: Codella et al., arXiv:1710.05006 and arXiv:1902.03368."
+    ),
+    homepage="https://challenge.isic-archive.com/data/#2019",
+    description="25,331 images, 8 classes (MEL, NV, BCC, AK, BKL, DF, VASC, SCC) plus patient metadata.",
+    manual=(
+        "Download ISIC_2019_Training_Input.zip, ISIC_2019_Training_GroundTruth.csv and "
+        "ISIC_2019_Training_Metadata.csv from https://challenge.isic-archive.com/data/#2019 into <root>/isic2019/ "
+        "and unzip the images there (or pass data.image_dir)."
+    ),
+    image_folders=("ISIC_2019_Training_Input", "images"),
+))
+
+DATASET_INFO.add("dermamnist", DatasetInfo(
+    name="dermamnist",
+    title="DermaMNIST (MedMNIST v2)",
+    taxonomy="ham7",
+    folder="dermamnist",
+    licence="CC BY-NC 4.0 (derived from HAM10000)",
+    citation=(
+        "Yang, J. et al. MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D biomedical image "
+        "classification. Sci. Data 10, 41 (2023). Source images: " + HAM_CITATION
+    ),
+    homepage="https://medmnist.com/",
+    description="HAM10000 resized to 28/64/128/224 px with MedMNIST's official (image-level) train/val/test split.",
+    manual="Place dermamnist.npz (or dermamnist_64/128/224.npz) from https://zenodo.org/records/10519652 in "
+           "<root>/dermamnist/, or install medmnist and let it download on a machine with internet.",
+))
+
+
+def get_info(name: str) -> DatasetInfo:
+    return DATASET_INFO.get(name)

@@ -1,0 +1,77 @@
+"""From a :class:`DataConfig` to cached pixels + labels + a checked lesion-disjoint split, in one call."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from lesionlab.config import DataConfig
+from lesionlab.data.cache import ImageArrays, build_or_load
+from lesionlab.data.datasets import load_dataset
+from lesionlab.data.roots import resolve_cache_dir
+from lesionlab.data.splits import check_no_leakage, kfold_assignment, lesion_disjoint_split, split_groups
+from lesionlab.data.table import LesionDataset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset whose rows align with ``images`` (row i ↔ ``images[rows[i]]``) and carry a ``split`` column."""
+
+    dataset: LesionDataset
+    images: np.ndarray
+    rows: np.ndarray  # index into ``images`` for each table row
+    arrays: ImageArrays
+    skipped: pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.dataset.table
+
+    def indices(self, split: str) -> np.ndarray:
+        """Table row positions of one split."""
+        return np.flatnonzero(self.table["split"].to_numpy() == split)
+
+    def targets(self) -> np.ndarray:
+        return self.dataset.targets()
+
+
+def stratified_subsample(table: pd.DataFrame, n: int, seed: int = 0) -> np.ndarray:
+    """Boolean mask keeping about ``n`` rows, whole lesions only, class proportions kept."""
+    if n >= len(table):
+        return np.ones(len(table), dtype=bool)
+    folds = max(2, math.ceil(len(table) / n))
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    _, keep = next(cv.split(np.zeros(len(table)), table["label"].astype(str), split_groups(table)))
+    mask = np.zeros(len(table), dtype=bool)
+    mask[keep] = True
+    return mask
+
+
+def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = True) -> PreparedData:
+    """Load, cache (once per dataset/crop/size), drop unreadable images (only with ``skip_bad``), subsample, split."""
+    dataset = load_dataset(cfg)
+    arrays = build_or_load(dataset.table, dataset=dataset.name, crop=cfg.crop, size=cfg.image_size,
+                           cache_dir=resolve_cache_dir(cfg.cache_dir), skip_bad=cfg.skip_bad, progress=progress)
+    rows = np.arange(len(dataset))
+    skipped = pd.DataFrame(arrays.failures, columns=["image_id", "path", "reason", "detail"])
+    keep = arrays.valid.copy()
+    if cfg.max_samples is not None:
+        keep &= stratified_subsample(dataset.table, cfg.max_samples, cfg.split.seed)
+    dataset, rows = dataset.subset(keep), rows[keep]
+    if with_split:
+        table = dataset.table.copy()
+        table["split"] = lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
+        if cfg.split.folds:
+            pool = table["split"] != "test"
+            table["fold"] = -1
+            table.loc[pool, "fold"] = kfold_assignment(table[pool], cfg.split.folds, cfg.split.seed).to_numpy()
+        check_no_leakage(table, table["split"])
+        dataset = LesionDataset(dataset.name, dataset.taxonomy, table)
+    return PreparedData(dataset, arrays.images, rows, arrays, skipped)

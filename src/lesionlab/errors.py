@@ -1,0 +1,18 @@
+"""The exceptions that mean "the user's input is wrong": the CLI prints them as one line and exits 2."""
+
+from __future__ import annotations
+
+from lesionlab.config import ConfigError
+from lesionlab.data.cache import BadImagesError
+from lesionlab.data.images import ImageReadError
+from lesionlab.data.splits import LeakageError
+from lesionlab.data.table import DatasetError
+from lesionlab.data.taxonomy import LabelMappingError
+from lesionlab.evaluation.evaluate import SeenDataError
+from lesionlab.models.backbones import PretrainedWeightsUnavailable
+from lesionlab.registry import UnknownNameError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError, DatasetError, LabelMappingError, ImageReadError, BadImagesError, LeakageError, SeenDataError,
+    UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError,
+)

@@ -1,0 +1,86 @@
+"""``lesionlab evaluate``: score a trained run on any dataset, refusing images the run was trained on."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesionlab.config import DataConfig
+from lesionlab.data.prepare import prepare_data
+from lesionlab.data.taxonomy import can_map
+from lesionlab.evaluation.artifacts import write_evaluation
+from lesionlab.evaluation.inference import predict_probs
+from lesionlab.evaluation.run_report import write_evaluation_report
+from lesionlab.models.checkpoint import load_model
+from lesionlab.runs import RunPaths
+
+logger = logging.getLogger(__name__)
+
+
+class SeenDataError(ValueError):
+    """The evaluation set contains images or lesions the model was trained or validated on."""
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    directory: Path
+    metrics: dict
+    excluded: int
+
+
+def seen_mask(table: pd.DataFrame, run: RunPaths) -> np.ndarray:
+    """Rows whose image id or lesion id appears in the run's train or validation split."""
+    splits = pd.read_csv(run.splits, dtype={"image_id": str, "lesion_id": str})
+    used = splits[splits["split"] != "test"]
+    by_image = table["image_id"].astype(str).isin(set(used["image_id"]))
+    by_lesion = table["lesion_id"].astype(str).isin(set(used["lesion_id"]))
+    return (by_image | by_lesion).to_numpy()
+
+
+def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Path | None = None,
+                 exclude_seen: bool = False, batch_size: int = 256, topk: tuple[int, ...] = (2, 3),
+                 progress: bool = True) -> EvaluationResult:
+    """Evaluate the model of ``run_dir`` on ``data_cfg`` using the run's own crop and size.
+
+    Labels are mapped into the model's taxonomy (e.g. ISIC-8 AK/SCC → HAM akiec). Images whose image or lesion
+    was used for training/validation raise :class:`SeenDataError` unless ``exclude_seen`` drops them.
+    """
+    run = RunPaths.existing(run_dir)
+    model, prep = load_model(run.model)
+    cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples)
+    data = prepare_data(cfg, progress=progress, with_split=False)
+    dataset = data.dataset
+    if dataset.taxonomy.name != prep.taxonomy:
+        if not can_map(dataset.taxonomy.name, prep.taxonomy):
+            raise ValueError(f"Cannot evaluate a {prep.taxonomy!r} model on {dataset.taxonomy.name!r} labels")
+        dataset = dataset.relabel(prep.taxonomy)
+    if tuple(dataset.class_names) != tuple(prep.class_names):
+        raise ValueError(f"Dataset classes {dataset.class_names} differ from the model's {prep.class_names}")
+    seen = seen_mask(dataset.table, run)
+    if seen.any() and not exclude_seen:
+        raise SeenDataError(
+            f"{int(seen.sum())} of {len(seen)} images (or their lesions) were used to train or validate this run; "
+            "evaluating on them would overstate performance. Pass --exclude-seen to drop them.")
+    keep = ~seen
+    if not keep.any():
+        raise SeenDataError("every image of this dataset was used in training/validation; nothing left to evaluate")
+    rows = data.rows[keep]
+    table = dataset.table[keep].reset_index(drop=True)
+    y = dataset.targets()[keep]
+    probs = predict_probs(model, data.images, prep.mean, prep.std, indices=rows, batch_size=batch_size,
+                          temperature=prep.temperature, progress=progress)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = Path(out_dir) if out_dir else run.root / "evaluations" / f"{dataset.name.replace(':', '-')}-{stamp}"
+    metrics = write_evaluation(directory, table, y, probs, prep.class_names, topk)
+    note = f"{int(seen.sum())} images seen in training/validation were excluded." if seen.any() else ""
+    write_evaluation_report(directory, metrics, title=f"LesionLab evaluation of {run.root.name}",
+                            subtitle=f"on {dataset.name} ({len(table)} images, {prep.crop} {prep.image_size}px)",
+                            dataset=dataset.name, notes=note)
+    logger.info("Balanced accuracy %.4f, macro AUC %.4f on %d images -> %s", metrics["balanced_accuracy"],
+                metrics["auc_macro"], len(table), directory)
+    return EvaluationResult(directory, metrics, int(seen.sum()))

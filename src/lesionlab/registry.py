@@ -1,0 +1,65 @@
+"""Name → object registries with helpful errors (the timm ``register_model`` / MONAI ``look_up_option`` pattern)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """Raised when a name is not registered; the message lists valid names and the closest match."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A small, explicit registry: ``@REG.register("name")`` to add, ``REG.get("name")`` to look up."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+
+    def register(self, name: str, *, help: str = "") -> Callable[[T], T]:  # noqa: A002 - mirrors argparse
+        def decorator(obj: T) -> T:
+            self.add(name, obj, help=help)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T, *, help: str = "") -> None:  # noqa: A002
+        key = name.lower()
+        if key in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[key] = obj
+        doc = help or (getattr(obj, "__doc__", None) or "").strip().splitlines()[:1]
+        self._help[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+
+    def get(self, name: str) -> T:
+        key = str(name).lower()
+        if key not in self._items:
+            close = difflib.get_close_matches(key, self._items, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(
+                f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(sorted(self._items))}."
+            )
+        return self._items[key]
+
+    def describe(self, name: str) -> str:
+        return self._help.get(name.lower(), "")
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

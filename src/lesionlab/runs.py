@@ -1,0 +1,43 @@
+"""The run directory: everything needed to reproduce, inspect and compare a run lives under one folder."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @classmethod
+    def create(cls, output_dir: str | Path, name: str) -> RunPaths:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        root = Path(output_dir) / f"{name}-{stamp}"
+        suffix = 1
+        while root.exists():
+            suffix += 1
+            root = Path(output_dir) / f"{name}-{stamp}-{suffix}"
+        root.mkdir(parents=True)
+        (root / "figures").mkdir()
+        return cls(root)
+
+    @classmethod
+    def existing(cls, root: str | Path) -> RunPaths:
+        root = Path(root)
+        if not (root / "model.pt").is_file():
+            raise FileNotFoundError(f"{root} is not a LesionLab run directory (no model.pt)")
+        return cls(root)
+
+    config = property(lambda self: self.root / "config.yaml")
+    splits = property(lambda self: self.root / "splits.csv")
+    skipped = property(lambda self: self.root / "skipped_images.csv")
+    data_summary = property(lambda self: self.root / "data_summary.json")
+    model = property(lambda self: self.root / "model.pt")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    history = property(lambda self: self.root / "history.csv")
+    metrics = property(lambda self: self.root / "metrics.json")
+    predictions = property(lambda self: self.root / "predictions.csv")
+    figures = property(lambda self: self.root / "figures")
+    report = property(lambda self: self.root / "report.html")

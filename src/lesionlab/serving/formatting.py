@@ -1,0 +1,31 @@
+"""Render predictions as a terminal table, JSON or CSV (one row per image, one column per class)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from lesionlab.serving.predictor import Prediction
+
+TRIAGE_TEXT = {1: "1 (malignant: refer)", 2: "2 (monitor)", 3: "3 (benign)"}
+
+
+def format_predictions(results: Sequence[Prediction], class_names: Sequence[str], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([r.as_dict() for r in results], indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["image", "prediction", "triage_priority", *class_names])
+        for r in results:
+            writer.writerow([r.source, r.label, r.triage_priority, *(f"{r.probabilities[c]:.6f}" for c in class_names)])
+        return buf.getvalue()
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r}; use table, json or csv")
+    lines = []
+    for r in results:
+        tops = "  ".join(f"{d.label} {d.probability:6.1%}" for d in r.top)
+        lines.append(f"{r.source}\n    {tops}\n    triage priority {TRIAGE_TEXT.get(r.triage_priority)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,36 @@
+"""Callbacks: per-epoch history written as CSV (the learning curves come from it)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_bal_acc", "val_loss", "val_bal_acc", "val_auc", "lr", "seconds")
+
+
+class HistoryWriter(L.Callback):
+    """Appends one row per epoch to ``history.csv`` (rewritten each epoch, so a stopped run keeps its curve)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning runs validation inside the training epoch, so both train and val metrics are ready here.
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        for key in HISTORY_COLUMNS[1:6]:
+            row[key] = float(m[key]) if key in m else float("nan")
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        row["seconds"] = time.perf_counter() - self._start
+        self.rows.append(row)
+        pd.DataFrame(self.rows, columns=list(HISTORY_COLUMNS)).to_csv(self.path, index=False)
