@@ -173,6 +173,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         _check(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads exponents without a dot, like 1e-3, as strings
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, got {value!r}") from None
         _check(isinstance(value, int | float) and not isinstance(value, bool), f"{where} must be a number, got {value!r}")
         return float(value)
     if tp is str:

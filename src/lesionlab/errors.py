@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lesionlab.config import ConfigError
 from lesionlab.data.cache import BadImagesError
+from lesionlab.data.download import DownloadError
 from lesionlab.data.images import ImageReadError
 from lesionlab.data.splits import LeakageError
 from lesionlab.data.table import DatasetError
@@ -14,5 +15,5 @@ from lesionlab.registry import UnknownNameError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, DatasetError, LabelMappingError, ImageReadError, BadImagesError, LeakageError, SeenDataError,
-    UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError,
+    UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError, DownloadError,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -14,6 +15,14 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
+
+
+def _summary(obj: object) -> str:
+    """First docstring line of a function or class. Instances get none: their ``__doc__`` is their type's."""
+    if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
+        return ""
+    lines = (obj.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 class Registry(Generic[T]):
@@ -36,8 +45,7 @@ class Registry(Generic[T]):
         if key in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._items[key] = obj
-        doc = help or (getattr(obj, "__doc__", None) or "").strip().splitlines()[:1]
-        self._help[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+        self._help[key] = help or _summary(obj)
 
     def get(self, name: str) -> T:
         key = str(name).lower()

@@ -238,3 +238,6 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
     if len(dataset) == 0:
         raise DatasetError(f"{cfg.dataset}: no samples left to use")
     return dataset.relabel(cfg.taxonomy) if cfg.taxonomy else dataset
+
+
+from lesionlab.data import dermamnist as _dermamnist  # noqa: E402,F401  (registers the loader)

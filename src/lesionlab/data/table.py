@@ -113,6 +113,8 @@ def normalise_table(frame: pd.DataFrame, taxonomy: Taxonomy, source: str) -> pd.
     missing_lesion = t["lesion_id"].isna() | (t["lesion_id"].astype(str).str.strip() == "")
     if missing_lesion.any():
         logger.warning("%s: %d samples have no lesion_id; each becomes its own group", source, missing_lesion.sum())
+        # object dtype first: an all-missing column is float64, which pandas >= 3 refuses to fill with strings
+        t["lesion_id"] = t["lesion_id"].astype(object)
         t.loc[missing_lesion, "lesion_id"] = "img:" + t.loc[missing_lesion, "image_id"]
     t["lesion_id"] = t["lesion_id"].astype(str)
     t["patient_id"] = t["patient_id"].where(t["patient_id"].notna(), None)

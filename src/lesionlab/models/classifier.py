@@ -20,7 +20,7 @@ class LesionClassifier(nn.Module):
 
     @property
     def num_features(self) -> int:
-        return int(self.backbone.num_features)
+        return feature_dim(self.backbone)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -29,11 +29,16 @@ class LesionClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
+def feature_dim(backbone: nn.Module) -> int:
+    """Size of the pooled features a headless timm model returns (some, e.g. MobileNetV3, add a conv head)."""
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
 def create_model(cfg: ModelConfig, num_classes: int) -> LesionClassifier:
     """Build the classifier described by ``cfg`` for ``num_classes`` outputs."""
     backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
                                drop_path_rate=cfg.drop_path_rate)
-    head = create_head(cfg.head, backbone.num_features, num_classes, cfg.drop_rate)
+    head = create_head(cfg.head, feature_dim(backbone), num_classes, cfg.drop_rate)
     return LesionClassifier(backbone, head).to(memory_format=torch.channels_last)
 
 

@@ -1,0 +1,123 @@
+"""Every registered optimizer and scheduler builds and steps; learning-rate schedules follow their formulas."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lesionlab.registry import UnknownNameError
+from lesionlab.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler
+
+
+def tiny_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return nn.Linear(4, 3), torch.randn(16, 4), torch.randint(0, 3, (16,))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
+@pytest.mark.parametrize("scheduler", SCHEDULERS.names())
+def test_build_and_step(optimizer: str, scheduler: str) -> None:
+    model, x, y = tiny_problem()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = create_optimizer(optimizer, model.parameters(), lr=0.05, weight_decay=0.01)
+    sched = create_scheduler(scheduler, opt, total_steps=20, warmup_steps=3)
+    losses, lrs = [], []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(loss.item())
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert losses[-1] < losses[0]
+    assert all(math.isfinite(lr) and lr >= 0 for lr in lrs)
+
+
+@pytest.mark.parametrize(("optimizer", "cls", "extra"), [
+    ("adamw", torch.optim.AdamW, {}),
+    ("adam", torch.optim.Adam, {}),
+    ("sgd", torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+])
+def test_optimizer_settings(optimizer: str, cls: type, extra: dict) -> None:
+    opt = create_optimizer(optimizer, nn.Linear(2, 2).parameters(), lr=0.1, weight_decay=0.02)
+    assert type(opt) is cls
+    group = opt.param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (0.1, 0.02)
+    assert all(group[k] == v for k, v in extra.items())
+
+
+BASE_LR = 0.1
+
+
+def lr_trace(scheduler: str, total: int, warmup: int) -> list[float]:
+    """Learning rate used at steps 0 .. total-1."""
+    opt = create_optimizer("sgd", nn.Linear(2, 2).parameters(), lr=BASE_LR, weight_decay=0.0)
+    sched = create_scheduler(scheduler, opt, total_steps=total, warmup_steps=warmup)
+    trace = []
+    for _ in range(total):
+        trace.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return trace
+
+
+def cosine_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))
+
+
+@pytest.mark.parametrize(("total", "warmup"), [(10, 2), (20, 0), (7, 3)])
+def test_cosine_schedule(total: int, warmup: int) -> None:
+    trace = lr_trace("cosine", total, warmup)
+    assert trace == pytest.approx([BASE_LR * cosine_factor(s, total, warmup) for s in range(total)])
+    if warmup:
+        assert trace[0] == pytest.approx(BASE_LR / warmup)
+        assert trace[warmup] == pytest.approx(BASE_LR)  # the peak right after warm-up
+    assert trace[-1] < trace[warmup]
+
+
+@pytest.mark.parametrize(("total", "warmup", "expected"), [
+    (5, 2, [0.5, 1, 1, 1, 1]),
+    (4, 0, [1, 1, 1, 1]),
+    (6, 4, [0.25, 0.5, 0.75, 1, 1, 1]),
+])
+def test_constant_schedule(total: int, warmup: int, expected: list[float]) -> None:
+    assert lr_trace("constant", total, warmup) == pytest.approx([BASE_LR * f for f in expected])
+
+
+@pytest.mark.parametrize(("total", "warmup"), [(20, 4), (40, 0), (10, 10)])
+def test_onecycle_schedule(total: int, warmup: int) -> None:
+    trace = lr_trace("onecycle", total, warmup)
+    assert trace[0] == pytest.approx(BASE_LR / 25)  # div_factor
+    assert max(trace) == pytest.approx(BASE_LR, rel=0.05)
+    peak = trace.index(max(trace))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(trace[: peak + 1]))  # rises to the peak
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(trace[peak:]))  # then only falls
+    assert trace[-1] < BASE_LR / 25
+
+
+@pytest.mark.parametrize(("factory", "name", "valid", "closest"), [
+    (lambda n: create_optimizer(n, nn.Linear(2, 2).parameters(), lr=0.1, weight_decay=0), "adamx", "adam, adamw, sgd",
+     "adam"),
+    (lambda n: create_optimizer(n, nn.Linear(2, 2).parameters(), lr=0.1, weight_decay=0), "lamb", "adam, adamw, sgd",
+     None),
+    (lambda n: create_scheduler(n, torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 10, 0), "cosin",
+     "constant, cosine, onecycle", "cosine"),
+    (lambda n: create_scheduler(n, torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 10, 0), "step",
+     "constant, cosine, onecycle", None),
+])
+def test_unknown_names_list_valid_ones(factory, name: str, valid: str, closest: str | None) -> None:
+    with pytest.raises(UnknownNameError) as info:
+        factory(name)
+    assert valid in str(info.value)
+    if closest:
+        assert f"Did you mean {closest!r}" in str(info.value)
