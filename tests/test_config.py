@@ -178,7 +178,5 @@ def test_empty_yaml_is_defaults(tmp_path: Path) -> None:
     assert load_config(path) == ExperimentConfig()
 
 
-@pytest.mark.xfail(strict=True, reason="an unquoted comma turns a string override into a list, which str fields "
-                                        "reject: train.devices=0,1 fails unless written train.devices='0,1'")
 def test_comma_separated_string_field() -> None:
     assert load_config(overrides=["train.devices=0,1"]).train.devices == "0,1"

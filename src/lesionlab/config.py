@@ -84,17 +84,17 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, imbalance handling, augmentation and the Lightning trainer."""
 
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 64
     optimizer: str = "adamw"
-    lr: float = 3e-3
+    lr: float = 2e-3
     weight_decay: float = 0.05
     scheduler: str = "onecycle"
     warmup_epochs: float = 1.0
     loss: str = "ce"
     label_smoothing: float = 0.0
     class_weights: str = "inverse"
-    augment: str = "standard"
+    augment: str = "light"
     monitor: str = "val_bal_acc"
     patience: int = 0  # early-stopping patience in epochs; 0 disables early stopping
     seed: int = 0
@@ -106,6 +106,7 @@ class TrainConfig:
     precision: str = "32-true"
     progress: bool = True
     max_time_minutes: float | None = None  # hard wall-clock budget for fitting
+    ema_decay: float = 0.998  # exponential moving average of the weights; 0 disables it
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be at least 1")
@@ -114,7 +115,9 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing must lie in [0, 1)")
         _check(self.patience >= 0, "train.patience must be >= 0")
-        _check(self.monitor in {"val_bal_acc", "val_loss", "val_auc"}, "train.monitor: val_bal_acc, val_loss or val_auc")
+        _check(0 <= self.ema_decay < 1, "train.ema_decay must lie in [0, 1) (0 disables EMA)")
+        _check(self.monitor in {"val_bal_acc", "val_loss", "val_auc"},
+               "train.monitor must be val_bal_acc, val_loss or val_auc")
 
 
 @dataclass
@@ -123,6 +126,7 @@ class EvalConfig:
 
     topk: tuple[int, ...] = (2, 3)
     batch_size: int = 256
+    tta: str = "d4"  # test-time augmentation: none, flips, d4 (stored with the model for the predictor)
 
 
 @dataclass
@@ -178,8 +182,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 value = float(value)
             except ValueError:
                 raise ConfigError(f"{where} must be a number, got {value!r}") from None
-        _check(isinstance(value, int | float) and not isinstance(value, bool), f"{where} must be a number, got {value!r}")
+        _check(isinstance(value, int | float) and not isinstance(value, bool),
+               f"{where} must be a number, got {value!r}")
         return float(value)
+    if tp is str and isinstance(value, list):  # "0,1" was split by parse_override; a string field wants it whole
+        value = ",".join(str(v) for v in value)
     if tp is str:
         _check(isinstance(value, str | int | float) and not isinstance(value, bool), f"{where} must be a string")
         return str(value)

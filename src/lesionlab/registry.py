@@ -33,14 +33,14 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
 
-    def register(self, name: str, *, help: str = "") -> Callable[[T], T]:  # noqa: A002 - mirrors argparse
+    def register(self, name: str, *, help: str = "") -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             self.add(name, obj, help=help)
             return obj
 
         return decorator
 
-    def add(self, name: str, obj: T, *, help: str = "") -> None:  # noqa: A002
+    def add(self, name: str, obj: T, *, help: str = "") -> None:
         key = name.lower()
         if key in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered")

@@ -86,6 +86,6 @@ def open_image(
         raise ImageReadError(label, "corrupt", f"image data is corrupt: {exc}") from exc
     try:
         img = ImageOps.exif_transpose(img) or img
-    except Exception as exc:  # malformed EXIF should not make a valid image unusable  # noqa: BLE001
+    except Exception as exc:  # malformed EXIF should not make a valid image unusable
         warnings.warn(f"{label}: ignoring unreadable EXIF orientation ({exc})", stacklevel=2)
     return _to_rgb(img)

@@ -93,7 +93,7 @@ def split_summary(table: pd.DataFrame, split: pd.Series, classes: tuple[str, ...
     return counts
 
 
-class _quiet_sklearn:  # noqa: N801 - used as a context manager
+class _quiet_sklearn:
     """StratifiedGroupKFold warns when a class has fewer groups than folds; that is expected for rare classes."""
 
     def __enter__(self) -> None:

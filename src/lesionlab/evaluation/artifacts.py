@@ -69,6 +69,7 @@ def write_evaluation(out_dir: Path, table: pd.DataFrame, y_true: np.ndarray, pro
 def headline(metrics: dict) -> list[tuple[str, float]]:
     items = [("balanced accuracy", metrics["balanced_accuracy"]), ("macro AUC", metrics["auc_macro"]),
              ("accuracy", metrics["accuracy"]), ("macro F1", metrics["macro"]["f1"])]
-    items += [(f"top-{k[3:-9]} accuracy", v) for k, v in metrics.items() if k.startswith("top") and k.endswith("_accuracy")]
+    items += [(f"top-{k[3:-9]} accuracy", v) for k, v in metrics.items()
+              if k.startswith("top") and k.endswith("_accuracy")]
     items.append(("test images", metrics["n"]))
     return items

@@ -73,7 +73,7 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
     table = dataset.table[keep].reset_index(drop=True)
     y = dataset.targets()[keep]
     probs = predict_probs(model, data.images, prep.mean, prep.std, indices=rows, batch_size=batch_size,
-                          temperature=prep.temperature, progress=progress)
+                          temperature=prep.temperature, tta=prep.tta, progress=progress)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     directory = Path(out_dir) if out_dir else run.root / "evaluations" / f"{dataset.name.replace(':', '-')}-{stamp}"
     metrics = write_evaluation(directory, table, y, probs, prep.class_names, topk)

@@ -25,6 +25,7 @@ class Preprocessing:
     class_names: tuple[str, ...]
     taxonomy: str
     temperature: float = 1.0
+    tta: str = "none"
     thresholds: dict[str, float] = field(default_factory=dict)
 
 

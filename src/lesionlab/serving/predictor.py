@@ -74,7 +74,7 @@ class Predictor:
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for preprocessed uint8 ``(N, H, W, 3)`` images."""
         return predict_probs(self.model, batch, self.prep.mean, self.prep.std, temperature=self.prep.temperature,
-                             device=self.device, batch_size=64)
+                             tta=self.prep.tta, device=self.device, batch_size=64)
 
     def predict(self, images: Sequence[str | Path | bytes | Image.Image], topk: int = 3,
                 names: Sequence[str] | None = None) -> list[Prediction]:

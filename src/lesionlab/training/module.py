@@ -8,6 +8,7 @@ import lightning as L
 import torch
 import torchmetrics
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lesionlab.config import TrainConfig
 from lesionlab.data.transforms import to_model_input
@@ -27,9 +28,20 @@ class LesionModule(L.LightningModule):
         self.train_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_auc = torchmetrics.classification.MulticlassAUROC(num_classes, average="macro")
+        # Exponential moving average of the weights: validated, checkpointed and exported instead of the raw model.
+        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay), use_buffers=True)
+                    if train_cfg.ema_decay > 0 else None)
+
+    def inference_model(self) -> nn.Module:
+        """The weights to evaluate and ship: the EMA copy when enabled, else the trained model."""
+        return self.ema.module if self.ema is not None else self.model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(to_model_input(images, self.mean, self.std))
+
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -43,7 +55,7 @@ class LesionModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, targets = batch
-        logits = self(images)
+        logits = self.inference_model()(to_model_input(images, self.mean, self.std))
         loss = self.loss_fn(logits, targets)
         self.val_bal_acc.update(logits, targets)
         self.val_auc.update(logits.softmax(-1), targets)
@@ -54,10 +66,10 @@ class LesionModule(L.LightningModule):
         self.log("val_auc", self.val_auc, on_step=False, on_epoch=True, batch_size=len(targets))
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self(batch[0]).float().softmax(-1)
+        return self.inference_model()(to_model_input(batch[0], self.mean, self.std)).float().softmax(-1)
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union type
-        opt = create_optimizer(self.cfg.optimizer, [p for p in self.parameters() if p.requires_grad], self.cfg.lr,
+    def configure_optimizers(self):
+        opt = create_optimizer(self.cfg.optimizer, [p for p in self.model.parameters() if p.requires_grad], self.cfg.lr,
                                self.cfg.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))

@@ -41,7 +41,10 @@ def _warmup_then(total_steps: int, warmup_steps: int, after: Callable[[float], f
 
 @SCHEDULERS.register("cosine", help="linear warm-up, then cosine decay to 1% of the peak")
 def cosine(opt: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> LRScheduler:
-    return LambdaLR(opt, _warmup_then(total_steps, warmup_steps, lambda p: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))))
+    def decay(p: float) -> float:
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))
+
+    return LambdaLR(opt, _warmup_then(total_steps, warmup_steps, decay))
 
 
 @SCHEDULERS.register("onecycle", help="one-cycle: warm-up to the peak, then cosine annealing to ~0")

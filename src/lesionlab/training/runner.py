@@ -7,10 +7,8 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -57,8 +55,8 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig) -> tuple[DataLoader,
     common = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
     train_ds = ArrayDataset(data.images, data.rows[tr], targets[tr], aug)
     val_ds = ArrayDataset(data.images, data.rows[va], targets[va], None)
-    return (DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=len(tr) > cfg.train.batch_size,
-                       **common),
+    drop_last = len(tr) > cfg.train.batch_size  # a last batch of 1 breaks BatchNorm
+    return (DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=drop_last, **common),
             DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False, **common))
 
 
@@ -114,18 +112,20 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
     prep = Preprocessing(image_size=cfg.data.image_size, crop=cfg.data.crop, mean=mean, std=std,
-                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name)
+                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
     best_epoch = int(pd.read_csv(run.history).pipe(lambda h: h.loc[
         h[cfg.train.monitor].idxmax() if mode == "max" else h[cfg.train.monitor].idxmin(), "epoch"]))
-    save_model(run.model, module.model.cpu(), cfg.model, prep,
-               extra={"best_epoch": best_epoch, "dataset": data.dataset.name, "train_images": int(len(data.indices("train")))})
+    final_model = module.inference_model().cpu()
+    save_model(run.model, final_model, cfg.model, prep,
+               extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
+                      "train_images": len(data.indices("train"))})
 
     t2 = time.perf_counter()
     test = data.indices("test")
     seen = set(table.loc[table["split"] != "test", "lesion_id"])
     assert not seen & set(table.loc[test, "lesion_id"]), "test lesions overlap the training/validation lesions"
-    probs = predict_probs(module.model, data.images, mean, std, indices=data.rows[test],
-                          batch_size=cfg.eval.batch_size)
+    probs = predict_probs(final_model, data.images, mean, std, indices=data.rows[test],
+                          batch_size=cfg.eval.batch_size, tta=cfg.eval.tta)
     metrics = write_evaluation(run.root, table.iloc[test], data.targets()[test], probs, classes, cfg.eval.topk)
     t_eval = time.perf_counter() - t2
     seconds = {"data": t_data, "fit": t_fit, "evaluate": t_eval, "total": time.perf_counter() - t0}
