@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -12,6 +13,10 @@ from pathlib import Path
 from lesionlab.config import ConfigError, DataConfig, load_config
 
 logger = logging.getLogger("lesionlab")
+
+#: Modules that contribute top-level sub-commands through ``register(subparsers)``; each keeps its heavy imports
+#: inside its command functions so ``lesionlab --help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
@@ -88,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered backbones, heads and other components")
     p.set_defaults(func=cmd_models)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
 
     data = sub.add_parser("data", help="dataset tools: info, download, build-dermamnist")
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
@@ -115,6 +122,7 @@ def _register_extra_data_commands(dsub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from lesionlab.training.runner import train
 
+    _quiet_lightning(args.verbose)
     overrides = list(args.overrides)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -216,10 +224,25 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
+    import warnings
+
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "matplotlib", "PIL"):
+    for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if not verbose:  # Lightning's start-up chatter and a deprecation inside its own code say nothing to users
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+def _quiet_lightning(verbose: bool) -> None:
+    """Lightning installs its own handler at import; keep its INFO lines (tips, device banners) out."""
+    if verbose:
+        return
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.WARNING)
+        lg.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ class SplitConfig:
     test: float = 0.15
     seed: int = 0
     folds: int = 0  # >1 also assigns a k-fold index to the non-test samples
+    column: str | None = None  # use this table column (values train/val/test) instead, e.g. official_split
 
     def __post_init__(self) -> None:
         _check(0 <= self.val < 1 and 0 <= self.test < 1, "split.val and split.test must lie in [0, 1)")

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,15 +67,17 @@ class _SourceReader:
     def __init__(self) -> None:
         self._npz: dict[str, np.lib.npyio.NpzFile] = {}
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
+        self._lock = threading.Lock()  # decoding runs in a thread pool; load each npz array once
 
     def read(self, path: str) -> Image.Image:
         if not path.startswith(NPZ_SCHEME):
             return open_image(path)
         file, key, idx = path[len(NPZ_SCHEME):].split("::")
-        if (file, key) not in self._arrays:
-            if file not in self._npz:
-                self._npz[file] = np.load(file)
-            self._arrays[(file, key)] = self._npz[file][key]
+        with self._lock:
+            if (file, key) not in self._arrays:
+                if file not in self._npz:
+                    self._npz[file] = np.load(file)
+                self._arrays[(file, key)] = self._npz[file][key]
         arr = self._arrays[(file, key)][int(idx)]
         return Image.fromarray(arr).convert("RGB")
 

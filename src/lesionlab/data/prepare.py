@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from lesionlab.config import DataConfig
+from lesionlab.config import ConfigError, DataConfig
 from lesionlab.data.cache import ImageArrays, build_or_load
 from lesionlab.data.datasets import load_dataset
 from lesionlab.data.roots import resolve_cache_dir
-from lesionlab.data.splits import check_no_leakage, kfold_assignment, lesion_disjoint_split, split_groups
+from lesionlab.data.splits import SPLITS, check_no_leakage, kfold_assignment, lesion_disjoint_split, split_groups
 from lesionlab.data.table import LesionDataset
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,17 @@ def stratified_subsample(table: pd.DataFrame, n: int, seed: int = 0) -> np.ndarr
     return mask
 
 
+def _given_split(table: pd.DataFrame, column: str) -> np.ndarray:
+    """A split supplied by the dataset (e.g. DermaMNIST's official one); still checked for leakage by the caller."""
+    if column not in table:
+        raise ConfigError(f"split.column={column!r} is not a column of this dataset; columns: {list(table.columns)}")
+    values = table[column].astype(str).str.lower()
+    bad = sorted(set(values) - set(SPLITS))
+    if bad:
+        raise ConfigError(f"split column {column!r} holds {bad}; expected {SPLITS}")
+    return values.to_numpy()
+
+
 def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = True) -> PreparedData:
     """Load, cache (once per dataset/crop/size), drop unreadable images (only with ``skip_bad``), subsample, split."""
     dataset = load_dataset(cfg)
@@ -67,7 +78,10 @@ def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = T
     dataset, rows = dataset.subset(keep), rows[keep]
     if with_split:
         table = dataset.table.copy()
-        table["split"] = lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
+        if cfg.split.column:
+            table["split"] = _given_split(table, cfg.split.column)
+        else:
+            table["split"] = lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
         if cfg.split.folds:
             pool = table["split"] != "test"
             table["fold"] = -1

@@ -38,7 +38,7 @@ def lesion_disjoint_split(table: pd.DataFrame, val: float = 0.15, test: float = 
     if (test > 0 and n_test == 0) or (val > 0 and n_val == 0):
         raise ValueError(f"split fractions below {1 / _UNITS:.2f} are not supported (val={val}, test={test})")
     n_groups = groups.nunique()
-    units = min(_UNITS, n_groups)
+    units = min(_UNITS, n_groups, int(table["label"].value_counts().max()))
     if units < 3:
         raise ValueError(f"need at least 3 lesions to split, got {n_groups}")
     scale = units / _UNITS

@@ -1,0 +1,43 @@
+# LesionLab: `make run` (main job) and `make test` (test suite) on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The data root: ../shared/data when it lies beside the checkout, else the downloaded official release.
+SHARED := $(abspath ../shared/data)
+DATA   ?= $(if $(wildcard $(SHARED)/ham10000/HAM10000_metadata.csv),$(SHARED),$(HOME)/.cache/lesionlab/data)
+CONFIG ?= configs/default.yaml
+ARGS   ?=
+
+.PHONY: run test install install-test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## Main job: train + evaluate the default config on the default data, write the HTML report, print its path.
+run: install
+	@if [ ! -f "$(DATA)/ham10000/HAM10000_metadata.csv" ]; then \
+		echo "HAM10000 not found under $(DATA): downloading the official release"; \
+		$(BIN)/lesionlab data download ham10000 --data-root "$(DATA)"; fi
+	$(BIN)/lesionlab train --config $(CONFIG) --data-root "$(DATA)" $(ARGS)
+
+## Test suite (tests that need ../shared/data skip with a reason when it is absent).
+test: install-test
+	$(BIN)/python -m pytest -q
+
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
