@@ -34,6 +34,9 @@ run: install
 
 ## Test suite (tests that need ../shared/data skip with a reason when it is absent).
 test: install-test
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+		echo "chromium could not be installed: the report-screenshot tests will skip"
 	$(BIN)/python -m pytest -q
 
 lint: install-test

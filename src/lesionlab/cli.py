@@ -16,7 +16,10 @@ logger = logging.getLogger("lesionlab")
 
 #: Modules that contribute top-level sub-commands through ``register(subparsers)``; each keeps its heavy imports
 #: inside its command functions so ``lesionlab --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("lesionlab.evaluation.commands",
+                                    "lesionlab.serving.commands", "lesionlab.training.commands",
+                                    "lesionlab.pretraining.commands", "lesionlab.data.merge_commands",
+                                    "lesionlab.models.commands")
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
@@ -68,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
     p.add_argument("--output-dir", default=None, help="shortcut for output_dir=...")
     p.add_argument("--skip-bad", action="store_true", help="shortcut for data.skip_bad=true")
+    p.add_argument("--devices", default=None, help="shortcut for train.devices=... (2, auto, 0,1)")
+    p.add_argument("--num-nodes", type=int, default=None, help="shortcut for train.num_nodes=... (multi-node DDP)")
+    p.add_argument("--strategy", default=None, help="shortcut for train.strategy=... (auto, ddp, ddp_spawn, fsdp)")
+    p.add_argument("--precision", default=None, help="shortcut for train.precision=... (auto, 32-true, bf16-mixed, "
+                   "16-mixed)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=cmd_train)
 
@@ -91,8 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="write to this file instead of stdout")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("models", help="list registered backbones, heads and other components")
-    p.set_defaults(func=cmd_models)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
 
@@ -130,9 +136,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     if args.skip_bad:
         overrides.append("data.skip_bad=true")
+    for key in ("devices", "num_nodes", "strategy", "precision"):  # distributed/precision shortcuts
+        if getattr(args, key, None) is not None:
+            overrides.append(f"train.{key}={getattr(args, key)}")
     cfg = load_config(args.config, overrides)
     result = train(cfg)
     m = result.metrics
+    if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
+        return 0
     print(f"test balanced accuracy {m['balanced_accuracy']:.4f} | macro AUC {m['auc_macro']:.4f} | "
           f"accuracy {m['accuracy']:.4f} | {result.seconds['total']:.0f}s")
     print(f"report: {result.run.report.resolve()}")
@@ -183,20 +194,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from lesionlab.models.backbones import BACKBONES
-    from lesionlab.models.heads import HEADS
-
-    print("backbones (alias -> timm name; any timm model name also works):")
-    for name in BACKBONES:
-        spec = BACKBONES.get(name)
-        print(f"  {name:20s} {spec.timm_name:28s} {spec.note}")
-    print("heads:")
-    for name in HEADS:
-        print(f"  {name:20s} {HEADS.describe(name)}")
-    return 0
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:

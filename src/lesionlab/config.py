@@ -7,6 +7,7 @@ every run's outputs so the run can be reproduced.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,11 +37,16 @@ class SplitConfig:
     seed: int = 0
     folds: int = 0  # >1 also assigns a k-fold index to the non-test samples
     column: str | None = None  # use this table column (values train/val/test) instead, e.g. official_split
+    val_fold: int | None = None  # cross-validation: this fold (of `folds`) is the validation split, the rest train
+    unit: str = "lesion"  # lesion: lesion-disjoint (always, except:) image: ignore lesion ids (leakage audit only)
 
     def __post_init__(self) -> None:
         _check(0 <= self.val < 1 and 0 <= self.test < 1, "split.val and split.test must lie in [0, 1)")
         _check(self.val + self.test < 1, "split.val + split.test must leave room for a training split (< 1)")
         _check(self.folds == 0 or self.folds >= 2, "split.folds must be 0 (off) or at least 2")
+        _check(self.val_fold is None or 0 <= self.val_fold < self.folds,
+               f"split.val_fold must lie in [0, split.folds) (split.folds={self.folds}), got {self.val_fold}")
+        _check(self.unit in ("lesion", "image"), f"split.unit must be lesion or image, got {self.unit!r}")
 
 
 @dataclass
@@ -71,21 +77,50 @@ class ModelConfig:
 
     backbone: str = "resnet10t"
     head: str = "linear"
-    pretrained: bool = False  # ImageNet weights from the timm hub (needs internet or a warm HF cache)
+    # false | imagenet (= true: offline package weights when installed, else the timm hub) | hub | a timm tag (in1k)
+    pretrained: str | bool = False
     weights: str | None = None  # local state-dict / safetensors file for the backbone
     drop_rate: float = 0.2  # dropout before the classifier
     drop_path_rate: float = 0.0
+    attention: str = "none"  # none | soft (soft-attention block; see lesionlab.models.attention)
+    attention_stage: int = -1  # insert attention after this backbone stage (later stages dropped); -1: at the end
+    metadata: bool = False  # fuse patient age/sex/site with the image features
+    metadata_fields: tuple[str, ...] = ("age", "sex", "site")
+    metadata_dropout: float = 0.1  # training: encode each metadata field as missing with this probability
+    freeze_backbone: bool = False  # train only the head (and metadata branch); the backbone stays fixed
+    feature_cache: bool = True  # with freeze_backbone: compute backbone features once and train on the cache
 
     def __post_init__(self) -> None:
         _check(0 <= self.drop_rate < 1, "model.drop_rate must lie in [0, 1)")
         _check(0 <= self.drop_path_rate < 1, "model.drop_path_rate must lie in [0, 1)")
+        _check(isinstance(self.pretrained, bool) or (isinstance(self.pretrained, str) and bool(
+               re.fullmatch(r"[A-Za-z0-9_]+", self.pretrained.strip()))),
+               "model.pretrained must be true or false, imagenet, hub or a timm pretrained tag (e.g. in1k), "
+               f"got {self.pretrained!r}")
+        _check(self.attention_stage >= -1, "model.attention_stage must be -1 (the end) or a stage index >= 0")
+        _check(0 <= self.metadata_dropout < 1, "model.metadata_dropout must lie in [0, 1)")
+        _check(bool(self.metadata_fields) and set(self.metadata_fields) <= {"age", "sex", "site"},
+               f"model.metadata_fields must be a non-empty subset of age, sex, site, got {list(self.metadata_fields)}")
+
+
+@dataclass
+class StageConfig:
+    """One stage of staged fine-tuning: which layers train (head | last | all), for how long, at what rate."""
+
+    epochs: int = 1
+    lr: float = 1e-3
+    unfreeze: str = "all"  # head: backbone frozen; last: last timm layer group + head; all: every layer
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.stages[].epochs must be at least 1")
+        _check(self.lr > 0, "train.stages[].lr must be positive")
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, imbalance handling, augmentation and the Lightning trainer."""
 
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 2e-3
@@ -104,12 +139,33 @@ class TrainConfig:
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed where the CPU/GPU has fast bf16, else 32-true; or any Lightning value
     progress: bool = True
     max_time_minutes: float | None = None  # hard wall-clock budget for fitting
     ema_decay: float = 0.998  # exponential moving average of the weights; 0 disables it
+    # Imbalance handling, schedules, augmentation parameters, staged fine-tuning (the defaults change nothing).
+    effective_beta: float = 0.999  # β of class_weights=effective
+    focal_gamma: float = 2.0  # loss=focal: focusing parameter γ
+    focal_alpha: tuple[float, ...] | None = None  # loss=focal: per-class α; null = the class weights
+    sampler: str = "random"  # random (shuffle) or balanced (class-balanced weighted sampling)
+    undersample_cap: int | None = None  # keep at most this many training images per class (random, seeded)
+    oversample: str = "none"  # none, duplicate or smote: grow each class to the largest (capped) class
+    smote_space: str = "pixel"  # pixel (cached arrays) or feature (frozen-backbone embeddings, head training)
+    smote_k: int = 5  # SMOTE nearest neighbours
+    plateau_factor: float = 0.5  # scheduler=plateau: LR multiplier when the monitored metric stalls
+    plateau_patience: int = 2  # scheduler=plateau: epochs without improvement before reducing
+    augment_params: dict[str, Any] = field(default_factory=dict)  # override preset parameters, e.g. {degrees: 30}
+    stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs/lr
 
     def __post_init__(self) -> None:
+        _check(self.focal_gamma >= 0, "train.focal_gamma must be >= 0")
+        _check(self.focal_alpha is None or all(a >= 0 for a in self.focal_alpha),
+               "train.focal_alpha values must be >= 0")
+        _check(0 <= self.effective_beta < 1, "train.effective_beta must lie in [0, 1)")
+        _check(self.undersample_cap is None or self.undersample_cap >= 1, "train.undersample_cap must be >= 1 or null")
+        _check(self.smote_k >= 1, "train.smote_k must be at least 1")
+        _check(0 < self.plateau_factor < 1, "train.plateau_factor must lie in (0, 1)")
+        _check(self.plateau_patience >= 0, "train.plateau_patience must be >= 0")
         _check(self.epochs >= 1, "train.epochs must be at least 1")
         _check(self.batch_size >= 1, "train.batch_size must be at least 1")
         _check(self.lr > 0, "train.lr must be positive")
@@ -127,7 +183,53 @@ class EvalConfig:
 
     topk: tuple[int, ...] = (2, 3)
     batch_size: int = 256
-    tta: str = "d4"  # test-time augmentation: none, flips, d4 (stored with the model for the predictor)
+    tta: str = "d4"  # test-time augmentation: none, flips, d4 or views joined by '+' (e.g. identity+hflip+rot90)
+    calibrate: bool = True  # fit temperature scaling on the validation split and store it with the model
+    ece_bins: int = 15  # bins of the expected calibration error (equal-width and equal-mass)
+    specificities: tuple[float, ...] = (0.8, 0.9, 0.95)  # operating points: sensitivity at these specificities
+    sensitivities: tuple[float, ...] = (0.9, 0.95)  # ... and specificity at these sensitivities
+    triage_sensitivity: float | None = 0.9  # priority-1 class thresholds stored with the model (null: none)
+    gradcam_images: int = 70  # test images explained with Grad-CAM in the report (0: no Grad-CAM section)
+    gradcam_method: str = "gradcam"  # gradcam or gradcam++
+    mask_dir: str | None = None  # lesion masks for CAM-in-lesion; default: <data root>/<dataset>/masks_200x150
+
+    def __post_init__(self) -> None:
+        from lesionlab.evaluation.tta import get_tta
+
+        try:
+            get_tta(self.tta)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"eval.tta: {exc}") from None
+        _check(self.ece_bins >= 1, "eval.ece_bins must be at least 1")
+        _check(all(0 < v < 1 for v in (*self.specificities, *self.sensitivities)),
+               "eval.specificities and eval.sensitivities must lie in (0, 1)")
+        _check(self.triage_sensitivity is None or 0 < self.triage_sensitivity < 1,
+               "eval.triage_sensitivity must lie in (0, 1) or be null")
+        _check(self.gradcam_images >= 0, "eval.gradcam_images must be >= 0")
+        _check(self.gradcam_method in ("gradcam", "gradcam++"), "eval.gradcam_method must be gradcam or gradcam++")
+
+
+@dataclass
+class ServeConfig:
+    """``lesionlab serve``: where to listen and the limits that keep the service answering under bad input."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_request_mb: float = 20.0  # whole request body (413 above it)
+    max_pixels: int = 40_000_000  # decoded image size (413 above it; decompression bombs)
+    max_batch: int = 16  # images per /v1/predict/batch request
+    workers: int = 2  # concurrent inferences; further requests wait for a slot
+    queue_timeout_s: float = 30.0  # 503 when no slot frees up within this time
+    topk: int = 3
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, f"serve.port must lie in [0, 65535], got {self.port}")
+        _check(self.max_request_mb > 0, "serve.max_request_mb must be positive")
+        _check(self.max_pixels >= 64 * 64, "serve.max_pixels must be at least 4096")
+        _check(self.max_batch >= 1, "serve.max_batch must be at least 1")
+        _check(self.workers >= 1, "serve.workers must be at least 1")
+        _check(self.queue_timeout_s > 0, "serve.queue_timeout_s must be positive")
+        _check(self.topk >= 1, "serve.topk must be at least 1")
 
 
 @dataclass
@@ -140,6 +242,137 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    task: str = "diagnosis"  # diagnosis (the dataset's classes or data.taxonomy) | triage (3 priority levels)
+
+    def __post_init__(self) -> None:
+        _check(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "triage":
+            _check(self.data.taxonomy in (None, "triage"),
+                   f"task=triage trains on the triage taxonomy; data.taxonomy={self.data.taxonomy!r} contradicts it")
+            self.data.taxonomy = "triage"
+
+
+#: ``task`` values: what the classifier predicts.
+TASKS = ("diagnosis", "triage")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Self-supervised pretraining, the pretraining comparison, distillation and merged datasets (issue #6)
+
+
+@dataclass
+class VAEConfig:
+    """VAE pretraining: a timm ConvNeXt encoder, a mirrored ConvNeXt-style decoder, ELBO with a KL warm-up."""
+
+    encoder: str = "convnext-tiny"  # any timm ConvNeXt (alias or timm name), random init; tiny-convnext for CPU
+    latent_dim: int = 256  # size of μ and of log σ²
+    decoder_depths: tuple[int, ...] | None = None  # ConvNeXt blocks per decoder stage, deepest first; null: mirror
+    reconstruction: str = "mse"  # mse | bce, summed over pixels (images scaled to [0, 1])
+    beta: float = 1.0  # KL weight once warmed up
+    beta_schedule: str = "linear"  # constant | linear | cyclical (see lesionlab.pretraining.losses)
+    warmup_epochs: float = 10.0  # linear: epochs from β = 0 to beta
+    cycles: int = 4  # cyclical: cycles over the whole training
+    cycle_ratio: float = 0.5  # cyclical: fraction of each cycle in which β rises (then it stays at beta)
+    projection: str = "pca"  # 2-D projection of the latent means for the report: pca | tsne
+    grid_images: int = 16  # images in the reconstruction and prior-sample grids
+
+    def __post_init__(self) -> None:
+        _check(self.latent_dim >= 1, f"vae.latent_dim must be at least 1, got {self.latent_dim}")
+        _check(self.decoder_depths is None or (len(self.decoder_depths) > 0 and min(self.decoder_depths) >= 0),
+               "vae.decoder_depths must be null or a non-empty list of block counts >= 0")
+        _check(self.beta >= 0, f"vae.beta must be >= 0, got {self.beta}")
+        _check(self.warmup_epochs >= 0, "vae.warmup_epochs must be >= 0")
+        _check(self.cycles >= 1, "vae.cycles must be at least 1")
+        _check(0 < self.cycle_ratio <= 1, "vae.cycle_ratio must lie in (0, 1]")
+        _check(1 <= self.grid_images <= 256, "vae.grid_images must lie in [1, 256]")
+
+
+@dataclass
+class PretrainConfig:
+    """``lesionlab pretrain vae``: unlabelled images → a pretrained encoder (labels only colour the latent plot).
+
+    ``train`` reuses the classifier's trainer settings (epochs, batch size, optimizer, lr, scheduler, augment,
+    seed, accelerator, ...); its loss, class-weight, sampler, EMA and monitor fields do not apply to a VAE.
+    """
+
+    name: str = "vae-pretrain"
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class EncoderArmConfig:
+    """One encoder of ``compare-pretraining``: an architecture and where its weights come from."""
+
+    name: str = "random"
+    init: str = "random"  # random | imagenet | vae (the vae_run's encoder) | file (weights: PATH)
+    backbone: str | None = None  # alias or timm name; null: the VAE run's encoder architecture
+    weights: str | None = None  # init=file: a state-dict / safetensors file
+
+
+def _default_arms() -> tuple[EncoderArmConfig, ...]:
+    return (EncoderArmConfig("vae", "vae"), EncoderArmConfig("imagenet-lite0", "imagenet", "efficientnet-lite0"),
+            EncoderArmConfig("random", "random"))
+
+
+@dataclass
+class ComparePretrainingConfig:
+    """The same frozen-encoder classifier (``experiment``) on top of several encoders, then the dynamics table."""
+
+    name: str = "compare-pretraining"
+    output_dir: str = "runs"
+    vae_run: str | None = None  # a ``lesionlab pretrain vae`` run directory (needed by init=vae arms)
+    arms: tuple[EncoderArmConfig, ...] = field(default_factory=_default_arms)
+    frozen_epochs: int = 30  # epochs with the encoder frozen (only the head trains)
+    finetune_epochs: int = 0  # then unfreeze the encoder's last stage for this many epochs (0: never)
+    finetune_lr: float = 1e-4
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)  # the shared recipe (data, head, train)
+
+    def __post_init__(self) -> None:
+        _check(len(self.arms) >= 1, "arms must list at least one encoder")
+        names = [a.name for a in self.arms]
+        _check(len(set(names)) == len(names), f"arms[].name must be unique, got {names}")
+        _check(self.frozen_epochs >= 1, "frozen_epochs must be at least 1")
+        _check(self.finetune_epochs >= 0, "finetune_epochs must be >= 0")
+        _check(self.finetune_lr > 0, "finetune_lr must be positive")
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation of a trained teacher (run or ensemble directory) into a small student."""
+
+    name: str = "distill"
+    output_dir: str = "runs"
+    teacher: str = ""  # run directory (model.pt) or ensemble directory (ensemble.json)
+    data_root: str | None = None  # override the teacher's data.root (data and split come from the teacher)
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="tiny-resnet"))
+    temperature: float = 4.0  # softens teacher and student distributions in the soft-target term
+    alpha: float = 0.7  # weight of the soft-target term (× T²); 1 - alpha weighs the hard-label loss
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(tta="none"))
+    latency_runs: int = 30  # timed batch-1 CPU forward passes per model
+
+    def __post_init__(self) -> None:
+        _check(bool(self.teacher), "teacher must name a trained run or ensemble directory")
+        _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
+        _check(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
+        _check(self.latency_runs >= 1, "latency_runs must be at least 1")
+
+
+@dataclass
+class MergeSourceConfig:
+    """One source of ``data.dataset: merged`` (listed under ``data.options.sources``)."""
+
+    dataset: str = "ham10000"
+    name: str | None = None  # value of the ``source`` column; default: the dataset name
+    root: str | None = None  # default: the merged config's data.root
+    image_dir: str | None = None
+    csv: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    taxonomy: str | None = None  # express this source in this taxonomy before merging
+    prefix_ids: bool = False  # prefix image/lesion/patient ids with the source name (ids local to the source)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -255,6 +488,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         keys, value = parse_override(text)
         _set_path(data, keys, value)
     return from_dict(ExperimentConfig, data)
+
+
+def load_typed_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """Like :func:`load_config` for any config dataclass (``PretrainConfig``, ``DistillConfig``, ...)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file not found: {p}")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        _check(isinstance(loaded, dict), f"{p} must contain a YAML mapping at the top level")
+        data = loaded
+    for text in overrides:
+        keys, value = parse_override(text)
+        _set_path(data, keys, value)
+    return from_dict(cls, data)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -10,10 +10,15 @@ from lesionlab.data.splits import LeakageError
 from lesionlab.data.table import DatasetError
 from lesionlab.data.taxonomy import LabelMappingError
 from lesionlab.evaluation.evaluate import SeenDataError
+from lesionlab.evaluation.exceptions import EvaluationInputError
+from lesionlab.models.attention import NoAttentionError
 from lesionlab.models.backbones import PretrainedWeightsUnavailable
 from lesionlab.registry import UnknownNameError
+from lesionlab.serving.metadata import MetadataError
+from lesionlab.serving.onnx import OnnxExportError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, DatasetError, LabelMappingError, ImageReadError, BadImagesError, LeakageError, SeenDataError,
     UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError, DownloadError,
+    MetadataError, OnnxExportError, EvaluationInputError, NoAttentionError,
 )

@@ -53,8 +53,8 @@ def test_cross_entropy(weight: torch.Tensor | None, smoothing: float) -> None:
 
 
 @pytest.mark.parametrize(("factory", "name", "valid"), [
-    (lambda n: create_loss(n), "focal", "ce"),
-    (lambda n: class_weights(n, np.array([1, 2])), "inverse-sqrt", "inverse, none"),
+    (lambda n: create_loss(n), "dice", "ce, focal"),
+    (lambda n: class_weights(n, np.array([1, 2])), "inverse-sqrt", "effective, inverse, none"),
 ])
 def test_unknown_names(factory, name: str, valid: str) -> None:
     with pytest.raises(UnknownNameError, match=valid):

@@ -241,3 +241,4 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
 
 
 from lesionlab.data import dermamnist as _dermamnist  # noqa: E402,F401  (registers the loader)
+from lesionlab.data import merge as _merge  # noqa: E402,F401  (registers the merged-dataset loader)

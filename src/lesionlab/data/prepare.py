@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,6 +68,26 @@ def _given_split(table: pd.DataFrame, column: str) -> np.ndarray:
     return values.to_numpy()
 
 
+def _memoised_split(table: pd.DataFrame, cfg: DataConfig, cache_dir: Path) -> np.ndarray:
+    """The lesion-disjoint split, stored beside the image cache and keyed by every input that decides it.
+
+    Computing it takes seconds on HAM10000 (StratifiedGroupKFold); a repeated run reads it back instead. The
+    leakage check still runs on the result every time.
+    """
+    h = hashlib.sha256(f"split-v1|{cfg.split.val}|{cfg.split.test}|{cfg.split.seed}".encode())
+    for col in ("image_id", "lesion_id", "patient_id", "label"):
+        h.update(pd.util.hash_pandas_object(table[col].astype(str), index=False).to_numpy().tobytes())
+    path = cache_dir / "splits" / f"{h.hexdigest()[:24]}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False).astype(str)
+    split = lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
+    np.save(tmp, split.astype("U5"))
+    tmp.replace(path)
+    return split
+
+
 def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = True) -> PreparedData:
     """Load, cache (once per dataset/crop/size), drop unreadable images (only with ``skip_bad``), subsample, split."""
     dataset = load_dataset(cfg)
@@ -78,14 +101,19 @@ def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = T
     dataset, rows = dataset.subset(keep), rows[keep]
     if with_split:
         table = dataset.table.copy()
+        if cfg.split.unit == "image":  # leakage audit only: forget lesion ids, so images of a lesion can span splits
+            table["true_lesion_id"] = table["lesion_id"]
+            table["lesion_id"], table["patient_id"] = "img:" + table["image_id"].astype(str), None
         if cfg.split.column:
             table["split"] = _given_split(table, cfg.split.column)
         else:
-            table["split"] = lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
+            table["split"] = _memoised_split(table, cfg, resolve_cache_dir(cfg.cache_dir))
         if cfg.split.folds:
             pool = table["split"] != "test"
             table["fold"] = -1
             table.loc[pool, "fold"] = kfold_assignment(table[pool], cfg.split.folds, cfg.split.seed).to_numpy()
+            if cfg.split.val_fold is not None:  # cross-validation: one fold validates, the others train
+                table.loc[pool, "split"] = np.where(table.loc[pool, "fold"] == cfg.split.val_fold, "val", "train")
         check_no_leakage(table, table["split"])
         dataset = LesionDataset(dataset.name, dataset.taxonomy, table)
     return PreparedData(dataset, arrays.images, rows, arrays, skipped)

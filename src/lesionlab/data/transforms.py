@@ -1,22 +1,54 @@
 """Augmentation presets on uint8 CHW tensors (torchvision.transforms.v2) and the one input normalisation.
 
+A preset is a set of named parameters (:data:`AUGMENT_PARAMS` documents each); ``train.augment`` picks the
+preset and ``train.augment_params`` overrides any of its parameters, e.g. ``{degrees: 20, erase_p: 0}``.
 :func:`to_model_input` is used by training, evaluation and the predictor alike, so preprocessing cannot drift.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
 
+from lesionlab.config import ConfigError
 from lesionlab.registry import Registry
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-AUGMENTATIONS: Registry[Callable[[int], Transform]] = Registry("augmentation")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Every augmentation parameter, its "off" value and what it does.
+AUGMENT_PARAMS: dict[str, tuple[Any, str]] = {
+    "hflip": (0.0, "probability of a horizontal flip"),
+    "vflip": (0.0, "probability of a vertical flip"),
+    "rot90": (False, "rotate by a random multiple of 90°"),
+    "crop_scale": (None, "random resized crop: [min, max] area fraction (null = off)"),
+    "crop_ratio": ((0.8, 1.25), "random resized crop: [min, max] aspect ratio"),
+    "degrees": (0.0, "random rotation range ±degrees"),
+    "translate": (0.0, "random shift, fraction of the image size"),
+    "scale": (None, "random zoom [min, max] (null = off)"),
+    "brightness": (0.0, "colour jitter: brightness"),
+    "contrast": (0.0, "colour jitter: contrast"),
+    "saturation": (0.0, "colour jitter: saturation"),
+    "hue": (0.0, "colour jitter: hue (≤ 0.5)"),
+    "erase_p": (0.0, "probability of a cutout (random erasing with black)"),
+    "erase_scale": ((0.02, 0.12), "cutout: [min, max] area fraction"),
+}
+
+AUGMENTATIONS: Registry[dict[str, Any]] = Registry("augmentation")
+_LIGHT = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
+_STANDARD = {**_LIGHT, "degrees": 45.0, "translate": 0.08, "scale": (0.9, 1.15), "brightness": 0.2, "contrast": 0.2,
+             "saturation": 0.2, "hue": 0.03}
+AUGMENTATIONS.add("none", {}, help="no augmentation")
+AUGMENTATIONS.add("light", _LIGHT, help="flips and 90° rotations")
+AUGMENTATIONS.add("standard", _STANDARD, help="light + rotation, shift, zoom, brightness/contrast/saturation/hue")
+AUGMENTATIONS.add("heavy", {**_STANDARD, "scale": None, "crop_scale": (0.6, 1.0), "brightness": 0.25,
+                            "contrast": 0.25, "saturation": 0.25, "hue": 0.05, "erase_p": 0.5},
+                  help="standard + random resized crop and cutout")
 
 
 class RandomRot90(torch.nn.Module):
@@ -27,42 +59,64 @@ class RandomRot90(torch.nn.Module):
         return torch.rot90(img, k, dims=(-2, -1)) if k else img
 
 
-def _flips() -> list[Transform]:
-    return [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90()]
+def _pair(value: Any, key: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or len(value) != 2 or not all(isinstance(v, int | float) for v in value):
+        raise ConfigError(f"train.augment_params.{key} must be a [min, max] pair or null, got {value!r}")
+    return float(value[0]), float(value[1])
 
 
-@AUGMENTATIONS.register("none", help="no augmentation")
-def augment_none(size: int) -> Transform:
-    return v2.Identity()
+def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The full parameter set of preset ``name`` with ``overrides`` applied (unknown keys list the valid ones)."""
+    params = {k: default for k, (default, _) in AUGMENT_PARAMS.items()}
+    params.update(AUGMENTATIONS.get(name))
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(AUGMENT_PARAMS))
+    if unknown:
+        raise ConfigError(f"Unknown train.augment_params key(s) {unknown}; valid: {sorted(AUGMENT_PARAMS)}")
+    params.update(overrides)
+    for key in ("hflip", "vflip", "erase_p"):
+        if not isinstance(params[key], int | float) or not 0 <= params[key] <= 1:
+            raise ConfigError(f"train.augment_params.{key} must be a probability in [0, 1], got {params[key]!r}")
+    for key in ("degrees", "translate", "brightness", "contrast", "saturation", "hue"):
+        if not isinstance(params[key], int | float) or params[key] < 0:
+            raise ConfigError(f"train.augment_params.{key} must be a number >= 0, got {params[key]!r}")
+    if params["hue"] > 0.5 or params["translate"] > 1:
+        raise ConfigError("train.augment_params: hue must be <= 0.5 and translate <= 1")
+    for key in ("crop_scale", "crop_ratio", "scale", "erase_scale"):
+        params[key] = _pair(params[key], key)
+    params["rot90"] = bool(params["rot90"])
+    return params
 
 
-@AUGMENTATIONS.register("light", help="flips and 90° rotations")
-def augment_light(size: int) -> Transform:
-    return v2.Compose(_flips())
+def build_augmentation(params: Mapping[str, Any], size: int) -> Transform:
+    """A ``v2.Compose`` of the enabled steps: flips, 90° rotations, resized crop, affine, colour jitter, cutout."""
+    steps: list[Transform] = []
+    if params["hflip"]:
+        steps.append(v2.RandomHorizontalFlip(params["hflip"]))
+    if params["vflip"]:
+        steps.append(v2.RandomVerticalFlip(params["vflip"]))
+    if params["rot90"]:
+        steps.append(RandomRot90())
+    if params["crop_scale"]:
+        steps.append(v2.RandomResizedCrop(size, scale=params["crop_scale"], ratio=params["crop_ratio"],
+                                          antialias=True))
+    if params["degrees"] or params["translate"] or params["scale"]:
+        t = params["translate"]
+        steps.append(v2.RandomAffine(degrees=params["degrees"], translate=(t, t) if t else None,
+                                     scale=params["scale"]))
+    jitter = {k: params[k] for k in ("brightness", "contrast", "saturation", "hue") if params[k]}
+    if jitter:
+        steps.append(v2.ColorJitter(**jitter))
+    if params["erase_p"]:
+        steps.append(v2.RandomErasing(p=params["erase_p"], scale=params["erase_scale"], value=0))
+    return v2.Compose(steps) if steps else v2.Identity()
 
 
-@AUGMENTATIONS.register("standard", help="light + rotation, shift, zoom, brightness/contrast/saturation/hue")
-def augment_standard(size: int) -> Transform:
-    return v2.Compose([
-        *_flips(),
-        v2.RandomAffine(degrees=45, translate=(0.08, 0.08), scale=(0.9, 1.15)),
-        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03),
-    ])
-
-
-@AUGMENTATIONS.register("heavy", help="standard + random resized crop and cutout")
-def augment_heavy(size: int) -> Transform:
-    return v2.Compose([
-        *_flips(),
-        v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True),
-        v2.RandomAffine(degrees=45, translate=(0.08, 0.08)),
-        v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.05),
-        v2.RandomErasing(p=0.5, scale=(0.02, 0.12), value=0),
-    ])
-
-
-def get_augmentation(name: str, size: int) -> Transform:
-    return AUGMENTATIONS.get(name)(size)
+def get_augmentation(name: str, size: int, params: Mapping[str, Any] | None = None) -> Transform:
+    """The training transform of preset ``name`` at ``size`` px, with parameter ``params`` overrides."""
+    return build_augmentation(augmentation_params(name, params), size)
 
 
 def to_model_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.data.taxonomy import triage_priority
+from lesionlab.evaluation.diagnostic_plots import plot_pr
 from lesionlab.evaluation.metrics import classification_metrics
 from lesionlab.evaluation.plots import plot_confusion, plot_roc
 
@@ -53,7 +54,7 @@ def per_class_table(metrics: dict) -> pd.DataFrame:
 
 def write_evaluation(out_dir: Path, table: pd.DataFrame, y_true: np.ndarray, probs: np.ndarray,
                      class_names: Sequence[str], topk: Sequence[int] = (2, 3), prefix: str = "") -> dict:
-    """Compute metrics and write ``metrics.json``, ``predictions.csv`` and the confusion/ROC figures."""
+    """Compute metrics and write ``metrics.json``, ``predictions.csv`` and the confusion/ROC/PR figures."""
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     metrics = classification_metrics(y_true, probs, class_names, topk)
@@ -63,6 +64,7 @@ def write_evaluation(out_dir: Path, table: pd.DataFrame, y_true: np.ndarray, pro
     plot_confusion(np.array(metrics["confusion_matrix"]), class_names, out_dir / "figures" / f"{prefix}confusion.png")
     aucs = [metrics["per_class"][c]["auc"] for c in class_names]
     plot_roc(y_true, probs, class_names, aucs, out_dir / "figures" / f"{prefix}roc.png")
+    plot_pr(y_true, probs, class_names, out_dir / "figures" / f"{prefix}pr.png")
     return metrics
 
 

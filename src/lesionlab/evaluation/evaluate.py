@@ -15,8 +15,9 @@ from lesionlab.data.prepare import prepare_data
 from lesionlab.data.taxonomy import can_map
 from lesionlab.evaluation.artifacts import write_evaluation
 from lesionlab.evaluation.inference import predict_probs
+from lesionlab.evaluation.post_training import write_shipped_calibration
+from lesionlab.evaluation.run_data import load_run, seen_in_splits
 from lesionlab.evaluation.run_report import write_evaluation_report
-from lesionlab.models.checkpoint import load_model
 from lesionlab.runs import RunPaths
 
 logger = logging.getLogger(__name__)
@@ -35,11 +36,7 @@ class EvaluationResult:
 
 def seen_mask(table: pd.DataFrame, run: RunPaths) -> np.ndarray:
     """Rows whose image id or lesion id appears in the run's train or validation split."""
-    splits = pd.read_csv(run.splits, dtype={"image_id": str, "lesion_id": str})
-    used = splits[splits["split"] != "test"]
-    by_image = table["image_id"].astype(str).isin(set(used["image_id"]))
-    by_lesion = table["lesion_id"].astype(str).isin(set(used["lesion_id"]))
-    return (by_image | by_lesion).to_numpy()
+    return seen_in_splits(table, [run.splits])
 
 
 def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Path | None = None,
@@ -48,10 +45,11 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
     """Evaluate the model of ``run_dir`` on ``data_cfg`` using the run's own crop and size.
 
     Labels are mapped into the model's taxonomy (e.g. ISIC-8 AK/SCC → HAM akiec). Images whose image or lesion
-    was used for training/validation raise :class:`SeenDataError` unless ``exclude_seen`` drops them.
+    was used for training/validation — by the run or by any member of an ensemble — raise :class:`SeenDataError`
+    unless ``exclude_seen`` drops them. ``run_dir`` may be an ensemble folder (``ensemble.json``).
     """
-    run = RunPaths.existing(run_dir)
-    model, prep = load_model(run.model)
+    loaded = load_run(run_dir)
+    run, model, prep = RunPaths(loaded.root), loaded.model, loaded.prep
     cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples)
     data = prepare_data(cfg, progress=progress, with_split=False)
     dataset = data.dataset
@@ -61,7 +59,7 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
         dataset = dataset.relabel(prep.taxonomy)
     if tuple(dataset.class_names) != tuple(prep.class_names):
         raise ValueError(f"Dataset classes {dataset.class_names} differ from the model's {prep.class_names}")
-    seen = seen_mask(dataset.table, run)
+    seen = seen_in_splits(dataset.table, loaded.split_files)
     if seen.any() and not exclude_seen:
         raise SeenDataError(
             f"{int(seen.sum())} of {len(seen)} images (or their lesions) were used to train or validate this run; "
@@ -72,11 +70,14 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
     rows = data.rows[keep]
     table = dataset.table[keep].reset_index(drop=True)
     y = dataset.targets()[keep]
+    spec = getattr(model, "metadata_spec", None)  # metadata-fusion models read the table's age/sex/site
     probs = predict_probs(model, data.images, prep.mean, prep.std, indices=rows, batch_size=batch_size,
-                          temperature=prep.temperature, tta=prep.tta, progress=progress)
+                          temperature=prep.temperature, tta=prep.tta, progress=progress,
+                          metadata=None if spec is None else spec.encode(table))
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     directory = Path(out_dir) if out_dir else run.root / "evaluations" / f"{dataset.name.replace(':', '-')}-{stamp}"
     metrics = write_evaluation(directory, table, y, probs, prep.class_names, topk)
+    write_shipped_calibration(directory, y, probs, prep.temperature)
     note = f"{int(seen.sum())} images seen in training/validation were excluded." if seen.any() else ""
     write_evaluation_report(directory, metrics, title=f"LesionLab evaluation of {run.root.name}",
                             subtitle=f"on {dataset.name} ({len(table)} images, {prep.crop} {prep.image_size}px)",

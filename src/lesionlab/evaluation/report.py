@@ -34,8 +34,8 @@ def table_html(frame: pd.DataFrame, index: bool = True) -> str:
     cols = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     rows = []
-    for idx, row in frame.iterrows():
-        cells = ([f"<td>{_fmt(idx)}</td>"] if index else []) + [f"<td>{_fmt(v)}</td>" for v in row.tolist()]
+    for idx, *values in frame.itertuples(index=True, name=None):  # keeps each column's type (ints stay ints)
+        cells = ([f"<td>{_fmt(idx)}</td>"] if index else []) + [f"<td>{_fmt(v)}</td>" for v in values]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

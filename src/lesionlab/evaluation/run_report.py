@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,10 @@ import yaml
 from lesionlab.config import to_dict
 from lesionlab.data.info import DATASET_INFO
 from lesionlab.evaluation.artifacts import headline, per_class_table
+from lesionlab.evaluation.depth_report import add_dynamics_section, add_test_depth_sections
 from lesionlab.evaluation.plots import plot_learning_curves, plot_split_counts
 from lesionlab.evaluation.report import Report, image_html, table_html
+from lesionlab.evaluation.triage_task import add_priority_section
 from lesionlab.runs import RunPaths
 
 DISCLAIMER = ("LesionLab is research software for decision support. Its outputs are not a diagnosis and have not "
@@ -30,12 +33,14 @@ def _licence_block(dataset: str) -> str:
 
 
 def _metric_sections(report: Report, directory: Path, metrics: dict, prefix: str = "") -> None:
+    add_priority_section(report, metrics)  # triage models: per-priority sensitivity comes first
     report.add_cards("Headline metrics (held-out test split)" if not prefix else "Headline metrics", headline(metrics))
     report.add("Per-class metrics", table_html(per_class_table(metrics)) +
                "<p class='muted'>Recall = sensitivity. Balanced accuracy is the mean recall over classes present "
                "in the truth (the ISIC challenge metric). AUC is one-vs-rest.</p>")
     report.add("Confusion matrix", image_html(directory / "figures" / f"{prefix}confusion.png", "confusion matrix"))
     report.add("ROC curves", image_html(directory / "figures" / f"{prefix}roc.png", "ROC curves"))
+    add_test_depth_sections(report, directory, prefix)
 
 
 def write_run_report(run: RunPaths, metrics: dict, *, cfg, split_counts: pd.DataFrame, summary: dict,
@@ -51,6 +56,7 @@ def write_run_report(run: RunPaths, metrics: dict, *, cfg, split_counts: pd.Data
     plot_learning_curves(history, run.figures / "learning_curves.png")
     report.add("Learning curves", image_html(run.figures / "learning_curves.png", "learning curves") +
                f"<p>Best epoch (by {cfg.train.monitor}): {best_epoch} of {len(history)}.</p>")
+    add_dynamics_section(report, history)
     plot_split_counts(split_counts, run.figures / "split_counts.png")
     data_html = (f"<p>{summary['images']} images of {summary['lesions']} lesions; split lesion-disjoint "
                  f"(stratified by class, grouped by lesion/patient; no lesion in two splits — checked).</p>"
@@ -58,6 +64,9 @@ def write_run_report(run: RunPaths, metrics: dict, *, cfg, split_counts: pd.Data
     if summary.get("skipped_images"):
         data_html += f"<p><b>{summary['skipped_images']} unreadable images were skipped</b> (skipped_images.csv).</p>"
     report.add("Data", data_html + _licence_block(summary["dataset"]))
+    from lesionlab.training.resampling_report import add_resampling_section
+
+    add_resampling_section(report, run.root)  # real vs synthetic training samples per class, when resampled
     timing = pd.DataFrame({"seconds": seconds}).round(1)
     timing.index.name = "stage"
     report.add("Timing", table_html(timing) + f"<p class='muted'>Image cache: {html.escape(summary['cache'])} "
@@ -67,9 +76,12 @@ def write_run_report(run: RunPaths, metrics: dict, *, cfg, split_counts: pd.Data
 
 
 def write_evaluation_report(directory: Path, metrics: dict, *, title: str, subtitle: str, dataset: str,
-                            notes: str = "") -> Path:
+                            notes: str = "", extra_sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """The report of an evaluation (or a cross-validation): ``extra_sections`` (heading, html) follow the notice."""
     report = Report(title=title, subtitle=subtitle)
     report.add("Notice", f"<p class='notice'>{DISCLAIMER}</p>" + (f"<p>{html.escape(notes)}</p>" if notes else ""))
+    for heading, body in extra_sections:
+        report.add(heading, body)
     _metric_sections(report, directory, metrics, prefix="")
     report.add("Data", _licence_block(dataset))
     return report.write(directory / "report.html")

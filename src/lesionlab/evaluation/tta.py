@@ -1,4 +1,8 @@
-"""Test-time augmentation policies: views of a batch whose predicted probabilities are averaged."""
+"""Test-time augmentation policies: views of a batch whose predicted probabilities are averaged.
+
+A policy is a registered name (``none``, ``flips``, ``d4``) or any ``+``-joined list of registered views, e.g.
+``eval.tta=identity+hflip+rot90`` (the string is stored with the model, so the predictor uses the same views).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ from collections.abc import Callable
 
 import torch
 
-from lesionlab.registry import Registry
+from lesionlab.registry import Registry, UnknownNameError
 
 View = Callable[[torch.Tensor], torch.Tensor]
 TTA_POLICIES: Registry[tuple[View, ...]] = Registry("TTA policy")
+TTA_VIEWS: Registry[View] = Registry("TTA view")
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -44,5 +49,29 @@ TTA_POLICIES.add("d4", tuple([_rot(k) for k in range(4)] + [_rot_hflip(k) for k 
                  help="all 8 flips and 90° rotations (dihedral group)")
 
 
+for _name, _view, _help in [
+    ("identity", _identity, "the image as is"),
+    ("hflip", _hflip, "mirror left-right"),
+    ("vflip", _vflip, "mirror top-bottom"),
+    ("rot90", _rot(1), "rotate 90°"),
+    ("rot180", _rot(2), "rotate 180°"),
+    ("rot270", _rot(3), "rotate 270°"),
+    ("transpose", _rot_hflip(1), "mirror along the main diagonal"),
+    ("antitranspose", _rot_hflip(3), "mirror along the anti-diagonal"),
+]:
+    TTA_VIEWS.add(_name, _view, help=_help)
+
+
 def get_tta(name: str) -> tuple[View, ...]:
-    return TTA_POLICIES.get(name)
+    """The views of a registered policy, or of a ``+``-joined list of view names (``identity+hflip+rot90``)."""
+    if name in TTA_POLICIES:
+        return TTA_POLICIES.get(name)
+    parts = [p.strip() for p in str(name).split("+")]
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"TTA views repeat in {name!r}; list each view once")
+    unknown = [p for p in parts if p not in TTA_VIEWS]
+    if unknown:
+        raise UnknownNameError(f"Unknown TTA policy or view {unknown[0]!r} in {name!r}. Policies: "
+                               f"{', '.join(TTA_POLICIES.names())}; or join views with '+': "
+                               f"{', '.join(TTA_VIEWS.names())}.")
+    return tuple(TTA_VIEWS.get(p) for p in parts)

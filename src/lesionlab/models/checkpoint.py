@@ -10,6 +10,7 @@ import torch
 
 from lesionlab.config import ModelConfig, from_dict
 from lesionlab.models.classifier import LesionClassifier, create_model
+from lesionlab.models.metadata import MetadataSpec
 
 FORMAT = "lesionlab-model/1"
 
@@ -27,6 +28,8 @@ class Preprocessing:
     temperature: float = 1.0
     tta: str = "none"
     thresholds: dict[str, float] = field(default_factory=dict)
+    unsure_threshold: float | None = None  # max-softmax below this → "unsure" (fitted on the validation split)
+    unsure_rule: str = ""  # how the unsure threshold was chosen, shown to users
 
 
 def save_model(path: str | Path, model: LesionClassifier, model_cfg: ModelConfig, prep: Preprocessing,
@@ -34,8 +37,10 @@ def save_model(path: str | Path, model: LesionClassifier, model_cfg: ModelConfig
     cfg = asdict(model_cfg)
     cfg["pretrained"] = False  # the weights are in the file; never re-download at load time
     cfg["weights"] = None
+    spec = getattr(model, "metadata_spec", None)  # the metadata encoder travels with the weights
     torch.save({"format": FORMAT, "model": cfg, "preprocessing": asdict(prep),
-                "state_dict": model.state_dict(), "extra": extra or {}}, path)
+                "state_dict": model.state_dict(), "extra": extra or {},
+                "metadata": spec.to_dict() if spec is not None else None}, path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LesionClassifier, Preprocessing]:
@@ -49,7 +54,27 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     for key in ("mean", "std", "class_names"):
         prep_dict[key] = tuple(prep_dict[key])
     prep = Preprocessing(**prep_dict)
-    model = create_model(from_dict(ModelConfig, blob["model"]), len(prep.class_names))
+    spec = MetadataSpec.from_dict(blob["metadata"]) if blob.get("metadata") else None
+    model = create_model(from_dict(ModelConfig, blob["model"]), len(prep.class_names), metadata_spec=spec)
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, prep
+
+
+def update_preprocessing(path: str | Path, **changes: Any) -> Preprocessing:
+    """Rewrite fields of a saved model's :class:`Preprocessing` (e.g. a refitted temperature) in place."""
+    path = Path(path)
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a LesionLab model file (expected format {FORMAT})")
+    unknown = set(changes) - set(blob["preprocessing"]) - {f for f in Preprocessing.__dataclass_fields__}
+    if unknown:
+        raise ValueError(f"unknown preprocessing fields {sorted(unknown)}")
+    blob["preprocessing"] = {**blob["preprocessing"], **changes}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    prep = dict(blob["preprocessing"])
+    for key in ("mean", "std", "class_names"):
+        prep[key] = tuple(prep[key])
+    return Preprocessing(**prep)

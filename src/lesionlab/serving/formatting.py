@@ -27,5 +27,8 @@ def format_predictions(results: Sequence[Prediction], class_names: Sequence[str]
     lines = []
     for r in results:
         tops = "  ".join(f"{d.label} {d.probability:6.1%}" for d in r.top)
-        lines.append(f"{r.source}\n    {tops}\n    triage priority {TRIAGE_TEXT.get(r.triage_priority)}")
+        unsure = "" if r.unsure is None else ("\n    UNSURE: low confidence, rely on clinical assessment" if r.unsure
+                                              else "")
+        lines.append(f"{r.source}\n    {tops}\n    triage priority {TRIAGE_TEXT.get(r.triage_priority)} "
+                     f"({r.triage_rule}){unsure}")
     return "\n".join(lines) + "\n"

@@ -1,20 +1,34 @@
-"""``Predictor``: load a run's model with its preprocessing and turn images into ranked diagnoses + triage."""
+"""``Predictor``: load a run, an ensemble or an ONNX export with its preprocessing and turn images into ranked
+diagnoses with calibrated probabilities, a triage priority (and the rule behind it), an "unsure" flag and,
+optionally, a heat-map."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from lesionlab.data.crops import get_crop
-from lesionlab.data.images import ImageReadError, open_image
-from lesionlab.data.taxonomy import TAXONOMIES, triage_priority
+from lesionlab.data.images import DEFAULT_MAX_PIXELS, ImageReadError, open_image
+from lesionlab.data.taxonomy import TAXONOMIES
+from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.inference import predict_probs
-from lesionlab.models.checkpoint import Preprocessing, load_model
+from lesionlab.models.checkpoint import Preprocessing
+from lesionlab.serving.heatmap import colorize, compute_heatmap, default_method, png_data_url
+from lesionlab.serving.metadata import MetadataError, PatientMetadata
+from lesionlab.serving.triage import decide_triage
+from lesionlab.serving.unsure import is_unsure
+
+logger = logging.getLogger(__name__)
+
+ImageInput = str | Path | bytes | Image.Image
+MetadataInput = PatientMetadata | Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -26,13 +40,18 @@ class Diagnosis:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result: top-k diagnoses, all probabilities and the triage priority of the top diagnosis."""
+    """One image's result: top-k diagnoses, all probabilities, the triage priority (and why), the unsure flag."""
 
     source: str
     top: tuple[Diagnosis, ...]
     probabilities: dict[str, float]
     triage_priority: int
     triage_rule: str
+    triage_reason: str = ""
+    unsure: bool | None = None  # None: the artefact has no threshold (see ``unsure_reason``)
+    unsure_reason: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    heatmap: dict[str, str] | None = None
 
     @property
     def label(self) -> str:
@@ -40,51 +59,103 @@ class Prediction:
 
     def as_dict(self) -> dict:
         return {"image": self.source, "label": self.label, "triage_priority": self.triage_priority,
-                "triage_rule": self.triage_rule,
-                "top": [d.__dict__ for d in self.top], "probabilities": self.probabilities}
+                "triage_rule": self.triage_rule, "triage_reason": self.triage_reason,
+                "unsure": self.unsure, "unsure_reason": self.unsure_reason,
+                "top": [d.__dict__ for d in self.top], "probabilities": self.probabilities,
+                "metadata": self.metadata, "heatmap": self.heatmap}
 
 
 class Predictor:
-    """Restores a model + its preprocessing; ``predict`` accepts paths, bytes or PIL images."""
+    """Restores a model + its preprocessing; ``predict`` accepts paths, bytes or PIL images.
 
-    def __init__(self, model: torch.nn.Module, prep: Preprocessing, device: str = "cpu") -> None:
+    ``backend`` is ``torch`` (eager), ``onnx`` (ONNX Runtime) or ``ensemble``; ``card`` describes the artefact
+    (see :mod:`lesionlab.serving.artefacts`).
+    """
+
+    def __init__(self, model: torch.nn.Module, prep: Preprocessing, device: str = "cpu", *,
+                 backend: str = "torch", card: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.model = model.eval().to(device)
         self.prep = prep
         self.device = device
+        self.backend = backend
+        self.card = card
+        self.max_pixels = max_pixels
         self._crop = get_crop(prep.crop)
         tax = TAXONOMIES.get(prep.taxonomy) if prep.taxonomy in TAXONOMIES else None
         self._describe = (lambda c: tax.descriptions.get(c, c)) if tax else (lambda c: c)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        """``path`` is a run directory or a ``model.pt`` file."""
-        path = Path(path)
-        model_file = path / "model.pt" if path.is_dir() else path
-        model, prep = load_model(model_file)
-        return cls(model, prep, device)
+    def load(cls, path: str | Path | Sequence[str | Path], device: str = "cpu", *,
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+        """Load a run directory, a ``model.pt``, an ``.onnx`` export (ONNX Runtime is used automatically), an
+        ensemble manifest (``.json``/``.yaml`` listing member runs) or a list of runs (an ensemble)."""
+        from lesionlab.serving.artefacts import load_artefact
+
+        model, prep, card = load_artefact(path, device)
+        return cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels)
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.prep.class_names
 
-    def preprocess(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
-        img = image.convert("RGB") if isinstance(image, Image.Image) else open_image(image)
+    def describe(self, label: str) -> str:
+        return self._describe(label)
+
+    @property
+    def unsure_available(self) -> bool:
+        return self.prep.unsure_threshold is not None
+
+    @property
+    def unsure_rule(self) -> str:
+        if self.prep.unsure_threshold is None:
+            return ("not available: this model file stores no unsure threshold (it was trained before LesionLab "
+                    "fitted one on the validation split, or it is an ensemble without one)")
+        return self.prep.unsure_rule or f"max softmax probability < {self.prep.unsure_threshold:.3f}"
+
+    @property
+    def heatmap_method(self) -> str | None:
+        """The heat-map method this backend supports (None for ONNX Runtime, which has no gradients)."""
+        return None if self.backend == "onnx" else default_method()
+
+    def decode(self, image: ImageInput, name: str | None = None) -> Image.Image:
+        """Upright 8-bit RGB (any mode, EXIF rotation applied); bad images raise :class:`ImageReadError`."""
+        if isinstance(image, Image.Image):
+            return open_image_from_pil(image)
+        return open_image(image, max_pixels=self.max_pixels, name=name)
+
+    def preprocess(self, image: ImageInput, name: str | None = None) -> np.ndarray:
+        img = self.decode(image, name)
         return np.asarray(self._crop(img, self.prep.image_size), dtype=np.uint8)
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for preprocessed uint8 ``(N, H, W, 3)`` images."""
-        return predict_probs(self.model, batch, self.prep.mean, self.prep.std, temperature=self.prep.temperature,
-                             tta=self.prep.tta, device=self.device, batch_size=64)
+    def predict_arrays(self, batch: np.ndarray,
+                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> np.ndarray:
+        """Calibrated probabilities for preprocessed uint8 ``(N, H, W, 3)`` images (the run's TTA included).
 
-    def predict(self, images: Sequence[str | Path | bytes | Image.Image], topk: int = 3,
-                names: Sequence[str] | None = None) -> list[Prediction]:
+        ``metadata``: raw age/sex/site per image for metadata-fusion models, encoded with the spec stored in the
+        checkpoint; absent entries or fields count as missing. Image-only models ignore it.
+        """
+        spec = getattr(self.model, "metadata_spec", None)
+        encoded = None if spec is None else spec.encode(list(metadata) if metadata is not None else [None] * len(batch))
+        return predict_probs(self.model, batch, self.prep.mean, self.prep.std, temperature=self.prep.temperature,
+                             tta=self.prep.tta, device=self.device, batch_size=64, metadata=encoded)
+
+    def predict(self, images: Sequence[ImageInput], topk: int = 3, names: Sequence[str] | None = None,
+                metadata: Sequence[MetadataInput] | None = None, heatmap: bool = False) -> list[Prediction]:
+        """Predict a batch. ``metadata`` (one entry per image) is validated, used by metadata-fusion models
+        (missing fields allowed) and echoed in the result. ``heatmap`` adds a PNG overlay of the top-1 class's
+        evidence."""
         if not images:
             return []
-        batch = np.stack([self.preprocess(im) for im in images])
-        probs = self.predict_arrays(batch)
+        meta = _parse_metadata(metadata, len(images))
         names = list(names) if names else [str(im) if isinstance(im, str | Path) else f"image-{i}"
                                            for i, im in enumerate(images)]
-        return [self._result(name, p, topk) for name, p in zip(names, probs, strict=True)]
+        batch = np.stack([self.preprocess(im, n) for im, n in zip(images, names, strict=True)])
+        probs = self.predict_arrays(batch, [m.as_dict() if m is not None else None for m in meta])
+        results = []
+        for i, (name, p) in enumerate(zip(names, probs, strict=True)):
+            heat = self._heatmap(batch[i], int(np.argmax(p)), meta[i]) if heatmap else None
+            results.append(self._result(name, p, topk, meta[i], heat))
+        return results
 
     def predict_files(self, paths: Sequence[str | Path], topk: int = 3,
                       batch_size: int = 64) -> tuple[list[Prediction], list[str]]:
@@ -111,9 +182,59 @@ class Predictor:
         flush()
         return results, errors
 
-    def _result(self, name: str, p: np.ndarray, topk: int) -> Prediction:
+    def _heatmap(self, array: np.ndarray, class_index: int, meta: PatientMetadata | None = None) -> dict[str, str]:
+        if self.heatmap_method is None:
+            return {"method": "none", "note": "heat-maps need gradients; ONNX Runtime artefacts have none. "
+                    "Serve the run directory (PyTorch) for heat-maps."}
+        x = to_model_input(torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device), self.prep.mean,
+                           self.prep.std)
+        spec = getattr(self.model, "metadata_spec", None)
+        model = self.model if spec is None else _MetadataBound(
+            self.model, torch.from_numpy(spec.encode([meta.as_dict() if meta else None])).to(self.device))
+        heat, method = compute_heatmap(model, x, class_index, self.heatmap_method)
+        return {"method": method, "class": self.class_names[class_index],
+                "image": png_data_url(array), "overlay": png_data_url(colorize(heat, array.shape[0]))}
+
+    def _result(self, name: str, p: np.ndarray, topk: int, meta: PatientMetadata | None = None,
+                heat: dict[str, str] | None = None) -> Prediction:
         order = np.argsort(-p)[: max(1, min(topk, len(p)))]
         top = tuple(Diagnosis(self.class_names[i], self._describe(self.class_names[i]), float(p[i])) for i in order)
+        triage = decide_triage(p, self.class_names, self.prep.thresholds)
+        if self.prep.unsure_threshold is None:
+            unsure, why = None, self.unsure_rule
+        else:
+            unsure = bool(is_unsure(p[None], self.prep.unsure_threshold)[0])
+            why = (f"confidence {float(p.max()):.3f} is below" if unsure else
+                   f"confidence {float(p.max()):.3f} is at or above") + f" the threshold ({self.unsure_rule})"
         return Prediction(source=name, top=top,
                           probabilities={c: float(v) for c, v in zip(self.class_names, p, strict=True)},
-                          triage_priority=triage_priority(top[0].label), triage_rule="top-1 diagnosis")
+                          triage_priority=triage.priority, triage_rule=triage.rule, triage_reason=triage.rule_text,
+                          unsure=unsure, unsure_reason=why, metadata=meta.as_dict() if meta else {}, heatmap=heat)
+
+
+class _MetadataBound(torch.nn.Module):
+    """A metadata-fusion model with one image's encoded metadata bound, called like an image-only model by the
+    heat-map methods."""
+
+    def __init__(self, model: torch.nn.Module, meta: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.meta = meta.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.meta.expand(len(x), -1))
+
+
+def open_image_from_pil(img: Image.Image) -> Image.Image:
+    """A PIL image already in memory gets the same mode handling as a file (16-bit, alpha, palette, CMYK)."""
+    from lesionlab.data.images import _to_rgb
+
+    return _to_rgb(img)
+
+
+def _parse_metadata(metadata: Sequence[MetadataInput] | None, n: int) -> list[PatientMetadata | None]:
+    if metadata is None:
+        return [None] * n
+    if len(metadata) != n:
+        raise MetadataError("metadata", f"got {len(metadata)} entries for {n} images; give one per image")
+    return [m if isinstance(m, PatientMetadata) or m is None else PatientMetadata.from_mapping(m) for m in metadata]

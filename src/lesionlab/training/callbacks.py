@@ -18,6 +18,7 @@ class HistoryWriter(L.Callback):
         self.path = Path(path)
         self.rows: list[dict] = []
         self._start = 0.0
+        self.epoch_offset = 0  # epochs of earlier fits (staged fine-tuning numbers epochs across stages)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -27,7 +28,7 @@ class HistoryWriter(L.Callback):
         if not trainer.is_global_zero:
             return
         m = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch + 1}
+        row = {"epoch": self.epoch_offset + trainer.current_epoch + 1}
         for key in HISTORY_COLUMNS[1:6]:
             row[key] = float(m[key]) if key in m else float("nan")
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import lightning as L
 import torch
 import torchmetrics
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from lesionlab.config import TrainConfig
 from lesionlab.data.transforms import to_model_input
-from lesionlab.training.optim import create_optimizer, create_scheduler
+from lesionlab.training.optim import SELF_AVERAGING, create_optimizer, lightning_schedulers, set_optimizer_mode
 
+logger = logging.getLogger(__name__)
+
+
+
+def ema_with_warmup(decay: float):
+    """EMA update whose decay ramps up as ``min(decay, (1 + n) / (10 + n))`` (timm's warm-up), so short runs and
+    early validation see trained weights rather than the random initialisation."""
+
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        pairs = [(e, p) for e, p in zip(ema_params, params, strict=True) if e.is_floating_point()]
+        if pairs:
+            torch._foreach_lerp_([e for e, _ in pairs], [p.to(e.dtype) for e, p in pairs], 1.0 - d)
+        for e, p in zip(ema_params, params, strict=True):  # integer buffers (BatchNorm step counters) are copied
+            if not e.is_floating_point():
+                e.copy_(p)
+
+    return update
 
 class LesionModule(L.LightningModule):
     """Wraps a classifier with its loss, optimiser, schedule and epoch metrics."""
@@ -29,23 +49,28 @@ class LesionModule(L.LightningModule):
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_auc = torchmetrics.classification.MulticlassAUROC(num_classes, average="macro")
         # Exponential moving average of the weights: validated, checkpointed and exported instead of the raw model.
-        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay), use_buffers=True)
-                    if train_cfg.ema_decay > 0 else None)
+        # Schedule-Free optimizers keep their own average (switched by optimizer.train()/eval()): no EMA on top.
+        use_ema = train_cfg.ema_decay > 0 and train_cfg.optimizer.lower() not in SELF_AVERAGING
+        if train_cfg.ema_decay > 0 and not use_ema:
+            logger.warning("train.optimizer=%s averages its own weights; weight EMA (train.ema_decay) is off",
+                           train_cfg.optimizer)
+        self.ema = (AveragedModel(model, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True)
+                    if use_ema else None)
 
     def inference_model(self) -> nn.Module:
         """The weights to evaluate and ship: the EMA copy when enabled, else the trained model."""
         return self.ema.module if self.ema is not None else self.model
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(to_model_input(images, self.mean, self.std))
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        return _call(self.model, to_model_input(images, self.mean, self.std), meta)
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, targets = batch
-        logits = self(images)
+        images, targets, *meta = batch  # metadata models get (images, targets, metadata) batches
+        logits = self(images, *meta)
         loss = self.loss_fn(logits, targets)
         self.train_bal_acc.update(logits.detach(), targets)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets),
@@ -54,8 +79,8 @@ class LesionModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        images, targets = batch
-        logits = self.inference_model()(to_model_input(images, self.mean, self.std))
+        images, targets, *meta = batch
+        logits = _call(self.inference_model(), to_model_input(images, self.mean, self.std), *meta)
         loss = self.loss_fn(logits, targets)
         self.val_bal_acc.update(logits, targets)
         self.val_auc.update(logits.softmax(-1), targets)
@@ -73,7 +98,26 @@ class LesionModule(L.LightningModule):
                                self.cfg.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        sched = create_scheduler(self.cfg.scheduler, opt, total, int(self.cfg.warmup_epochs * steps_per_epoch))
-        if sched is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        mode = "min" if self.cfg.monitor == "val_loss" else "max"
+        scheds = lightning_schedulers(self.cfg.scheduler, opt, total, int(self.cfg.warmup_epochs * steps_per_epoch),
+                                      monitor=self.cfg.monitor, mode=mode, factor=self.cfg.plateau_factor,
+                                      patience=self.cfg.plateau_patience)
+        return ([opt], scheds) if scheds else opt
+
+    # Schedule-Free optimizers train on one weight sequence and evaluate another: switch them with the loop.
+    def on_train_epoch_start(self) -> None:
+        for opt in self.trainer.optimizers:
+            set_optimizer_mode(opt, True)
+
+    def on_validation_epoch_start(self) -> None:
+        for opt in self.trainer.optimizers:
+            set_optimizer_mode(opt, False)
+
+    def on_fit_end(self) -> None:
+        for opt in self.trainer.optimizers:
+            set_optimizer_mode(opt, False)
+
+
+def _call(model: nn.Module, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+    """``model(x)``, or ``model(x, meta=meta)`` for a metadata-fusion model's batches."""
+    return model(x) if meta is None else model(x, meta=meta)

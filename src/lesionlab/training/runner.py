@@ -7,8 +7,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -20,14 +22,32 @@ from lesionlab.data.splits import check_no_leakage, split_summary
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import get_augmentation
 from lesionlab.evaluation.artifacts import write_evaluation
-from lesionlab.evaluation.inference import predict_probs
+from lesionlab.evaluation.calibration import probs_from_view_logits
+from lesionlab.evaluation.inference import predict_probs, predict_view_logits
+from lesionlab.evaluation.post_training import tune_on_validation, write_depth_artifacts
 from lesionlab.evaluation.run_report import write_run_report
 from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.models.classifier import create_model, default_normalisation
+from lesionlab.models.metadata import MetadataSpec, encode_split_metadata, sample_metadata
 from lesionlab.runs import RunPaths
+from lesionlab.serving.unsure import with_unsure_threshold
 from lesionlab.training.callbacks import HistoryWriter
-from lesionlab.training.losses import class_weights, create_loss
+from lesionlab.training.distributed import (
+    ShardSampler,
+    SplitConsistency,
+    SyncInferenceWeights,
+    ignore_in_ddp,
+    process_rank,
+    run_dir_for_rank,
+    split_fingerprint,
+)
+from lesionlab.training.frozen_head import CachedFeatureHead, uses_cached_head
+from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
+from lesionlab.training.resampling import TrainingSet, assert_train_only
+from lesionlab.training.staged import fit_model, fit_stages
+from lesionlab.training.train_set import build_training_set, training_dataset, training_sampler, uses_feature_smote
+from lesionlab.training.validation import check_component_names
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +59,24 @@ class TrainResult:
     seconds: dict[str, float]
 
 
+def resolve_precision(requested: str, accelerator: str = "auto") -> str:
+    """``auto`` → ``bf16-mixed`` on a CUDA GPU with bf16 or a CPU with AVX512-BF16/AMX (about 1.6x faster training
+    here), else ``32-true``. Any explicit Lightning precision string is passed through."""
+    if requested != "auto":
+        return requested
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if _cpu_has_bf16() else "32-true"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def default_workers(requested: int) -> int:
     """-1 → one loader worker per spare core (none on a 1-2 core machine, where workers fight the model)."""
     if requested >= 0:
@@ -47,17 +85,25 @@ def default_workers(requested: int) -> int:
     return 0 if cores <= 2 else min(8, cores // 2)
 
 
-def make_loaders(data: PreparedData, cfg: ExperimentConfig) -> tuple[DataLoader, DataLoader]:
+def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: TrainingSet | None = None,
+                 metadata: np.ndarray | None = None,
+                 metadata_spec: MetadataSpec | None = None) -> tuple[DataLoader, DataLoader]:
     targets = data.targets()
     tr, va = data.indices("train"), data.indices("val")
-    aug = get_augmentation(cfg.train.augment, cfg.data.image_size)
+    aug = get_augmentation(cfg.train.augment, cfg.data.image_size, cfg.train.augment_params)
+    ts = training_set or build_training_set(data, cfg)  # under-/over-sampling, SMOTE: training split only
+    assert_train_only(ts.positions, tr, np.concatenate([va, data.indices("test")]))
     workers = default_workers(cfg.train.num_workers)
     common = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
-    train_ds = ArrayDataset(data.images, data.rows[tr], targets[tr], aug)
-    val_ds = ArrayDataset(data.images, data.rows[va], targets[va], None)
-    drop_last = len(tr) > cfg.train.batch_size  # a last batch of 1 breaks BatchNorm
-    return (DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=drop_last, **common),
-            DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False, **common))
+    train_meta = None if metadata is None else sample_metadata(metadata, metadata_spec, ts.positions,
+                                                                len(ts.synthetic_targets))
+    train_ds, sampler = training_dataset(data, ts, aug, metadata=train_meta), training_sampler(cfg, ts)
+    val_ds = ArrayDataset(data.images, data.rows[va], targets[va], None,
+                          metadata=None if metadata is None else metadata[va])
+    drop_last = len(train_ds) > cfg.train.batch_size  # a last batch of 1 breaks BatchNorm
+    return (DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
+                       drop_last=drop_last, **common),
+            DataLoader(val_ds, batch_size=cfg.eval.batch_size, sampler=ShardSampler(val_ds), **common))  # DDP: unpadded
 
 
 def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
@@ -65,7 +111,9 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     t0 = time.perf_counter()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    run = run or RunPaths.create(cfg.output_dir, cfg.name)
+    check_component_names(cfg)  # an unknown loss/optimizer/sampler/... name fails before any data is loaded
+    rank = process_rank()  # DDP: every rank runs this function; only rank 0 writes the run
+    run = run or (RunPaths(run_dir_for_rank(rank)) if rank else RunPaths.create(cfg.output_dir, cfg.name))
     save_config(cfg, run.config)
     logger.info("Run directory: %s", run.root)
 
@@ -84,29 +132,38 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     run.data_summary.write_text(json.dumps(summary, indent=2, default=str))
 
     train_counts = counts.loc[list(classes), "train"].to_numpy()
-    weights = class_weights(cfg.train.class_weights, train_counts)
-    model = create_model(cfg.model, len(classes))
+    meta_spec, meta = encode_split_metadata(cfg.model, table)  # model.metadata: fitted on the training split
+    model = create_model(cfg.model, len(classes), metadata_spec=meta_spec)
     mean, std = default_normalisation(model, cfg.model.pretrained or bool(cfg.model.weights))
-    module = LesionModule(model, create_loss(cfg.train.loss, weights, cfg.train.label_smoothing), cfg.train,
-                          len(classes), mean, std)
-    train_loader, val_loader = make_loaders(data, cfg)
+    module = LesionModule(model, loss_from_config(cfg.train, train_counts), cfg.train, len(classes), mean, std)
+    training_set = build_training_set(data, cfg, run)
+    train_loader, val_loader = make_loaders(data, cfg, training_set, metadata=meta, metadata_spec=meta_spec)
 
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
     ckpt = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=cfg.train.monitor, mode=mode,
                            save_top_k=1, save_last=False)
-    callbacks: list[L.Callback] = [ckpt, HistoryWriter(run.history)]
+    callbacks: list[L.Callback] = [ckpt, HistoryWriter(run.history), SplitConsistency(split_fingerprint(table)),
+                                   SyncInferenceWeights()]
+    ignore_in_ddp(module)  # the weight EMA is not trained by gradients
     if cfg.train.patience:
         callbacks.append(EarlyStopping(monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience))
-    trainer = L.Trainer(
-        max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-        num_nodes=cfg.train.num_nodes, strategy=cfg.train.strategy, precision=cfg.train.precision,
-        callbacks=callbacks, logger=False, default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
+    trainer_kwargs = dict(
+        accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
+        strategy=cfg.train.strategy, precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+        logger=False, default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
         enable_model_summary=False, num_sanity_val_steps=0, deterministic=False,
         max_time={"minutes": cfg.train.max_time_minutes} if cfg.train.max_time_minutes else None,
     )
     t1 = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
+    if uses_cached_head(cfg) and not uses_feature_smote(cfg):  # frozen backbone: the head trains on cached features
+        fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks, trainer_kwargs=trainer_kwargs,
+                   head_trainer=CachedFeatureHead(data, training_set, cfg, mean, std, meta))
+    else:
+        fit_model(module, train_loader, val_loader, cfg, callbacks=callbacks, trainer_kwargs=trainer_kwargs,
+                  data=data, training_set=training_set, run_root=run.root)  # one fit, or staged fine-tuning
     t_fit = time.perf_counter() - t1
+    if rank:  # test evaluation, calibration and artefacts: rank 0 only
+        return TrainResult(run, {}, {"data": t_data, "fit": t_fit})
 
     if ckpt.best_model_path:
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -116,6 +173,12 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     best_epoch = int(pd.read_csv(run.history).pipe(lambda h: h.loc[
         h[cfg.train.monitor].idxmax() if mode == "max" else h[cfg.train.monitor].idxmin(), "epoch"]))
     final_model = module.inference_model().cpu()
+    prep, val_outputs = tune_on_validation(final_model, data, prep, cfg, metadata=meta)  # temperature, thresholds
+    val = data.indices("val")  # the unsure threshold is chosen on validation images, never on test images
+    prep = with_unsure_threshold(prep, predict_probs(final_model, data.images, mean, std, indices=data.rows[val],
+                                                     batch_size=cfg.eval.batch_size, temperature=prep.temperature,
+                                                     tta=cfg.eval.tta, metadata=None if meta is None else meta[val]),
+                               data.targets()[val])
     save_model(run.model, final_model, cfg.model, prep,
                extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
                       "train_images": len(data.indices("train"))})
@@ -124,9 +187,12 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     test = data.indices("test")
     seen = set(table.loc[table["split"] != "test", "lesion_id"])
     assert not seen & set(table.loc[test, "lesion_id"]), "test lesions overlap the training/validation lesions"
-    probs = predict_probs(final_model, data.images, mean, std, indices=data.rows[test],
-                          batch_size=cfg.eval.batch_size, tta=cfg.eval.tta)
+    test_logits = predict_view_logits(final_model, data.images, mean, std, indices=data.rows[test],
+                                      batch_size=cfg.eval.batch_size, tta=cfg.eval.tta,
+                                      metadata=None if meta is None else meta[test])
+    probs = probs_from_view_logits(test_logits, prep.temperature)  # what the saved model (and `evaluate`) gives
     metrics = write_evaluation(run.root, table.iloc[test], data.targets()[test], probs, classes, cfg.eval.topk)
+    write_depth_artifacts(run.root, final_model, data, test, test_logits, prep, cfg, val_outputs)
     t_eval = time.perf_counter() - t2
     seconds = {"data": t_data, "fit": t_fit, "evaluate": t_eval, "total": time.perf_counter() - t0}
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))

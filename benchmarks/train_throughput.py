@@ -1,0 +1,160 @@
+"""Peer benchmark: a plain timm + torchvision ``ImageFolder`` training loop vs ``lesionlab train``, same images.
+
+Both train the same backbone at the same resolution, batch size, epochs, optimiser (AdamW + one-cycle) and
+inverse-frequency class weights on the same lesion-disjoint train/validation split of the shared HAM10000 images.
+The peer is what a typical user writes: an ImageFolder of (symlinked) JPEGs, decoded, cropped and resized every
+epoch in ``DataLoader`` workers, fp32. LesionLab decodes once into a uint8 memory-mapped cache and trains with
+channels-last + the config's precision (bf16 autocast on CPUs with AVX512-BF16). Each side runs in its own
+subprocess so peak RSS is its own. Prints images/s, s/epoch, peak memory and the final validation balanced accuracy.
+
+    python benchmarks/train_throughput.py --epochs 2 --max-images 2000 --size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def lesionlab_side(args: argparse.Namespace) -> dict:
+    import pandas as pd
+
+    from lesionlab.config import load_config
+    from lesionlab.training.runner import train
+
+    cfg = load_config(None, _overrides(args))
+    result = train(cfg)
+    history = pd.read_csv(result.run.history)
+    n_train = int((pd.read_csv(result.run.splits)["split"] == "train").sum())
+    fit = result.seconds["fit"]
+    return {"side": "lesionlab", "run": str(result.run.root), "train_images": n_train, "fit_s": fit,
+            "data_s": result.seconds["data"], "s_per_epoch": float(history["seconds"].mean()),
+            "images_per_s": n_train * args.epochs / fit, "val_bal_acc": float(history["val_bal_acc"].iloc[-1]),
+            "precision": cfg.train.precision, "peak_rss_mb": _peak_rss_mb()}
+
+
+def peer_side(args: argparse.Namespace) -> dict:
+    """The reference loop a typical user writes (kept deliberately plain)."""
+    import numpy as np
+    import pandas as pd
+    import timm
+    import torch
+    from sklearn.metrics import balanced_accuracy_score
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from lesionlab.config import load_config
+    from lesionlab.data.datasets import load_dataset
+
+    t0 = time.perf_counter()
+    cfg = load_config(None, _overrides(args))
+    paths = load_dataset(cfg.data).table.set_index("image_id")["path"]
+    splits = pd.read_csv(Path(args.run) / "splits.csv", dtype={"image_id": str})  # LesionLab's split, same images
+    root = Path(tempfile.mkdtemp(prefix="peer-imagefolder-"))
+    for row in splits[splits["split"] != "test"].itertuples():
+        folder = root / row.split / row.label
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{row.image_id}.jpg").symlink_to(paths[row.image_id])
+    norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    train_tf = transforms.Compose([transforms.Resize(args.size), transforms.CenterCrop(args.size),
+                                   transforms.RandomHorizontalFlip(), transforms.RandomVerticalFlip(),
+                                   transforms.ToTensor(), norm])
+    val_tf = transforms.Compose([transforms.Resize(args.size), transforms.CenterCrop(args.size),
+                                 transforms.ToTensor(), norm])
+    train_ds, val_ds = datasets.ImageFolder(root / "train", train_tf), datasets.ImageFolder(root / "val", val_tf)
+    workers = args.peer_workers
+    train_dl = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    val_dl = DataLoader(val_ds, batch_size=256, num_workers=workers)
+    counts = np.bincount(train_ds.targets, minlength=len(train_ds.classes))
+    weights = torch.tensor(len(train_ds) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    torch.manual_seed(0)
+    model = timm.create_model(args.backbone, num_classes=len(train_ds.classes), drop_rate=0.2)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.epochs * len(train_dl))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    setup = time.perf_counter() - t0
+    epochs, bal_acc = [], float("nan")
+    for _ in range(args.epochs):
+        t = time.perf_counter()
+        model.train()
+        for x, y in train_dl:
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        preds, truth = [], []
+        with torch.no_grad():
+            for x, y in val_dl:
+                preds.append(model(x).argmax(1))
+                truth.append(y)
+        bal_acc = balanced_accuracy_score(torch.cat(truth), torch.cat(preds))
+        epochs.append(time.perf_counter() - t)
+    fit = sum(epochs)
+    return {"side": "peer", "train_images": len(train_ds), "fit_s": fit, "data_s": setup,
+            "s_per_epoch": fit / len(epochs), "images_per_s": len(train_ds) * args.epochs / fit,
+            "val_bal_acc": float(bal_acc), "precision": "32-true", "workers": workers, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return [f"data.root={args.data_root}", f"data.image_size={args.size}", f"model.backbone={args.backbone}",
+            f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", f"output_dir={args.out}",
+            "name=throughput", "train.progress=false", "eval.tta=none", "eval.gradcam_images=0",
+            f"train.precision={args.precision}", "model.drop_rate=0.2", "train.augment=light",
+            *([f"data.max_samples={args.max_images}"] if args.max_images else []),
+            *([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else [])]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + \
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # + the largest loader worker
+
+
+def _run_side(side: str, argv: list[str], extra: list[str] = ()) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--side", side, *argv, *extra], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{side} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    default_root = os.environ.get("LESIONLAB_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default=default_root, help="folder holding ham10000/ (default: ../shared/data)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--size", type=int, default=64, help="image size in pixels")
+    p.add_argument("--backbone", default="resnet10t", help="any timm name (both sides)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-images", type=int, default=None, help="stratified subset (default: all 10,015)")
+    p.add_argument("--precision", default="auto", help="LesionLab's train.precision (the peer stays fp32)")
+    p.add_argument("--peer-workers", type=int, default=min(2, os.cpu_count() or 1), help="peer DataLoader workers")
+    p.add_argument("--cache-dir", default=None, help="LesionLab image cache (default: the user cache)")
+    p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "lesionlab-throughput"))
+    p.add_argument("--side", choices=("lesionlab", "peer"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--run", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.side:
+        print(json.dumps((lesionlab_side if args.side == "lesionlab" else peer_side)(args)))
+        return
+    raw = sys.argv[1:] if argv is None else argv
+    ours = _run_side("lesionlab", raw)
+    peer = _run_side("peer", raw, ["--run", ours["run"]])
+    print(f"{args.backbone} {args.size}px batch {args.batch_size} x {args.epochs} epochs, "
+          f"{ours['train_images']} training images; load {os.getloadavg()[0]:.2f}")
+    print(f"{'':10} {'images/s':>9} {'s/epoch':>8} {'peak MB':>8} {'val bal acc':>11}  precision")
+    for r in (peer, ours):
+        print(f"{r['side']:10} {r['images_per_s']:9.1f} {r['s_per_epoch']:8.1f} {r['peak_rss_mb']:8.0f} "
+              f"{r['val_bal_acc']:11.4f}  {r['precision']}")
+    print(f"speed-up {ours['images_per_s'] / peer['images_per_s']:.2f}x; "
+          f"LesionLab data preparation {ours['data_s']:.1f}s (cache), peer setup {peer['data_s']:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

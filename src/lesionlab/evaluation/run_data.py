@@ -1,0 +1,118 @@
+"""Open a trained run — or an ensemble of runs — for the evaluation tools: its model, preprocessing, config, the
+images it trained or validated on (never to be scored) and its held-out test split, re-derived and checked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from lesionlab.config import ExperimentConfig, load_config
+from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.evaluation.ensemble import manifest_path, read_manifest
+from lesionlab.evaluation.exceptions import EvaluationInputError
+from lesionlab.models.checkpoint import Preprocessing
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run directory (or ensemble folder) with its model as the predictor would load it."""
+
+    root: Path
+    model: nn.Module
+    prep: Preprocessing
+    members: tuple[Path, ...]  # member run directories (the run itself for a single run)
+    split_files: tuple[Path, ...]  # every member's splits.csv (images used for training/validation)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return manifest_path(self.root) is not None
+
+    def config(self) -> ExperimentConfig:
+        """The resolved config the run (or the cross-validation) was trained with."""
+        path = self.root / "config.yaml"
+        if not path.is_file():
+            path = self.members[0] / "config.yaml"
+        if not path.is_file():
+            raise EvaluationInputError(f"no config.yaml in {self.root}: cannot re-create its data splits")
+        return load_config(path)
+
+
+def _member_dirs(root: Path) -> tuple[Path, ...]:
+    manifest = manifest_path(root)
+    if manifest is None:
+        return (root,)
+    return tuple(m if m.is_dir() else m.parent for m in read_manifest(manifest)["members"])
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """A run directory, its ``model.pt``, or an ensemble folder / ``ensemble.json`` (loaded like ``predict`` does)."""
+    from lesionlab.serving.artefacts import load_artefact
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (expected a run directory or an ensemble folder)")
+    root = path.parent if path.is_file() else path
+    model, prep, _ = load_artefact(path)
+    members = _member_dirs(root)
+    split_files = tuple(m / "splits.csv" for m in members)
+    missing = [str(p) for p in split_files if not p.is_file()]
+    if missing:
+        raise EvaluationInputError(f"cannot tell which images {path} was trained on: missing {missing}")
+    return LoadedRun(root, model, prep, members, split_files)
+
+
+def seen_in_splits(table: pd.DataFrame, split_files: Sequence[Path]) -> np.ndarray:
+    """Rows whose image id or lesion id any of the runs used for training or validation."""
+    images: set[str] = set()
+    lesions: set[str] = set()
+    for path in split_files:
+        splits = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str})
+        used = splits[splits["split"] != "test"]
+        images |= set(used["image_id"])
+        lesions |= set(used["lesion_id"])
+    by_image = table["image_id"].astype(str).isin(images)
+    by_lesion = table["lesion_id"].astype(str).isin(lesions)
+    return (by_image | by_lesion).to_numpy()
+
+
+def prepare_run_data(run: LoadedRun, data_root: str | None = None, progress: bool = False
+                     ) -> tuple[ExperimentConfig, PreparedData]:
+    """Re-create the run's data and split from its config; refuse when its test split no longer matches."""
+    cfg = run.config()
+    if data_root:
+        cfg = replace(cfg, data=replace(cfg.data, root=data_root))
+    data = prepare_data(cfg.data, progress=progress)
+    recorded = pd.read_csv(run.split_files[0], dtype={"image_id": str})
+    want = set(recorded.loc[recorded["split"] == "test", "image_id"])
+    got = set(data.table.loc[data.table["split"] == "test", "image_id"].astype(str))
+    if want != got:
+        raise EvaluationInputError(
+            f"the data found now give a different test split than {run.split_files[0]} records ({len(got)} vs "
+            f"{len(want)} images, {len(want ^ got)} differ): the data or its root changed; pass --data-root")
+    for path in run.split_files:  # the test split must be unseen by every member
+        seen = seen_in_splits(data.table.iloc[data.indices("test")], [path])
+        if seen.any():
+            raise EvaluationInputError(f"{int(seen.sum())} test images were used to train or validate {path.parent}")
+    return cfg, data
+
+
+def test_arrays(data: PreparedData, max_images: int | None = None, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(table positions, uint8 images, targets) of the test split, optionally a class-stratified subset."""
+    test = data.indices("test")
+    if max_images is not None and max_images < len(test):
+        from sklearn.model_selection import train_test_split
+
+        y = data.targets()[test]
+        stratify = y if np.bincount(y).max() > 1 and min(np.bincount(y)[np.bincount(y) > 0]) > 1 else None
+        test, _ = train_test_split(test, train_size=max_images, stratify=stratify, random_state=seed)
+        test = np.sort(test)
+    return test, np.asarray(data.images[data.rows[test]]), data.targets()[test]

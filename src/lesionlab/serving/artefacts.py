@@ -1,0 +1,172 @@
+"""Resolve what ``Predictor.load`` is given — a run, a ``model.pt``, an ``.onnx`` export, an ensemble — into a
+model, its preprocessing and a :class:`ModelCard` (what ``GET /v1/model`` reports)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from lesionlab.config import ConfigError
+from lesionlab.data.info import DATASET_INFO
+from lesionlab.models.checkpoint import Preprocessing, load_model
+
+logger = logging.getLogger(__name__)
+
+#: Headline numbers copied from a run's ``metrics.json`` (held-out, lesion-disjoint test split).
+METRIC_KEYS = ("balanced_accuracy", "auc_macro", "accuracy", "n")
+MANIFEST_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+@dataclass
+class ModelCard:
+    """Who the model is and what it was trained and tested on."""
+
+    name: str
+    backend: str
+    source: str
+    sha256: str
+    dataset: str | None = None
+    licence: str | None = None
+    citation: str | None = None
+    metrics: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Ensemble(nn.Module):
+    """Average of the members' temperature-scaled probabilities, returned as log-probabilities so that the
+    caller's ``softmax`` recovers exactly that average."""
+
+    def __init__(self, members: Sequence[nn.Module], temperatures: Sequence[float],
+                 weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.temperatures = tuple(float(t) for t in temperatures)
+        # optional manifest weights (lesionlab.evaluation.ensemble): a weighted mean; None = the plain mean
+        self.weights = None if weights is None else tuple(float(w) / sum(weights) for w in weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [(m(x).float() / t).softmax(-1) for m, t in zip(self.members, self.temperatures, strict=True)]
+        if self.weights is not None:
+            return sum(w * p for w, p in zip(self.weights, probs, strict=True)).clamp_min(1e-12).log()
+        return torch.stack(probs).mean(0).clamp_min(1e-12).log()
+
+
+def file_sha256(path: Path, length: int = 12) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+def _dataset_card(name: str | None) -> dict[str, Any]:
+    if name and name in DATASET_INFO:
+        info = DATASET_INFO.get(name)
+        return {"dataset": name, "licence": info.licence, "citation": info.citation}
+    return {"dataset": name, "licence": None, "citation": None}
+
+
+def run_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The headline test metrics of a run directory, or None when it has no ``metrics.json``."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    summary = {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}
+    summary["split"] = "held-out lesion-disjoint test split of the run"
+    return summary
+
+
+def load_torch(model_file: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:
+    model, prep = load_model(model_file, map_location=device)
+    blob_extra = torch.load(model_file, map_location="cpu", weights_only=False).get("extra", {})
+    run_dir = model_file.parent
+    card = ModelCard(name=run_dir.name, backend="torch", source=str(model_file), sha256=file_sha256(model_file),
+                     metrics=run_metrics(run_dir), training=dict(blob_extra),
+                     **_dataset_card(blob_extra.get("dataset")))
+    return model, prep, card
+
+
+def load_onnx_artefact(path: Path) -> tuple[nn.Module, Preprocessing, ModelCard]:
+    from lesionlab.serving.onnx import load_onnx
+
+    module, prep, stored = load_onnx(path)
+    card = ModelCard(name=stored.get("name", path.stem), backend="onnx", source=str(path), sha256=file_sha256(path),
+                     metrics=stored.get("metrics"), training=dict(stored.get("training") or {}),
+                     **_dataset_card(stored.get("dataset")))
+    return module, prep, card
+
+
+def _read_manifest(path: Path) -> tuple[list[Path], dict[str, Any]]:
+    data = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("members"), list) or not data["members"]:
+        raise ConfigError(f"{path}: an ensemble manifest needs a non-empty 'members' list of run directories, "
+                          "model.pt or .onnx files")
+    return [(path.parent / str(m)).resolve() for m in data["members"]], data
+
+
+def load_ensemble(paths: Sequence[Path], device: str = "cpu", manifest: dict[str, Any] | None = None,
+                  name: str = "ensemble") -> tuple[nn.Module, Preprocessing, ModelCard]:
+    """Members must share classes and preprocessing (size, crop, mean/std); their probabilities are averaged."""
+    loaded = [load_single(p, device) for p in paths]
+    first = loaded[0][1]
+    for (_, prep, card) in loaded[1:]:
+        for key in ("class_names", "image_size", "crop", "mean", "std"):
+            if getattr(prep, key) != getattr(first, key):
+                raise ConfigError(f"ensemble member {card.source} has {key}={getattr(prep, key)!r} but the first "
+                                  f"member has {getattr(first, key)!r}; members must share classes and preprocessing")
+    manifest = manifest or {}
+    threshold = manifest.get("unsure_threshold")
+    prep = replace(first, temperature=1.0, thresholds=dict(manifest.get("thresholds") or {}),
+                   unsure_threshold=None if threshold is None else float(threshold),
+                   unsure_rule=str(manifest.get("unsure_rule", "")) if threshold is not None else "")
+    model = Ensemble([m for m, _, _ in loaded], [p.temperature for _, p, _ in loaded], manifest.get("weights"))
+    cards = [c for _, _, c in loaded]
+    datasets = {c.dataset for c in cards}
+    card = ModelCard(name=name, backend="ensemble", source=", ".join(c.source for c in cards),
+                     sha256=hashlib.sha256("".join(c.sha256 for c in cards).encode()).hexdigest()[:12],
+                     **_dataset_card(datasets.pop() if len(datasets) == 1 else None),
+                     members=[{"name": c.name, "backend": c.backend, "source": c.source, "metrics": c.metrics}
+                              for c in cards])
+    return model, prep, card
+
+
+def load_single(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:
+    if path.is_dir():
+        for candidate in ("model.pt", "model.onnx"):
+            if (path / candidate).is_file():
+                return load_single(path / candidate, device)
+        raise FileNotFoundError(f"{path} holds no model.pt or model.onnx (is it a LesionLab run directory?)")
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    if path.suffix == ".onnx":
+        return load_onnx_artefact(path)
+    return load_torch(path, device)
+
+
+def load_artefact(path: str | Path | Sequence[str | Path], device: str = "cpu"
+                  ) -> tuple[nn.Module, Preprocessing, ModelCard]:
+    """Dispatch on what ``path`` is; see :meth:`lesionlab.serving.predictor.Predictor.load`."""
+    if isinstance(path, list | tuple):
+        if len(path) == 1:
+            return load_artefact(path[0], device)
+        return load_ensemble([Path(p) for p in path], device)
+    path = Path(path)
+    manifest = path / "ensemble.json" if path.is_dir() and not (path / "model.pt").is_file() else path
+    if manifest.is_file() and manifest.suffix in MANIFEST_SUFFIXES:
+        members, data = _read_manifest(manifest)
+        return load_ensemble(members, device, data, name=str(data.get("name", manifest.parent.name)))
+    return load_single(path, device)

@@ -1,0 +1,91 @@
+"""What removing each ablation factor means: a registry of name → (present in the config?, overrides without it).
+
+Kept free of heavy imports so ``lesionlab ablate --help`` can list the factors quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lesionlab.config import ConfigError, ExperimentConfig
+from lesionlab.registry import Registry
+
+
+@dataclass(frozen=True)
+class Factor:
+    """``present(cfg)`` says whether the full config uses the factor; ``remove(cfg)`` the overrides without it."""
+
+    present: Callable[[ExperimentConfig], bool]
+    remove: Callable[[ExperimentConfig], list[str]]
+    meaning: str
+
+
+ABLATIONS: Registry[Factor] = Registry("ablation factor")
+
+
+def _factor(name: str, meaning: str, present: Callable[[ExperimentConfig], bool],
+            remove: Callable[[ExperimentConfig], list[str]]) -> None:
+    ABLATIONS.add(name, Factor(present, remove, meaning), help=meaning)
+
+
+def _remove_dropout(c: ExperimentConfig) -> list[str]:
+    from torch import nn
+
+    from lesionlab.models.heads import create_head
+
+    head = create_head(c.model.head, 8, 2, 0.0)
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in head.modules()):
+        raise ConfigError(f"model.head={c.model.head} has a fixed dropout rate, so model.drop_rate=0 would not remove "
+                          "dropout; ablate dropout with a head that follows model.drop_rate (e.g. linear)")
+    return ["model.drop_rate=0", "model.drop_path_rate=0"]
+
+
+_factor("dropout", "model.drop_rate=0 and model.drop_path_rate=0 (heads with a fixed dropout rate are refused)",
+        lambda c: c.model.drop_rate > 0 or c.model.drop_path_rate > 0, _remove_dropout)
+_factor("augment", "train.augment=none (no training augmentation)",
+        lambda c: c.train.augment != "none", lambda c: ["train.augment=none", "train.augment_params={}"])
+_factor("class_weights", "train.class_weights=none (focal α then defaults to 1 unless given explicitly)",
+        lambda c: c.train.class_weights != "none", lambda c: ["train.class_weights=none"])
+_factor("focal", "train.loss=ce (cross-entropy with the same class weights)",
+        lambda c: c.train.loss == "focal", lambda c: ["train.loss=ce"])
+_factor("label_smoothing", "train.label_smoothing=0", lambda c: c.train.label_smoothing > 0,
+        lambda c: ["train.label_smoothing=0"])
+_factor("ema", "train.ema_decay=0 (no weight averaging)", lambda c: c.train.ema_decay > 0,
+        lambda c: ["train.ema_decay=0"])
+_factor("sampler", "train.sampler=random (no class-balanced sampling)", lambda c: c.train.sampler != "random",
+        lambda c: ["train.sampler=random"])
+_factor("resampling", "train.undersample_cap=null and train.oversample=none",
+        lambda c: c.train.undersample_cap is not None or c.train.oversample != "none",
+        lambda c: ["train.undersample_cap=null", "train.oversample=none"])
+_factor("staged", "train.stages=[] (one fit of all layers for train.epochs at train.lr)",
+        lambda c: bool(c.train.stages), lambda c: ["train.stages=[]"])
+_factor("tta", "eval.tta=none (no test-time augmentation)", lambda c: c.eval.tta != "none",
+        lambda c: ["eval.tta=none"])
+
+
+def _has_global_pool(c: ExperimentConfig) -> bool:
+    return any(f.name == "global_pool" for f in dataclasses.fields(c.model))
+
+
+def _remove_gap(c: ExperimentConfig) -> list[str]:
+    if not _has_global_pool(c):
+        raise ConfigError("the 'gap' factor needs a pooling choice in the backbone builder (model.global_pool), "
+                          "which this version of lesionlab.models does not offer; leave 'gap' out of --factors")
+    return ["model.global_pool=max"]
+
+
+_factor("gap", "model.global_pool=max: global average pooling replaced by global max pooling",
+        lambda c: not _has_global_pool(c) or getattr(c.model, "global_pool", "avg") == "avg", _remove_gap)
+
+
+def parse_factors(text: str | Sequence[str]) -> list[str]:
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise ConfigError("--factors needs at least one factor, e.g. dropout,augment,class_weights,focal")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--factors names a factor twice: {names}")
+    for n in names:
+        ABLATIONS.get(n)
+    return names

@@ -1,0 +1,181 @@
+"""Staged fine-tuning (the ISIC 2019 thesis' three steps, also the DermaMNIST study).
+
+Stage 1 trains the head on a frozen backbone, stage 2 also the backbone's last layer group, stage 3 everything at
+a lower learning rate; each stage has its own epochs and learning rate and starts from the previous stage's
+weights. Layer groups come from timm's ``group_matcher`` (``timm.models.group_parameters``), not from name
+matching, and frozen BatchNorm layers stay in eval mode so their running statistics do not move either.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
+from timm.models import group_parameters
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
+
+from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, TrainConfig
+from lesionlab.data.prepare import PreparedData
+from lesionlab.registry import Registry
+from lesionlab.training.callbacks import HistoryWriter
+from lesionlab.training.resampling import TrainingSet
+
+logger = logging.getLogger(__name__)
+
+
+def backbone_groups(backbone: nn.Module) -> dict[int, list[str]]:
+    """timm's coarse layer groups of a backbone: group id (stem = 0, ..., last block) → parameter names."""
+    matcher = getattr(backbone, "group_matcher", None)
+    if matcher is None:
+        raise ConfigError(f"{type(backbone).__name__} has no timm group_matcher; staged fine-tuning needs one")
+    return dict(group_parameters(backbone, matcher(coarse=True)))
+
+
+#: unfreeze level → names of the *backbone* parameters that stay frozen.
+UNFREEZE: Registry[Callable[[nn.Module], set[str]]] = Registry("unfreeze level")
+
+
+@UNFREEZE.register("head", help="backbone frozen; head (and any non-backbone module) trains")
+def _frozen_for_head(backbone: nn.Module) -> set[str]:
+    return {name for name, _ in backbone.named_parameters()}
+
+
+@UNFREEZE.register("last", help="the backbone's last timm layer group and the head train")
+def _frozen_for_last(backbone: nn.Module) -> set[str]:
+    groups = backbone_groups(backbone)
+    last = max(groups)
+    return {name for gid, names in groups.items() if gid != last for name in names}
+
+
+@UNFREEZE.register("all", help="every layer trains")
+def _frozen_for_all(backbone: nn.Module) -> set[str]:
+    return set()
+
+
+@dataclass(frozen=True)
+class FreezeSummary:
+    level: str
+    trainable: int
+    frozen: int
+    frozen_batchnorm: tuple[nn.Module, ...]
+
+
+def apply_unfreeze(model: nn.Module, level: str) -> FreezeSummary:
+    """Set ``requires_grad`` for ``level`` on a classifier with a ``.backbone`` and return what is frozen."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ConfigError("staged fine-tuning needs a model with a .backbone (a LesionLab classifier)")
+    frozen_names = UNFREEZE.get(level)(backbone)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    for name, p in backbone.named_parameters():
+        if name in frozen_names:
+            p.requires_grad_(False)
+    bns = tuple(m for m in backbone.modules() if isinstance(m, _BatchNorm) and _is_frozen(m, level))
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return FreezeSummary(level, n_train, n_frozen, bns)
+
+
+def _is_frozen(module: nn.Module, level: str) -> bool:
+    params = list(module.parameters(recurse=False))
+    return any(not p.requires_grad for p in params) if params else level == "head"
+
+
+class FrozenBatchNormEval(L.Callback):
+    """Keeps frozen BatchNorm layers in eval mode (Lightning puts the whole model in train mode)."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.modules = tuple(modules)
+
+    def _freeze(self) -> None:
+        for m in self.modules:
+            m.eval()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._freeze()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        self._freeze()
+
+
+def plan_stages(cfg: TrainConfig, feature_head: bool = False) -> tuple[StageConfig, ...]:
+    """The configured stages; without any, one stage: all layers (or the head only, for feature-space SMOTE)."""
+    if cfg.stages:
+        for s in cfg.stages:
+            UNFREEZE.get(s.unfreeze)  # fail early, listing the valid levels
+        return tuple(cfg.stages)
+    return (StageConfig(epochs=cfg.epochs, lr=cfg.lr, unfreeze="head" if feature_head else "all"),)
+
+
+#: ``(module, stage, trainer_kwargs, callbacks) -> epochs run``: trains the head on features (feature-space SMOTE).
+HeadTrainer = Callable[[L.LightningModule, StageConfig, dict, list], int]
+
+
+def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig, *,
+               callbacks: Sequence[L.Callback], trainer_kwargs: dict,
+               head_trainer: HeadTrainer | None = None) -> list[dict]:
+    """Fit ``module`` stage by stage; weights carry over, the checkpoint callback keeps the best of all stages.
+
+    Early stopping restarts with each stage. With ``head_trainer``, "head" stages train on frozen-backbone
+    features instead of images. Returns one summary dict per stage; afterwards every parameter is trainable again.
+    """
+    base = module.cfg
+    history = next((c for c in callbacks if isinstance(c, HistoryWriter)), None)
+    stoppers = [c for c in callbacks if isinstance(c, EarlyStopping)]
+    shared = [c for c in callbacks if not isinstance(c, EarlyStopping)]
+    summaries = []
+    try:
+        for i, stage in enumerate(plan_stages(cfg, head_trainer is not None), start=1):
+            freeze = apply_unfreeze(module.model, stage.unfreeze)
+            logger.info("Stage %d: unfreeze=%s, %d epochs at lr %g (%d trainable / %d frozen parameters)", i,
+                        stage.unfreeze, stage.epochs, stage.lr, freeze.trainable, freeze.frozen)
+            module.cfg = replace(base, epochs=stage.epochs, lr=stage.lr)
+            if stage.unfreeze == "head" and head_trainer is not None:
+                epochs = head_trainer(module, stage, trainer_kwargs, [c for c in shared if c is history])
+            else:
+                module.train()  # Lightning keeps modules' modes: undo an earlier stage's frozen-BN eval mode
+                stage_callbacks = [*shared, *(copy.deepcopy(s) for s in stoppers),
+                                   FrozenBatchNormEval(freeze.frozen_batchnorm)]
+                trainer = L.Trainer(max_epochs=stage.epochs, callbacks=stage_callbacks, **trainer_kwargs)
+                trainer.fit(module, train_loader, val_loader)
+                epochs = int(trainer.current_epoch)
+            if history is not None:
+                history.epoch_offset += epochs
+            summaries.append({"stage": i, "unfreeze": stage.unfreeze, "lr": stage.lr, "epochs": epochs,
+                              "trainable_params": freeze.trainable, "frozen_params": freeze.frozen})
+    finally:
+        module.cfg = base
+        for p in module.model.parameters():
+            p.requires_grad_(True)
+    return summaries
+
+
+def fit_model(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader, cfg: ExperimentConfig,
+              *, callbacks: Sequence[L.Callback], trainer_kwargs: dict, data: PreparedData | None = None,
+              training_set: TrainingSet | None = None, run_root: Path | None = None) -> list[dict]:
+    """One Lightning fit of all layers, or staged fits when ``train.stages`` or feature-space SMOTE ask for them."""
+    feature_smote = cfg.train.oversample == "smote" and cfg.train.smote_space == "feature"
+    if not cfg.train.stages and not feature_smote:
+        L.Trainer(max_epochs=cfg.train.epochs, callbacks=list(callbacks), **trainer_kwargs).fit(
+            module, train_loader, val_loader)
+        return []
+    if getattr(module.model, "frozen_backbone", False) and any(s.unfreeze != "head" for s in cfg.train.stages):
+        raise ConfigError("model.freeze_backbone=true contradicts train.stages that unfreeze backbone layers")
+    head = None
+    if feature_smote:
+        from lesionlab.training.feature_smote import FeatureSmoteHead
+
+        if data is None or training_set is None:
+            raise ValueError("feature-space SMOTE needs the prepared data and the training set")
+        head = FeatureSmoteHead(data, training_set, cfg, module.mean, module.std, run_root)
+    return fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks,
+                      trainer_kwargs=trainer_kwargs, head_trainer=head)

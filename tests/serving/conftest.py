@@ -1,0 +1,78 @@
+"""Serving fixtures: one tiny model trained once per session on real images, its ONNX export, sample images."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lesionlab.cli import main
+from lesionlab.config import EvalConfig
+
+
+@pytest.fixture(scope="session")
+def serving_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-resnet, 32 px, 1 epoch on ~400 HAM10000 images (lesion-disjoint split), flips TTA."""
+    out = tmp_path_factory.mktemp("serving-runs")
+    cache = tmp_path_factory.mktemp("serving-cache")
+    faster = ["eval.gradcam_images=0"] if "gradcam_images" in {f.name for f in fields(EvalConfig)} else []
+    code = main(["-q", "train", "--data-root", str(shared_data), "--output-dir", str(out), "name=serve",
+                 "data.max_samples=400", "data.image_size=32", f"data.cache_dir={cache}",
+                 "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=32", "train.progress=false",
+                 "eval.tta=flips", *faster])
+    assert code == 0
+    (run,) = list(out.iterdir())
+    return run
+
+
+@pytest.fixture(scope="session")
+def unseen_images(serving_run: Path, shared_data: Path) -> list[Path]:
+    """Original 600x450 HAM10000 JPEGs whose image and lesion the run never trained or validated on."""
+    splits = pd.read_csv(serving_run / "splits.csv", dtype=str)
+    seen = splits[splits["split"] != "test"]
+    meta = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv", dtype=str).set_index("image_id")
+    seen_lesions = set(seen["lesion_id"])
+    folder = shared_data / "ham10000" / "images_600x450"
+    images = [p for p in sorted(folder.glob("*.jpg"))
+              if p.stem not in set(seen["image_id"]) and meta.loc[p.stem, "lesion_id"] not in seen_lesions]
+    assert len(images) >= 16
+    return images[:16]
+
+
+@pytest.fixture(scope="session")
+def jpeg_bytes(unseen_images: list[Path]) -> bytes:
+    return unseen_images[0].read_bytes()
+
+
+@pytest.fixture(scope="session")
+def predictor(serving_run: Path):
+    from lesionlab.serving.predictor import Predictor
+
+    return Predictor.load(serving_run)
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def app(predictor):
+    from lesionlab.config import ServeConfig
+    from lesionlab.serving.api import create_app
+
+    return create_app(predictor, ServeConfig(max_request_mb=2, max_pixels=4_000_000, max_batch=4))
+
+
+@pytest.fixture(scope="session")
+def live_url(app):
+    """The app served by uvicorn on 127.0.0.1 (a free port) for the whole session."""
+    from lesionlab.serving.server import BackgroundServer
+
+    with BackgroundServer(app) as url:
+        yield url

@@ -1,0 +1,94 @@
+"""``lesionlab sweep`` / ``ablate`` / ``augment-preview`` through ``main([...])``, on a few hundred real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lesionlab.cli import main
+
+TINY = ["data.max_samples=400", "data.image_size=16", "model.backbone=tiny-resnet", "train.epochs=1",
+        "train.batch_size=32", "train.progress=false", "eval.tta=none", "train.num_workers=0"]
+
+
+@pytest.mark.parametrize("command", ["sweep", "ablate", "augment-preview"])
+def test_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out
+    if command == "ablate":
+        assert "model.drop_rate=0" in out  # the factor registry's meanings are listed
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["sweep", "--grid", "optimizer=adam,adamx"], "Unknown optimizer 'adamx'"),
+    (["sweep", "--grid", "learning_rate=1e-3"], "Unknown grid key"),
+    (["ablate", "--factors", "focal"], "not part of the full configuration"),
+    (["ablate", "--factors", "dropot"], "Did you mean 'dropout'"),
+    (["sweep", "--grid", "lr=1e-3", "--set", "train.sampler=weighted"], "Valid samplers: balanced, random"),
+])
+def test_user_errors_exit_2_with_one_line(argv: list[str], message: str, capsys, tmp_path) -> None:
+    assert main(["-q", *argv, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error:")
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+# Both real-data tests use the session's image cache ($LESIONLAB_CACHE, set by tests/conftest.py): built once.
+def test_augment_preview_writes_a_grid(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "aug.png"
+    code = main(["-q", "augment-preview", "--data-root", str(shared_data), "--out", str(out), "--images", "4",
+                 "--views", "3", "--set", *TINY, "train.augment=heavy",
+                 "train.augment_params={erase_p: 1.0}"])
+    assert code == 0
+    with Image.open(out) as img:
+        assert img.width > 300 and img.height > 300
+
+
+@pytest.mark.slow
+def test_sweep_over_smote_spaces_on_real_data(shared_data: Path, tmp_path: Path) -> None:
+    """Two real runs (pixel- and feature-space SMOTE after under-sampling); resampling stays in the training split."""
+    code = main(["-q", "sweep", "--data-root", str(shared_data), "--output-dir", str(tmp_path),
+                 "--grid", "smote_space=pixel,feature", "--set", *TINY,
+                 "train.undersample_cap=20", "train.oversample=smote", "train.smote_k=3"])
+    assert code == 0
+    (sweep,) = list(tmp_path.iterdir())
+    for name in ("results.csv", "results.md", "report.html", "figures/val_curves.png"):
+        assert (sweep / name).is_file(), name
+    table = pd.read_csv(sweep / "results.csv", index_col=0)
+    assert list(table.index) == ["smote_space=pixel", "smote_space=feature"]
+    for run in table["run"]:
+        root = sweep / run
+        counts = pd.read_csv(root / "resampling.csv", index_col=0).drop(index="total")
+        assert (counts["kept"] <= 20).all() and (counts["total"] == counts["total"].max()).all()
+        assert counts["synthetic"].sum() > 0
+        splits = pd.read_csv(root / "splits.csv")
+        preds = pd.read_csv(root / "predictions.csv")
+        assert set(preds["image_id"]) == set(splits.loc[splits["split"] == "test", "image_id"])  # test = held out
+        assert (counts["original"].sum()) == (splits["split"] == "train").sum()  # counted from the train split only
+        assert "Resampling" in (root / "report.html").read_text()
+    assert (sweep / table["run"].iloc[0] / "synthetic" / "images.npy").is_file()  # pixel space: images to look at
+    assert not (sweep / table["run"].iloc[1] / "synthetic").exists()  # feature space: no images
+
+
+@pytest.mark.parametrize(("override", "valid"), [
+    ("train.loss=focall", "ce, focal"),
+    ("train.class_weights=sqrt", "effective, inverse, none"),
+    ("train.sampler=weighted", "balanced, random"),
+    ("train.oversample=adasyn", "duplicate, none, smote"),
+    ("train.augment=strong", "heavy, light, none, standard"),
+    ("train.optimizer=lamb", "adam, adamw, rmsprop, schedulefree-adamw, sgd"),
+    ("train.scheduler=step", "constant, cosine, onecycle, plateau"),
+    ("train.stages=[{epochs: 1, lr: 0.1, unfreeze: top}]", "all, head, last"),
+])
+def test_train_rejects_unknown_component_names_before_any_work(override: str, valid: str, capsys,
+                                                                tmp_path: Path) -> None:
+    assert main(["-q", "train", "--output-dir", str(tmp_path), override]) == 2
+    err = capsys.readouterr().err
+    assert valid in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # no run directory, no data loaded
