@@ -12,7 +12,7 @@ import timm
 import torch
 
 from lesionlab.cli import main
-from lesionlab.config import ComparePretrainingConfig, ConfigError, EncoderArmConfig, load_typed_config
+from lesionlab.config import ConfigError, load_typed_config
 from lesionlab.data.prepare import prepare_data
 from lesionlab.data.splits import LeakageError
 from lesionlab.pretraining.compare import (
@@ -21,6 +21,7 @@ from lesionlab.pretraining.compare import (
     assert_identical_recipes,
     check_vae_never_saw_test,
 )
+from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.pretraining.unfreeze import frozen_for_last_stage
 from lesionlab.registry import UnknownNameError
 

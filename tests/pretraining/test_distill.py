@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from lesionlab.cli import main
-from lesionlab.config import ConfigError, DistillConfig
+from lesionlab.config import ConfigError
+from lesionlab.pretraining.config import DistillConfig
 from lesionlab.pretraining.distill import FrozenTeacher, distillation_loss
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lesionlab.config import ConfigError, VAEConfig
+from lesionlab.config import ConfigError
 from lesionlab.models.backbones import create_backbone
+from lesionlab.pretraining.config import VAEConfig
 from lesionlab.pretraining.losses import vae_loss
 from lesionlab.pretraining.vae import ConvNeXtVAE, build_vae, stage_layout
 

@@ -71,7 +71,8 @@ def _overrides(args: argparse.Namespace, data_key: str = "data.root") -> list[st
 
 def cmd_pretrain_vae(args: argparse.Namespace) -> int:
     from lesionlab.cli import _quiet_lightning
-    from lesionlab.config import PretrainConfig, load_typed_config
+    from lesionlab.config import load_typed_config
+    from lesionlab.pretraining.config import PretrainConfig
     from lesionlab.pretraining.runner import pretrain_vae
 
     _quiet_lightning(args.verbose)
@@ -86,8 +87,9 @@ def cmd_pretrain_vae(args: argparse.Namespace) -> int:
 
 def cmd_compare_pretraining(args: argparse.Namespace) -> int:
     from lesionlab.cli import _quiet_lightning
-    from lesionlab.config import ComparePretrainingConfig, load_typed_config
+    from lesionlab.config import load_typed_config
     from lesionlab.pretraining.compare import compare_pretraining
+    from lesionlab.pretraining.config import ComparePretrainingConfig
 
     _quiet_lightning(args.verbose)
     extra = _overrides(args, "experiment.data.root")
@@ -101,7 +103,8 @@ def cmd_compare_pretraining(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from lesionlab.cli import _quiet_lightning
-    from lesionlab.config import DistillConfig, load_typed_config
+    from lesionlab.config import load_typed_config
+    from lesionlab.pretraining.config import DistillConfig
     from lesionlab.pretraining.distill import distill
 
     _quiet_lightning(args.verbose)

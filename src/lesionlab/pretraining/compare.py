@@ -20,18 +20,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lesionlab.config import (
-    ComparePretrainingConfig,
-    ConfigError,
-    EncoderArmConfig,
-    ExperimentConfig,
-    StageConfig,
-    save_config,
-    to_dict,
-)
+from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, save_config, to_dict
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import LeakageError
+from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.pretraining.runner import ENCODER_FILE
 from lesionlab.pretraining.unfreeze import LEVEL as LAST_STAGE
 from lesionlab.registry import Registry

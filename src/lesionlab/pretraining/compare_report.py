@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
 
-from lesionlab.config import ComparePretrainingConfig, ExperimentConfig, to_dict
+from lesionlab.config import ExperimentConfig, to_dict
 from lesionlab.data.source_check import SourceCheckResult
 from lesionlab.evaluation.dynamics import default_ranges, dynamics_table
 from lesionlab.evaluation.report import Report, image_html, table_html
 from lesionlab.evaluation.triage_task import is_triage, missed_urgent
+from lesionlab.pretraining.config import ComparePretrainingConfig
 from lesionlab.runs import RunPaths
 from lesionlab.training.runner import TrainResult
 

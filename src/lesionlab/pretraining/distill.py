@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.nn import functional as F
 
-from lesionlab.config import DistillConfig, ExperimentConfig, save_config
+from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.splits import check_no_leakage, split_summary
 from lesionlab.data.table import DatasetError
 from lesionlab.data.transforms import to_model_input
@@ -33,6 +33,7 @@ from lesionlab.evaluation.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.evaluation.run_report import write_run_report
 from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.models.classifier import create_model, default_normalisation
+from lesionlab.pretraining.config import DistillConfig
 from lesionlab.runs import RunPaths
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.losses import loss_from_config

@@ -12,9 +12,10 @@ import torch
 import yaml
 from torch import nn
 
-from lesionlab.config import DistillConfig, to_dict
+from lesionlab.config import to_dict
 from lesionlab.evaluation.report import Report, table_html
 from lesionlab.evaluation.triage_task import is_triage
+from lesionlab.pretraining.config import DistillConfig
 from lesionlab.runs import RunPaths
 
 

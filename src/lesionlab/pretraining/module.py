@@ -10,8 +10,9 @@ import lightning as L
 import pandas as pd
 import torch
 
-from lesionlab.config import TrainConfig, VAEConfig
+from lesionlab.config import TrainConfig
 from lesionlab.data.transforms import to_model_input
+from lesionlab.pretraining.config import VAEConfig
 from lesionlab.pretraining.losses import ELBOTerms, create_beta_schedule, vae_loss
 from lesionlab.pretraining.vae import ConvNeXtVAE
 from lesionlab.training.optim import create_optimizer, lightning_schedulers, set_optimizer_mode

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lesionlab.config import PretrainConfig, to_dict
+from lesionlab.config import to_dict
 from lesionlab.data.prepare import PreparedData
 from lesionlab.evaluation.report import Report, image_html, table_html
+from lesionlab.pretraining.config import PretrainConfig
 from lesionlab.runs import RunPaths
 
 

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from lesionlab.config import PretrainConfig, save_config, to_dict
+from lesionlab.config import save_config, to_dict
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import check_no_leakage
@@ -30,6 +30,7 @@ from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import get_augmentation
 from lesionlab.models.backbones import create_backbone, load_backbone_weights
 from lesionlab.models.classifier import default_normalisation
+from lesionlab.pretraining.config import PretrainConfig
 from lesionlab.pretraining.figures import (
     PROJECTIONS,
     encode_means,

@@ -18,9 +18,10 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXt, ConvNeXtBlock
 from torch import nn
 
-from lesionlab.config import ConfigError, VAEConfig
+from lesionlab.config import ConfigError
 from lesionlab.models.backbones import create_backbone, resolve_backbone
 from lesionlab.models.classifier import feature_dim
+from lesionlab.pretraining.config import VAEConfig
 
 logger = logging.getLogger(__name__)
 
