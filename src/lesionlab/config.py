@@ -71,6 +71,10 @@ class DataConfig:
         _check(self.max_samples is None or self.max_samples > 0, "data.max_samples must be positive or null")
 
 
+#: Pooling choices that keep the feature length equal to the backbone's channel count.
+GLOBAL_POOLS = ("avg", "max", "avgmax")
+
+
 @dataclass
 class ModelConfig:
     """Backbone (timm name or LesionLab alias) + head."""
@@ -84,6 +88,7 @@ class ModelConfig:
     drop_path_rate: float = 0.0
     attention: str = "none"  # none | soft (soft-attention block; see lesionlab.models.attention)
     attention_stage: int = -1  # insert attention after this backbone stage (later stages dropped); -1: at the end
+    global_pool: str = "avg"  # pooling of the backbone's feature map: avg (GAP), max (GMP) or avgmax
     metadata: bool = False  # fuse patient age/sex/site with the image features
     metadata_fields: tuple[str, ...] = ("age", "sex", "site")
     metadata_dropout: float = 0.1  # training: encode each metadata field as missing with this probability
@@ -98,6 +103,8 @@ class ModelConfig:
                "model.pretrained must be true or false, imagenet, hub or a timm pretrained tag (e.g. in1k), "
                f"got {self.pretrained!r}")
         _check(self.attention_stage >= -1, "model.attention_stage must be -1 (the end) or a stage index >= 0")
+        _check(self.global_pool in GLOBAL_POOLS, f"model.global_pool must be one of {', '.join(GLOBAL_POOLS)}, "
+               f"got {self.global_pool!r}")
         _check(0 <= self.metadata_dropout < 1, "model.metadata_dropout must lie in [0, 1)")
         _check(bool(self.metadata_fields) and set(self.metadata_fields) <= {"age", "sex", "site"},
                f"model.metadata_fields must be a non-empty subset of age, sex, site, got {list(self.metadata_fields)}")

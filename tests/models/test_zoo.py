@@ -64,3 +64,26 @@ def test_meta_device_count_matches_a_real_build() -> None:
 
     real = sum(p.numel() for p in create_backbone("mobilenetv3-small").parameters())
     assert backbone_info("mobilenetv3-small")["params"] == real
+
+
+@pytest.mark.parametrize("pool", ["avg", "max", "avgmax"])
+def test_global_pool_choice_changes_the_pooled_features(pool: str) -> None:
+    import torch
+
+    from lesionlab.config import ModelConfig
+    from lesionlab.models.classifier import create_model
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="tiny-resnet", global_pool=pool), 3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    fmap = model.backbone.forward_features(x)
+    expected = {"avg": fmap.mean((2, 3)), "max": fmap.amax((2, 3)),
+                "avgmax": 0.5 * (fmap.mean((2, 3)) + fmap.amax((2, 3)))}[pool]
+    torch.testing.assert_close(model.features(x), expected)
+
+
+def test_unknown_global_pool_is_a_config_error() -> None:
+    from lesionlab.config import ConfigError, ModelConfig
+
+    with pytest.raises(ConfigError, match=r"model\.global_pool"):
+        ModelConfig(global_pool="flatten")

@@ -109,6 +109,13 @@ def test_ablation_rejects_absent_or_unknown_factors() -> None:
     assert "gap" in ABLATIONS and "dropout" in ABLATIONS
 
 
+def test_gap_factor_swaps_average_for_max_pooling() -> None:
+    variants = dict(ablation_configs(None, ["gap"]))
+    assert variants["full"].model.global_pool == "avg"
+    assert variants["-gap"].model.global_pool == "max"
+    assert variants["-gap"].train == variants["full"].train  # nothing else changes
+
+
 def test_ablation_table_marks_the_best(fake_train, tmp_path) -> None:
     result = run_ablation(None, "dropout,augment", ["train.optimizer=sgd", "train.lr=0.01"], output_dir=tmp_path)
     assert [c.name for c in fake_train] == ["full", "without-dropout", "without-augment"]

@@ -79,7 +79,8 @@ def resolve_backbone(name: str) -> str:
 
 
 def create_backbone(name: str, *, pretrained: str | bool = False, weights: str | None = None,
-                    drop_path_rate: float = 0.0, attention: str = "none", attention_stage: int = -1) -> nn.Module:
+                    drop_path_rate: float = 0.0, attention: str = "none", attention_stage: int = -1,
+                    global_pool: str = "avg") -> nn.Module:
     """A headless timm backbone (global-pooled features of size ``.num_features``), optionally with attention.
 
     ``pretrained``: ``False``, ``"imagenet"`` (offline package weights when installed, else timm's hub), ``"hub"``
@@ -87,6 +88,8 @@ def create_backbone(name: str, *, pretrained: str | bool = False, weights: str |
     """
     timm_name = resolve_backbone(name)
     kwargs: dict[str, object] = {"num_classes": 0}
+    if global_pool != "avg":  # timm's default is average pooling (GAP)
+        kwargs["global_pool"] = global_pool
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
     source = normalise_pretrained(pretrained)

@@ -82,7 +82,7 @@ def create_model(cfg: ModelConfig, num_classes: int, metadata_spec: MetadataSpec
     """
     backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
                                drop_path_rate=cfg.drop_path_rate, attention=cfg.attention,
-                               attention_stage=cfg.attention_stage)
+                               attention_stage=cfg.attention_stage, global_pool=cfg.global_pool)
     branch = None
     if cfg.metadata:
         spec = metadata_spec or MetadataSpec(tuple(cfg.metadata_fields))

@@ -59,7 +59,8 @@ def feature_cache_key(*, image_key: str, rows: np.ndarray, backbone: nn.Module, 
     """Directory name for the features of ``rows`` of one image cache through one backbone with its weights."""
     arch = type(backbone).__name__
     name = (getattr(backbone, "pretrained_cfg", None) or {}).get("architecture", arch)
-    h = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{image_key}|{name}|{arch}|{mean}|{std}|".encode())
+    pool = getattr(getattr(backbone, "global_pool", None), "pool_type", "avg")
+    h = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{image_key}|{name}|{arch}|{pool}|{mean}|{std}|".encode())
     h.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
     h.update(weights_fingerprint(backbone).encode())
     slug = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(name))[:40]
@@ -142,7 +143,8 @@ def extract_features(data: PreparedData, model_cfg: ModelConfig, *, cache_dir: s
     if backbone is None:
         from lesionlab.models.backbones import create_backbone
 
-        backbone = create_backbone(model_cfg.backbone, pretrained=model_cfg.pretrained, weights=model_cfg.weights)
+        backbone = create_backbone(model_cfg.backbone, pretrained=model_cfg.pretrained, weights=model_cfg.weights,
+                                   global_pool=model_cfg.global_pool)
     if mean is None or std is None:
         cfg = getattr(backbone, "pretrained_cfg", None) or {}
         mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))

@@ -5,7 +5,6 @@ Kept free of heavy imports so ``lesionlab ablate --help`` can list the factors q
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -65,19 +64,9 @@ _factor("tta", "eval.tta=none (no test-time augmentation)", lambda c: c.eval.tta
         lambda c: ["eval.tta=none"])
 
 
-def _has_global_pool(c: ExperimentConfig) -> bool:
-    return any(f.name == "global_pool" for f in dataclasses.fields(c.model))
-
-
-def _remove_gap(c: ExperimentConfig) -> list[str]:
-    if not _has_global_pool(c):
-        raise ConfigError("the 'gap' factor needs a pooling choice in the backbone builder (model.global_pool), "
-                          "which this version of lesionlab.models does not offer; leave 'gap' out of --factors")
-    return ["model.global_pool=max"]
-
-
-_factor("gap", "model.global_pool=max: global average pooling replaced by global max pooling",
-        lambda c: not _has_global_pool(c) or getattr(c.model, "global_pool", "avg") == "avg", _remove_gap)
+_factor("gap", "model.global_pool=max: global average pooling replaced by global max pooling (a classifier needs a "
+        "fixed-length vector, so GAP is swapped rather than dropped)",
+        lambda c: c.model.global_pool == "avg", lambda c: ["model.global_pool=max"])
 
 
 def parse_factors(text: str | Sequence[str]) -> list[str]:
