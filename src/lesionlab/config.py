@@ -263,20 +263,6 @@ class ExperimentConfig:
 TASKS = ("diagnosis", "triage")
 
 
-@dataclass
-class MergeSourceConfig:
-    """One source of ``data.dataset: merged`` (listed under ``data.options.sources``)."""
-
-    dataset: str = "ham10000"
-    name: str | None = None  # value of the ``source`` column; default: the dataset name
-    root: str | None = None  # default: the merged config's data.root
-    image_dir: str | None = None
-    csv: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    taxonomy: str | None = None  # express this source in this taxonomy before merging
-    prefix_ids: bool = False  # prefix image/lesion/patient ids with the source name (ids local to the source)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # dict <-> dataclass with type checking
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from lesionlab.config import ConfigError, DataConfig, MergeSourceConfig, from_dict
+from lesionlab.config import ConfigError, DataConfig, from_dict
 from lesionlab.data.datasets import DATASETS, DatasetRequest, load_dataset
 from lesionlab.data.table import DatasetError, LesionDataset
 from lesionlab.data.taxonomy import get_taxonomy
@@ -35,6 +35,20 @@ logger = logging.getLogger(__name__)
 DUPLICATE_POLICIES: Registry[str] = Registry("duplicate policy")
 DUPLICATE_POLICIES.add("keep-first", "keep-first", help="keep the first source's copy, drop later ones (logged)")
 DUPLICATE_POLICIES.add("error", "error", help="refuse to merge sources that share image ids")
+
+
+@dataclass
+class MergeSourceConfig:
+    """One source of ``data.dataset: merged`` (listed under ``data.options.sources``)."""
+
+    dataset: str = "ham10000"
+    name: str | None = None  # value of the ``source`` column; default: the dataset name
+    root: str | None = None  # default: the merged config's data.root
+    image_dir: str | None = None
+    csv: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    taxonomy: str | None = None  # express this source in this taxonomy before merging
+    prefix_ids: bool = False  # prefix image/lesion/patient ids with the source name (ids local to the source)
 
 
 def _prefixed(dataset: LesionDataset, prefix: str) -> LesionDataset:
