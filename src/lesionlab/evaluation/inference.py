@@ -23,17 +23,11 @@ def predict_probs(model: nn.Module, images: np.ndarray, mean: tuple[float, ...],
     With a TTA policy (see :mod:`lesionlab.evaluation.tta`) the probabilities of every view are averaged.
     ``metadata``: encoded patient metadata ``(N, D)`` aligned with the result rows, for metadata-fusion models.
     """
-    views = get_tta(tta)
-    model.eval().to(device)
-    idx = np.arange(len(images)) if indices is None else np.asarray(indices)
-    out = []
-    for start in tqdm(range(0, len(idx), batch_size), desc="Predicting", disable=not progress, unit="batch"):
-        batch = torch.from_numpy(np.ascontiguousarray(images[idx[start:start + batch_size]])).permute(0, 3, 1, 2)
-        x = to_model_input(batch.to(device), mean, std)
-        fwd = _with_metadata(model, metadata, start, batch_size, x.device)
-        probs = sum((fwd(view(x)).float() / temperature).softmax(-1) for view in views) / len(views)
-        out.append(probs.cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0))
+    logits = predict_view_logits(model, images, mean, std, indices=indices, batch_size=batch_size, tta=tta,
+                                 device=device, progress=progress, metadata=metadata)
+    if logits.shape[1] == 0:
+        return np.zeros((0, 0))
+    return torch.from_numpy(logits / temperature).softmax(-1).mean(0).numpy()
 
 
 @torch.inference_mode()

@@ -15,14 +15,14 @@ from lesionlab.data.transforms import to_model_input
 from lesionlab.pretraining.config import VAEConfig
 from lesionlab.pretraining.losses import ELBOTerms, create_beta_schedule, vae_loss
 from lesionlab.pretraining.vae import ConvNeXtVAE
-from lesionlab.training.optim import create_optimizer, lightning_schedulers, set_optimizer_mode
+from lesionlab.training.optim import OptimizerModeHooks, create_optimizer, lightning_schedulers
 
 STEP_COLUMNS = ("step", "epoch", "beta", "loss", "recon", "kl", "lr")
 EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl",
                  "val_elbo", "lr", "seconds")
 
 
-class VAEModule(L.LightningModule):
+class VAEModule(OptimizerModeHooks, L.LightningModule):
     """Optimises ``recon + β(step)·KL``. The encoder sees the classifier's normalisation (``mean``/``std``) so the
     saved encoder gets, in the model zoo, exactly the inputs it was trained on; targets are the pixels in ``[0, 1]``.
     """
@@ -83,18 +83,6 @@ class VAEModule(L.LightningModule):
                                       monitor="val_loss", mode="min", factor=self.cfg.plateau_factor,
                                       patience=self.cfg.plateau_patience)
         return ([opt], scheds) if scheds else opt
-
-    def on_train_epoch_start(self) -> None:  # Schedule-Free optimizers: train/eval weight sequences
-        for opt in self.trainer.optimizers:
-            set_optimizer_mode(opt, True)
-
-    def on_validation_epoch_start(self) -> None:
-        for opt in self.trainer.optimizers:
-            set_optimizer_mode(opt, False)
-
-    def on_fit_end(self) -> None:
-        for opt in self.trainer.optimizers:
-            set_optimizer_mode(opt, False)
 
 
 class VAEHistory(L.Callback):

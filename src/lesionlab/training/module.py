@@ -13,7 +13,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from lesionlab.config import TrainConfig
 from lesionlab.data.transforms import to_model_input
-from lesionlab.training.optim import SELF_AVERAGING, create_optimizer, lightning_schedulers, set_optimizer_mode
+from lesionlab.training.optim import SELF_AVERAGING, OptimizerModeHooks, create_optimizer, lightning_schedulers
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def ema_with_warmup(decay: float):
 
     return update
 
-class LesionModule(L.LightningModule):
+class LesionModule(OptimizerModeHooks, L.LightningModule):
     """Wraps a classifier with its loss, optimiser, schedule and epoch metrics."""
 
     def __init__(self, model: nn.Module, loss: nn.Module, train_cfg: TrainConfig, num_classes: int,
@@ -103,19 +103,6 @@ class LesionModule(L.LightningModule):
                                       monitor=self.cfg.monitor, mode=mode, factor=self.cfg.plateau_factor,
                                       patience=self.cfg.plateau_patience)
         return ([opt], scheds) if scheds else opt
-
-    # Schedule-Free optimizers train on one weight sequence and evaluate another: switch them with the loop.
-    def on_train_epoch_start(self) -> None:
-        for opt in self.trainer.optimizers:
-            set_optimizer_mode(opt, True)
-
-    def on_validation_epoch_start(self) -> None:
-        for opt in self.trainer.optimizers:
-            set_optimizer_mode(opt, False)
-
-    def on_fit_end(self) -> None:
-        for opt in self.trainer.optimizers:
-            set_optimizer_mode(opt, False)
 
 
 def _call(model: nn.Module, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:

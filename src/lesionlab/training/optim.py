@@ -68,6 +68,23 @@ def set_optimizer_mode(optimizer: Any, train: bool) -> None:
         opt.train() if train else opt.eval()
 
 
+class OptimizerModeHooks:
+    """LightningModule mix-in: Schedule-Free optimizers train on one weight sequence and evaluate another, so
+    switch them with the loop (a no-op for every other optimizer)."""
+
+    def on_train_epoch_start(self) -> None:
+        for opt in self.trainer.optimizers:
+            set_optimizer_mode(opt, True)
+
+    def on_validation_epoch_start(self) -> None:
+        for opt in self.trainer.optimizers:
+            set_optimizer_mode(opt, False)
+
+    def on_fit_end(self) -> None:
+        for opt in self.trainer.optimizers:
+            set_optimizer_mode(opt, False)
+
+
 def _warmup_then(total_steps: int, warmup_steps: int, after: Callable[[float], float]) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:
