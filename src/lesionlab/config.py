@@ -124,6 +124,22 @@ class StageConfig:
 
 
 @dataclass
+class SpeedupConfig:
+    """Opt-in speed-up methods for training steps (see ``lesionlab.training.speedups``); defaults are off."""
+
+    progressive_resize: float = 1.0  # initial image-size scale, e.g. 0.5; grows linearly to 1 (1 = off)
+    resize_until: float = 0.8  # fraction of training after which batches are full size
+    selective_backprop: float = 1.0  # fraction of each batch back-propagated: its highest-loss samples (1 = off)
+    backprop_until: float = 0.8  # fraction of training after which every sample is back-propagated again
+
+    def __post_init__(self) -> None:
+        _check(0.1 <= self.progressive_resize <= 1, "train.speedups.progressive_resize must lie in [0.1, 1]")
+        _check(0 < self.selective_backprop <= 1, "train.speedups.selective_backprop must lie in (0, 1]")
+        _check(0 < self.resize_until <= 1 and 0 <= self.backprop_until <= 1,
+               "train.speedups.resize_until must lie in (0, 1] and backprop_until in [0, 1]")
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, imbalance handling, augmentation and the Lightning trainer."""
 
@@ -163,6 +179,8 @@ class TrainConfig:
     plateau_patience: int = 2  # scheduler=plateau: epochs without improvement before reducing
     augment_params: dict[str, Any] = field(default_factory=dict)  # override preset parameters, e.g. {degrees: 30}
     stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs/lr
+    augment_on: str = "sample"  # sample: per image in the loader; batch: per-sample draws in batched ops on the device
+    speedups: SpeedupConfig = field(default_factory=SpeedupConfig)
 
     def __post_init__(self) -> None:
         _check(self.focal_gamma >= 0, "train.focal_gamma must be >= 0")
@@ -180,6 +198,7 @@ class TrainConfig:
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing must lie in [0, 1)")
         _check(self.patience >= 0, "train.patience must be >= 0")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must lie in [0, 1) (0 disables EMA)")
+        _check(self.augment_on in {"sample", "batch"}, "train.augment_on must be sample or batch")
         _check(self.monitor in {"val_bal_acc", "val_loss", "val_auc"},
                "train.monitor must be val_bal_acc, val_loss or val_auc")
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from lesionlab.config import ConfigError
+from lesionlab.config import ConfigError, TrainConfig
 from lesionlab.registry import Registry
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -117,6 +117,13 @@ def build_augmentation(params: Mapping[str, Any], size: int) -> Transform:
 def get_augmentation(name: str, size: int, params: Mapping[str, Any] | None = None) -> Transform:
     """The training transform of preset ``name`` at ``size`` px, with parameter ``params`` overrides."""
     return build_augmentation(augmentation_params(name, params), size)
+
+
+def loader_augmentation(train_cfg: TrainConfig, size: int) -> Transform | None:
+    """The per-image training transform of ``train_cfg`` (None when ``train.augment_on`` is ``batch``)."""
+    if train_cfg.augment_on == "batch":
+        return None
+    return get_augmentation(train_cfg.augment, size, train_cfg.augment_params)
 
 
 def to_model_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -87,6 +87,8 @@ class DistillModule(LesionModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
+        if self.batch_augment is not None:  # train.augment_on=batch
+            images = self.batch_augment(images)
         logits = self(images)
         soft = distillation_loss(logits, self.teacher(images), self.temperature)
         hard = self.loss_fn(logits, targets)

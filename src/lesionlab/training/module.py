@@ -12,8 +12,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from lesionlab.config import TrainConfig
+from lesionlab.data.batch_augment import batch_augmentation
 from lesionlab.data.transforms import to_model_input
 from lesionlab.training.optim import SELF_AVERAGING, OptimizerModeHooks, create_optimizer, lightning_schedulers
+from lesionlab.training.speedups import backprop_fraction, progressive_size, resize_batch, select_for_backprop
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.loss_fn = loss
         self.cfg = train_cfg
         self.mean, self.std = tuple(mean), tuple(std)
+        self.batch_augment = batch_augmentation(train_cfg)  # train.augment_on=batch: augmented here, on the device
         self.train_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_auc = torchmetrics.classification.MulticlassAUROC(num_classes, average="macro")
@@ -68,11 +71,30 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
+    def training_progress(self) -> float:
+        """Fraction of this fit's optimiser steps done (0 when not attached to a trainer)."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0.0
+        return trainer.global_step / max(1, int(trainer.estimated_stepping_batches))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets, *meta = batch  # metadata models get (images, targets, metadata) batches
-        logits = self(images, *meta)
+        if self.batch_augment is not None:
+            images = self.batch_augment(images)
+        x = to_model_input(images, self.mean, self.std)
+        speed, progress = self.cfg.speedups, self.training_progress()
+        x = resize_batch(x, progressive_size(x.shape[-1], speed, progress))
+        keep = backprop_fraction(speed, progress)
+        if keep < 1:  # selective backprop: the hardest samples only; the metrics see the whole batch
+            x, targets_bp, meta, scored = select_for_backprop(lambda v, m: _call(self.model, v, *m), x, targets,
+                                                              meta, keep)
+            self.train_bal_acc.update(scored, targets)
+            targets = targets_bp
+        logits = _call(self.model, x, *meta)
         loss = self.loss_fn(logits, targets)
-        self.train_bal_acc.update(logits.detach(), targets)
+        if keep >= 1:
+            self.train_bal_acc.update(logits.detach(), targets)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets),
                  sync_dist=True)
         self.log("train_bal_acc", self.train_bal_acc, on_step=False, on_epoch=True, batch_size=len(targets))

@@ -20,7 +20,7 @@ from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.splits import check_no_leakage, split_summary
 from lesionlab.data.torch_data import ArrayDataset
-from lesionlab.data.transforms import get_augmentation
+from lesionlab.data.transforms import loader_augmentation
 from lesionlab.evaluation.artifacts import write_evaluation
 from lesionlab.evaluation.calibration import probs_from_view_logits
 from lesionlab.evaluation.inference import predict_probs, predict_view_logits
@@ -90,7 +90,7 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: Traini
                  metadata_spec: MetadataSpec | None = None) -> tuple[DataLoader, DataLoader]:
     targets = data.targets()
     tr, va = data.indices("train"), data.indices("val")
-    aug = get_augmentation(cfg.train.augment, cfg.data.image_size, cfg.train.augment_params)
+    aug = loader_augmentation(cfg.train, cfg.data.image_size)  # None: augmented in batches by the module
     ts = training_set or build_training_set(data, cfg)  # under-/over-sampling, SMOTE: training split only
     assert_train_only(ts.positions, tr, np.concatenate([va, data.indices("test")]))
     workers = default_workers(cfg.train.num_workers)

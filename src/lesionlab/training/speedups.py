@@ -1,0 +1,67 @@
+"""Opt-in speed-up methods: fewer FLOPs per training image at the same backbone, final size, batch and epochs.
+
+Both are known methods (MosaicML Composer ships them under these names) and both only touch training steps;
+validation, evaluation and the exported model always see full-size images and every sample.
+
+* **Progressive resizing** (``train.speedups.progressive_resize``): batches are downscaled on the device to a
+  size that grows linearly from ``progressive_resize × image_size`` to the full size, reached at
+  ``resize_until`` of training (a multiple of 8 px, so the convolution kernels see few distinct shapes).
+* **Selective backprop** (``train.speedups.selective_backprop``): a no-grad forward pass scores the whole
+  batch; only the ``selective_backprop`` fraction with the highest loss is back-propagated (Jiang et al. 2019,
+  "Accelerating deep learning by focusing on the biggest losers"), until ``backprop_until`` of training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lesionlab.config import SpeedupConfig
+
+
+def progressive_size(full: int, cfg: SpeedupConfig, progress: float, multiple: int = 8) -> int:
+    """The training image size at ``progress`` ∈ [0, 1] of training (``full`` once the ramp is over)."""
+    if cfg.progressive_resize >= 1 or progress >= cfg.resize_until:
+        return full
+    scale = cfg.progressive_resize + (1 - cfg.progressive_resize) * max(0.0, progress) / cfg.resize_until
+    size = int(round(full * scale / multiple) * multiple)
+    return max(min(multiple, full), min(full, size))
+
+
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square float batch ``x`` resized to ``size`` px (antialiased bilinear), kept channels-last."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = F.interpolate(x, size=(size, size), mode="bilinear", antialias=size < x.shape[-1], align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def backprop_fraction(cfg: SpeedupConfig, progress: float) -> float:
+    """The fraction of each batch to back-propagate at ``progress`` (1 outside the selective-backprop window)."""
+    return cfg.selective_backprop if progress < cfg.backprop_until else 1.0
+
+
+def hardest(logits: torch.Tensor, targets: torch.Tensor, keep: float) -> torch.Tensor:
+    """Indices of the ``keep`` fraction of samples with the highest cross-entropy (at least 2, for BatchNorm)."""
+    n = len(targets)
+    k = min(n, max(2, int(round(keep * n))))
+    losses = F.cross_entropy(logits.float(), targets, reduction="none")
+    return losses.topk(k).indices
+
+
+def select_for_backprop(score: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor], x: torch.Tensor,
+                        targets: torch.Tensor, extra: Sequence[torch.Tensor], keep: float,
+                        ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Score the batch without gradients and keep its hardest ``keep`` fraction.
+
+    Returns the kept ``(x, targets, extra)`` and the no-grad logits of the whole batch (for the epoch metrics).
+    """
+    with torch.no_grad():
+        logits = score(x, extra)
+    idx = hardest(logits, targets, keep)
+    return x[idx], targets[idx], [e[idx] for e in extra], logits
+
+
+__all__ = ["backprop_fraction", "hardest", "progressive_size", "resize_batch", "select_for_backprop"]

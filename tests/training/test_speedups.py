@@ -1,0 +1,82 @@
+"""Progressive resizing and selective backprop: the schedule, the selection, and what the model actually sees."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lesionlab.config import ConfigError, ModelConfig, SpeedupConfig, TrainConfig
+from lesionlab.models.classifier import create_model
+from lesionlab.training.losses import create_loss
+from lesionlab.training.module import LesionModule
+from lesionlab.training.speedups import backprop_fraction, hardest, progressive_size
+
+
+def test_progressive_size_ramps_to_full_size() -> None:
+    cfg = SpeedupConfig(progressive_resize=0.5, resize_until=0.8)
+    sizes = [progressive_size(64, cfg, p) for p in (0.0, 0.2, 0.4, 0.6, 0.79, 0.8, 1.0)]
+    assert sizes[0] == 32 and sizes[-2:] == [64, 64]
+    assert sizes == sorted(sizes) and all(s % 8 == 0 for s in sizes)
+    assert progressive_size(64, SpeedupConfig(), 0.0) == 64  # off by default
+
+
+def test_backprop_window_and_hardest_selection() -> None:
+    cfg = SpeedupConfig(selective_backprop=0.25, backprop_until=0.5)
+    assert backprop_fraction(cfg, 0.1) == 0.25 and backprop_fraction(cfg, 0.5) == 1.0
+    logits = torch.zeros(8, 3)
+    logits[torch.arange(8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])] = torch.linspace(5, -5, 8)  # later = worse
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    assert sorted(hardest(logits, targets, 0.25).tolist()) == [6, 7]
+    assert len(hardest(logits[:3], targets[:3], 0.1)) == 2  # at least 2, for BatchNorm
+
+
+def test_bad_values_are_refused() -> None:
+    for bad in ({"progressive_resize": 0.0}, {"selective_backprop": 0.0}, {"resize_until": 0.0}):
+        with pytest.raises(ConfigError, match="speedups"):
+            SpeedupConfig(**bad)
+
+
+class Recorder(torch.nn.Module):
+    """Wraps a model and records the input size and batch size of every forward with gradients enabled."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.seen: list[tuple[bool, int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((torch.is_grad_enabled() and self.training, x.shape[-1], x.shape[0]))
+        return self.model(x)
+
+
+def fit(speedups: SpeedupConfig, epochs: int = 4) -> Recorder:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 3, (48,), generator=g)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, shuffle=True, drop_last=True)
+    val = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=16)
+    model = Recorder(create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.0), 3))
+    cfg = TrainConfig(epochs=epochs, lr=0.01, scheduler="constant", warmup_epochs=0, ema_decay=0, progress=False,
+                      speedups=speedups)
+    module = LesionModule(model, create_loss("ce"), cfg, 3, (0.5,) * 3, (0.25,) * 3)
+    L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+              enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False).fit(module, train, val)
+    return model
+
+
+def test_training_sees_growing_sizes_validation_sees_full_size() -> None:
+    seen = fit(SpeedupConfig(progressive_resize=0.5, resize_until=0.75)).seen
+    train_sizes = [s for grad, s, _ in seen if grad]
+    assert train_sizes[0] == 16 and train_sizes[-1] == 32 and train_sizes == sorted(train_sizes)
+    assert {s for grad, s, _ in seen if not grad} == {32}  # validation: always the full size
+
+
+def test_selective_backprop_backpropagates_the_kept_fraction_only() -> None:
+    seen = fit(SpeedupConfig(selective_backprop=0.5, backprop_until=0.5)).seen
+    grad_batches = [n for grad, _, n in seen if grad]
+    assert grad_batches[:8] == [4] * 8 and grad_batches[8:] == [8] * 8  # first half of 16 steps: 4 of 8 samples
+    scored = [n for grad, _, n in seen if not grad and n == 8]
+    assert len(scored) == 8  # one no-grad scoring pass per selective step
