@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lesionlab.config import ConfigError, ExperimentConfig
+from lesionlab.data.batch_augment import BatchAugment
 from lesionlab.data.transforms import Transform, augmentation_params, build_augmentation
 
 
@@ -60,6 +61,11 @@ def augment_preview(cfg: ExperimentConfig, out: str | Path, *, n_images: int = 6
     labels = [names[t] for t in data.targets()[chosen]]
     changed = {k: v for k, v in params.items() if k in cfg.train.augment_params}
     title = f"augment={cfg.train.augment}" + (f" with {changed}" if changed else "") + f" at {cfg.data.image_size}px"
-    return preview_grid(np.asarray(data.images[data.rows[chosen]]), labels,
-                        build_augmentation(params, cfg.data.image_size), Path(out), views=views, seed=seed,
-                        title=title)
+    if cfg.train.augment_on == "batch":  # what the batched path draws for one sample
+        batched = BatchAugment(params)
+        transform: Transform = lambda img: batched(img[None])[0]  # noqa: E731
+        title += " (batched)"
+    else:
+        transform = build_augmentation(params, cfg.data.image_size)
+    return preview_grid(np.asarray(data.images[data.rows[chosen]]), labels, transform, Path(out), views=views,
+                        seed=seed, title=title)
