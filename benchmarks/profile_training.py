@@ -1,7 +1,8 @@
 """Where a LesionLab training step spends its time: data loading vs forward vs backward + optimiser.
 
 Runs a few batches of the real training loop pieces (the run's DataLoader over the uint8 cache with the light
-augmentation, LesionModule forward/loss, backward, AdamW step) under ``torch.profiler`` with labelled ranges, then
+augmentation per image, or batched on the device with ``--set train.augment_on=batch``; LesionModule
+forward/loss, backward, AdamW step) under ``torch.profiler`` with labelled ranges, then
 prints the share of wall time per phase and the profiler's top operators.
 
     python benchmarks/profile_training.py --size 64 --batches 30
@@ -35,10 +36,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--batches", type=int, default=30, help="profiled training steps")
     ap.add_argument("--precision", default="auto", help="train.precision (auto: bf16 where the CPU has it)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides, e.g. train.augment=standard train.augment_on=batch")
     args = ap.parse_args()
     cfg = load_config(None, [f"data.root={args.data_root}", f"data.image_size={args.size}",
                              f"model.backbone={args.backbone}", f"train.batch_size={args.batch_size}",
-                             "train.augment=light", *([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else [])])
+                             "train.augment=light", *([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []),
+                             *args.set])
     data = prepare_data(cfg.data, progress=False)
     model = create_model(cfg.model, len(data.dataset.class_names)).to(memory_format=torch.channels_last)
     mean, std = default_normalisation(model, False)
@@ -48,7 +52,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     train_loader, _ = make_loaders(data, cfg)
     bf16 = resolve_precision(args.precision).startswith("bf16")
-    phases = {"data loading": 0.0, "forward + loss": 0.0, "backward + step": 0.0}
+    phases = {"data loading": 0.0, "batched augmentation": 0.0, "forward + loss": 0.0, "backward + step": 0.0}
     it = iter(train_loader)
     module.train()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -56,6 +60,10 @@ def main() -> None:
             t = time.perf_counter()
             with record_function("data loading"):
                 images, targets = next(it)[:2]
+            ta = time.perf_counter()
+            with record_function("batched augmentation"):  # train.augment_on=batch: on the device, in the step
+                if module.batch_augment is not None:
+                    images = module.batch_augment(images)
             t1 = time.perf_counter()
             with record_function("forward + loss"), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 loss = module.loss_fn(module(images), targets)
@@ -65,7 +73,7 @@ def main() -> None:
                 loss.backward()
                 opt.step()
             t3 = time.perf_counter()
-            for name, dt in zip(phases, (t1 - t, t2 - t1, t3 - t2), strict=True):
+            for name, dt in zip(phases, (ta - t, t1 - ta, t2 - t1, t3 - t2), strict=True):
                 phases[name] += dt
     total = sum(phases.values())
     print(f"{args.backbone} {args.size}px batch {args.batch_size}, {args.batches} steps, bf16={bf16}, "

@@ -124,3 +124,29 @@ def test_unknown_names_list_valid_ones(factory, name: str, valid: str, closest: 
     assert valid in str(info.value)
     if closest:
         assert f"Did you mean {closest!r}" in str(info.value)
+
+
+@pytest.mark.parametrize("name,cls,kwargs", [
+    ("adamw", torch.optim.AdamW, {}), ("adam", torch.optim.Adam, {}),
+    ("sgd", torch.optim.SGD, {"momentum": 0.9, "nesterov": True})])
+def test_fused_kernels_on_cpu_match_the_loop_implementation(name: str, cls: type, kwargs: dict) -> None:
+    model, x, y = tiny_problem()
+    reference = nn.Linear(4, 3)
+    reference.load_state_dict(model.state_dict())
+    fused = create_optimizer(name, model.parameters(), lr=0.05, weight_decay=0.01)
+    loop = cls(reference.parameters(), lr=0.05, weight_decay=0.01, foreach=False, **kwargs)
+    assert fused.defaults["fused"] is True  # the CPU has fused kernels for Adam, AdamW and SGD
+    for _ in range(10):
+        for m, opt in ((model, fused), (reference, loop)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_falls_back_where_no_kernel_exists() -> None:
+    for param in (nn.Parameter(torch.zeros(3, device="meta")), nn.Parameter(torch.zeros(3).to_sparse()),
+                  nn.Parameter(torch.zeros(3, dtype=torch.complex64))):
+        opt = create_optimizer("adamw", [param], lr=0.1, weight_decay=0.0)
+        assert not opt.defaults.get("fused")

@@ -141,7 +141,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
 
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
     ckpt = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=cfg.train.monitor, mode=mode,
-                           save_top_k=1, save_last=False)
+                           save_top_k=1, save_last=False, save_weights_only=True)  # the best weights, no resume state
     callbacks: list[L.Callback] = [ckpt, HistoryWriter(run.history), SplitConsistency(split_fingerprint(table)),
                                    SyncInferenceWeights()]
     ignore_in_ddp(module)  # the weight EMA is not trained by gradients
