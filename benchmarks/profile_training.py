@@ -23,6 +23,7 @@ from lesionlab.data.prepare import prepare_data
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
+from lesionlab.training.optim import create_optimizer
 from lesionlab.training.runner import make_loaders, resolve_precision
 
 
@@ -49,7 +50,7 @@ def main() -> None:
     counts = data.table.loc[data.indices("train"), "label"].value_counts().reindex(data.dataset.class_names)
     module = LesionModule(model, loss_from_config(cfg.train, counts.fillna(0).to_numpy()), cfg.train,
                           len(counts), mean, std)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    opt = create_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.lr, cfg.train.weight_decay)
     train_loader, _ = make_loaders(data, cfg)
     bf16 = resolve_precision(args.precision).startswith("bf16")
     phases = {"data loading": 0.0, "batched augmentation": 0.0, "forward + loss": 0.0, "backward + step": 0.0}
