@@ -107,7 +107,8 @@ def peer_side(args: argparse.Namespace) -> dict:
     fit = sum(epochs)
     return {"side": "peer", "train_images": len(train_ds), "fit_s": fit, "data_s": setup,
             "s_per_epoch": fit / len(epochs), "images_per_s": len(train_ds) * args.epochs / fit,
-            "val_bal_acc": accs[-1], "epoch_s": epochs, "epoch_bal_acc": accs, "precision": "32-true", "workers": workers, "peak_rss_mb": _peak_rss_mb()}
+            "val_bal_acc": accs[-1], "epoch_s": epochs, "epoch_bal_acc": accs, "precision": "32-true",
+            "workers": workers, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

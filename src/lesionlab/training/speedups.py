@@ -46,7 +46,7 @@ def backprop_fraction(cfg: SpeedupConfig, progress: float) -> float:
 def hardest(logits: torch.Tensor, targets: torch.Tensor, keep: float) -> torch.Tensor:
     """Indices of the ``keep`` fraction of samples with the highest cross-entropy (at least 2, for BatchNorm)."""
     n = len(targets)
-    k = min(n, max(2, int(round(keep * n))))
+    k = min(n, max(2, round(keep * n)))
     losses = F.cross_entropy(logits.float(), targets, reduction="none")
     return losses.topk(k).indices
 
