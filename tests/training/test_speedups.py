@@ -80,3 +80,36 @@ def test_selective_backprop_backpropagates_the_kept_fraction_only() -> None:
     assert grad_batches[:8] == [4] * 8 and grad_batches[8:] == [8] * 8  # first half of 16 steps: 4 of 8 samples
     scored = [n for grad, _, n in seen if not grad and n == 8]
     assert len(scored) == 8  # one no-grad scoring pass per selective step
+
+
+def test_batch_mode_loader_yields_raw_cache_pixels_and_the_module_augments(prepared) -> None:
+    from lesionlab.config import load_config
+    from lesionlab.data.batch_augment import BatchAugment
+    from lesionlab.training.runner import make_loaders
+
+    cfg = load_config(None, ["data.image_size=8", "train.batch_size=16", "train.augment=standard",
+                             "train.augment_on=batch"])
+    train_loader, _ = make_loaders(prepared, cfg)
+    assert train_loader.dataset.transform is None  # augmentation left the loader...
+    images, _ = next(iter(train_loader))
+    cached = {prepared.images[r].tobytes() for r in train_loader.dataset.indices}
+    assert all(img.permute(1, 2, 0).numpy().tobytes() in cached for img in images)  # ...the pixels are the cache's
+    module = LesionModule(create_model(ModelConfig(backbone="tiny-resnet"), 7), create_loss("ce"), cfg.train, 7,
+                          (0.5,) * 3, (0.25,) * 3)
+    assert isinstance(module.batch_augment, BatchAugment)  # ...and moved into the training step
+    assert LesionModule(create_model(ModelConfig(backbone="tiny-resnet"), 7), create_loss("ce"), TrainConfig(), 7,
+                        (0.5,) * 3, (0.25,) * 3).batch_augment is None
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a step called without a Trainer
+def test_training_step_feeds_the_model_the_batch_augmented_images() -> None:
+    from lesionlab.data.transforms import to_model_input
+
+    cfg = TrainConfig(augment="none", augment_params={"hflip": 1.0}, augment_on="batch", ema_decay=0)
+    model = Recorder(create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.0), 3))
+    inputs = []
+    model.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach().clone()))
+    module = LesionModule(model, create_loss("ce"), cfg, 3, (0.5,) * 3, (0.25,) * 3)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    module.training_step((images, torch.tensor([0, 1, 2, 0])), 0)
+    torch.testing.assert_close(inputs[0], to_model_input(images.flip(-1), (0.5,) * 3, (0.25,) * 3))
