@@ -118,3 +118,22 @@ def test_bad_input_is_refused() -> None:
         aug(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ConfigError, match="square"):
         aug(torch.zeros(2, 3, 8, 12, dtype=torch.uint8))
+
+
+def test_float_ops_run_outside_autocast(monkeypatch) -> None:
+    """Inside a bf16/fp16 training step the blends and the sampling grid still run in fp32."""
+    states = []
+    real = BatchAugment._jitter
+
+    def spy(self, y, g):
+        states.append((torch.is_autocast_enabled("cpu"), y.dtype))
+        return real(self, y, g)
+
+    monkeypatch.setattr(BatchAugment, "_jitter", spy)
+    x = batch(size=24)
+    aug = BatchAugment(augmentation_params("heavy"))
+    plain = aug(x, generator=torch.Generator().manual_seed(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = aug(x, generator=torch.Generator().manual_seed(5))
+    assert states == [(False, torch.float32)] * 2
+    assert torch.equal(plain, mixed)

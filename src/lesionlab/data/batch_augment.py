@@ -53,14 +53,15 @@ class BatchAugment(nn.Module):
             x = _rot90(x, g)
         if not (self.geometric or self.colour or self.p["erase_p"]):
             return x
-        y = x.float().div_(255.0)
-        if self.geometric:
-            y = self._affine(y, g)
-        if self.colour:
-            y = self._jitter(y, g)
-        if self.p["erase_p"]:
-            y = self._erase(y, g)
-        return y.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        with torch.autocast(x.device.type, enabled=False):  # fp32 even inside a bf16/fp16 training step
+            y = x.float().div_(255.0)
+            if self.geometric:
+                y = self._affine(y, g)
+            if self.colour:
+                y = self._jitter(y, g)
+            if self.p["erase_p"]:
+                y = self._erase(y, g)
+            return y.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
     def _uniform(self, lo: float, hi: float, n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
