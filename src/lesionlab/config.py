@@ -135,8 +135,12 @@ class SpeedupConfig:
     def __post_init__(self) -> None:
         _check(0.1 <= self.progressive_resize <= 1, "train.speedups.progressive_resize must lie in [0.1, 1]")
         _check(0 < self.selective_backprop <= 1, "train.speedups.selective_backprop must lie in (0, 1]")
-        _check(0 < self.resize_until <= 1 and 0 <= self.backprop_until <= 1,
-               "train.speedups.resize_until must lie in (0, 1] and backprop_until in [0, 1]")
+        _check(0 < self.resize_until <= 1 and 0 < self.backprop_until <= 1,
+               "train.speedups.resize_until and backprop_until must lie in (0, 1]")
+
+    @property
+    def active(self) -> bool:
+        return self.progressive_resize < 1 or self.selective_backprop < 1
 
 
 @dataclass
@@ -199,6 +203,8 @@ class TrainConfig:
         _check(self.patience >= 0, "train.patience must be >= 0")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must lie in [0, 1) (0 disables EMA)")
         _check(self.augment_on in {"sample", "batch"}, "train.augment_on must be sample or batch")
+        _check(not (self.stages and self.speedups.active),
+               "train.speedups schedule one fit; they do not combine with staged fine-tuning (train.stages)")
         _check(self.monitor in {"val_bal_acc", "val_loss", "val_auc"},
                "train.monitor must be val_bal_acc, val_loss or val_auc")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lesionlab.config import ConfigError, TrainConfig
-from lesionlab.data.batch_augment import BatchAugment, batch_augmentation
+from lesionlab.data.batch_augment import BatchAugment, batch_augmentation, rank_generator
 from lesionlab.data.transforms import augmentation_params, loader_augmentation
 
 
@@ -137,3 +137,19 @@ def test_float_ops_run_outside_autocast(monkeypatch) -> None:
         mixed = aug(x, generator=torch.Generator().manual_seed(5))
     assert states == [(False, torch.float32)] * 2
     assert torch.equal(plain, mixed)
+
+
+def test_ranks_draw_differently_from_the_same_global_seed() -> None:
+    x = batch(n=16)
+    aug = BatchAugment(augmentation_params("heavy"))
+    outs = []
+    for rank in (0, 1, 0):
+        torch.manual_seed(0)  # what seed_everything does on every rank
+        outs.append(aug(x, generator=rank_generator("cpu", rank)))
+    assert torch.equal(outs[0], outs[2]) and not torch.equal(outs[0], outs[1])
+
+
+def test_geometric_ops_refuse_non_square_batches() -> None:
+    with pytest.raises(ConfigError, match="square"):
+        only(degrees=10.0)(torch.zeros(2, 3, 8, 12, dtype=torch.uint8))
+    assert only(brightness=0.2)(torch.zeros(2, 3, 8, 12, dtype=torch.uint8)).shape == (2, 3, 8, 12)

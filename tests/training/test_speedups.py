@@ -11,7 +11,7 @@ from lesionlab.config import ConfigError, ModelConfig, SpeedupConfig, TrainConfi
 from lesionlab.models.classifier import create_model
 from lesionlab.training.losses import create_loss
 from lesionlab.training.module import LesionModule
-from lesionlab.training.speedups import backprop_fraction, hardest, progressive_size
+from lesionlab.training.speedups import backprop_fraction, hardest, progressive_size, select_for_backprop
 
 
 def test_progressive_size_ramps_to_full_size() -> None:
@@ -113,3 +113,33 @@ def test_training_step_feeds_the_model_the_batch_augmented_images() -> None:
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     module.training_step((images, torch.tensor([0, 1, 2, 0])), 0)
     torch.testing.assert_close(inputs[0], to_model_input(images.flip(-1), (0.5,) * 3, (0.25,) * 3))
+
+
+def test_scoring_pass_leaves_batchnorm_statistics_alone_and_keeps_metadata_aligned() -> None:
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="tiny-resnet"), 3).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 3
+    meta = torch.arange(8, dtype=torch.float32).view(8, 1)  # row i carries i
+    kept_x, kept_y, (kept_meta,), logits = select_for_backprop(model, lambda v, m: model(v), x, y, [meta], 0.5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # running stats untouched
+    idx = kept_meta.view(-1).long()
+    assert len(idx) == 4 and torch.equal(kept_x, x[idx]) and torch.equal(kept_y, y[idx])
+    assert logits.shape == (8, 3)
+    model(x)  # a training-mode pass does move them: the check above can fail
+    assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_speedups_refuse_what_would_ignore_them() -> None:
+    from lesionlab.config import StageConfig
+    from lesionlab.pretraining.config import DistillConfig, PretrainConfig
+
+    on = SpeedupConfig(progressive_resize=0.5)
+    with pytest.raises(ConfigError, match=r"train\.stages"):
+        TrainConfig(stages=(StageConfig(),), speedups=on)
+    with pytest.raises(ConfigError, match="speedups"):
+        DistillConfig(teacher="runs/x", train=TrainConfig(speedups=on))
+    with pytest.raises(ConfigError, match="augment_on"):
+        PretrainConfig(train=TrainConfig(augment_on="batch"))
+    with pytest.raises(ConfigError, match="backprop_until"):
+        SpeedupConfig(selective_backprop=0.5, backprop_until=0.0)

@@ -5,10 +5,11 @@ of the per-image loader into a few batched tensor ops run where the model runs (
 
 * flips and 90° rotations are index operations on the uint8 batch (no float copy, exact);
 * random resized crop, rotation, shift and zoom compose into one affine map per sample and one ``grid_sample``
-  (bilinear, black outside the image, as ``v2.RandomAffine``);
-* brightness, contrast, saturation and hue are per-sample blends; the hue shift is a rotation of the chroma
-  plane in YIQ space (the approximation DALI and kornia-style GPU pipelines use), not an HSV round trip;
-* cutout zeroes one rectangle per chosen sample.
+  (bilinear, where ``v2.RandomAffine`` defaults to nearest; black outside the image, as v2) on square images;
+* brightness, contrast, saturation and hue are per-sample blends, applied in that fixed order (``v2.ColorJitter``
+  shuffles the order); the hue shift is a rotation of the chroma plane in YIQ space (the approximation DALI and
+  kornia-style GPU pipelines use), not an HSV round trip;
+* cutout zeroes one rectangle per chosen sample (a box larger than the image is clipped, where v2 redraws).
 
 The output is uint8 again, so :func:`lesionlab.data.transforms.to_model_input` stays the one normalisation.
 """
@@ -28,6 +29,7 @@ from lesionlab.data.transforms import augmentation_params
 
 _ERASE_RATIO = (0.3, 3.3)  # v2.RandomErasing's default aspect-ratio range
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = torch.linalg.inv(_YIQ)  # once, on the CPU: no inverse (and no device sync) per batch
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
@@ -44,8 +46,9 @@ class BatchAugment(nn.Module):
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"BatchAugment expects a (B, 3, H, W) uint8 batch, got {tuple(images.shape)} "
                              f"{images.dtype}")
-        if self.p["rot90"] and images.shape[-1] != images.shape[-2]:
-            raise ConfigError(f"train.augment_params.rot90 needs square images, got {tuple(images.shape[-2:])}")
+        if (self.p["rot90"] or self.geometric) and images.shape[-1] != images.shape[-2]:
+            raise ConfigError("batched 90° turns, crops, rotations, shifts and zooms need square images, got "
+                              f"{tuple(images.shape[-2:])}; use train.augment_on=sample")
         g = generator
         x = _flip(images, self.p["hflip"], -1, g)
         x = _flip(x, self.p["vflip"], -2, g)
@@ -130,7 +133,7 @@ class BatchAugment(nn.Module):
             rot = torch.zeros(n, 3, 3, device=dev)
             rot[:, 0, 0] = 1
             rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = a.cos(), -a.sin(), a.sin(), a.cos()
-            m = torch.linalg.inv(yiq) @ rot @ yiq  # RGB → YIQ, rotate the chroma plane, back to RGB
+            m = _YIQ_INV.to(dev) @ rot @ yiq  # RGB → YIQ, rotate the chroma plane, back to RGB
             y = torch.einsum("nij,njhw->nihw", m, y).clamp_(0, 1)
         return y
 
@@ -151,6 +154,12 @@ class BatchAugment(nn.Module):
         return y.masked_fill(box[:, None], 0.0)
 
 
+def rank_generator(device: torch.device | str, rank: int) -> torch.Generator:
+    """A generator for one process's batched augmentation: drawn from the global stream, offset by ``rank`` (every
+    DDP rank is seeded alike, so without the offset sample i of every rank would get the same draw)."""
+    return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, ())) + rank)
+
+
 def batch_augmentation(train_cfg: TrainConfig) -> BatchAugment | None:
     """The batched augmentation of ``train_cfg`` when ``train.augment_on`` is ``batch``, else None."""
     if train_cfg.augment_on != "batch":
@@ -168,11 +177,10 @@ def _flip(x: torch.Tensor, p: float, dim: int, g: torch.Generator | None) -> tor
 def _rot90(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     k = torch.randint(0, 4, (len(x),), generator=g, device=x.device)
     out = x.clone()
-    for turns in (1, 2, 3):
+    for turns in (1, 2, 3):  # an empty selection is a no-op, so no host-device sync on .any()
         chosen = k == turns
-        if chosen.any():
-            out[chosen] = torch.rot90(x[chosen], turns, dims=(-2, -1))
+        out[chosen] = torch.rot90(x[chosen], turns, dims=(-2, -1))
     return out
 
 
-__all__ = ["BatchAugment", "batch_augmentation"]
+__all__ = ["BatchAugment", "batch_augmentation", "rank_generator"]

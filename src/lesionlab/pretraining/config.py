@@ -48,6 +48,11 @@ class PretrainConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        _check(self.train.augment_on == "sample" and not self.train.speedups.active,
+               "VAE pretraining augments per image and has no speed-ups: train.augment_on must be sample and "
+               "train.speedups off")
+
 
 @dataclass
 class EncoderArmConfig:
@@ -106,3 +111,5 @@ class DistillConfig:
         _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
         _check(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
         _check(self.latency_runs >= 1, "latency_runs must be at least 1")
+        _check(not self.train.speedups.active,
+               "distillation scores every sample at full size: train.speedups must be off")

@@ -83,12 +83,12 @@ class DistillModule(LesionModule):
         return self._teacher[0]
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         self.teacher.to(self.device)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        if self.batch_augment is not None:  # train.augment_on=batch
-            images = self.batch_augment(images)
+        images = self.augment_batch(images)  # train.augment_on=batch
         logits = self(images)
         soft = distillation_loss(logits, self.teacher(images), self.temperature)
         hard = self.loss_fn(logits, targets)

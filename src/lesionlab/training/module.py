@@ -12,7 +12,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from lesionlab.config import TrainConfig
-from lesionlab.data.batch_augment import batch_augmentation
+from lesionlab.data.batch_augment import batch_augmentation, rank_generator
 from lesionlab.data.transforms import to_model_input
 from lesionlab.training.optim import SELF_AVERAGING, OptimizerModeHooks, create_optimizer, lightning_schedulers
 from lesionlab.training.speedups import backprop_fraction, progressive_size, resize_batch, select_for_backprop
@@ -71,6 +71,19 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
+    def on_fit_start(self) -> None:
+        # Batched augmentation draws from its own generator, offset by the rank: seed_everything gives every DDP rank
+        # the same global stream, which would give sample i of every rank the same flips, crops and colours.
+        if self.batch_augment is not None:
+            self._augment_rng = rank_generator(self.device, self.global_rank)
+
+    def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """``train.augment_on=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
+        if self.batch_augment is None:
+            return images
+        rng = getattr(self, "_augment_rng", None)
+        return self.batch_augment(images, generator=rng if rng is not None and rng.device == images.device else None)
+
     def training_progress(self) -> float:
         """Fraction of this fit's optimiser steps done (0 when not attached to a trainer)."""
         trainer = self._trainer
@@ -80,15 +93,14 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets, *meta = batch  # metadata models get (images, targets, metadata) batches
-        if self.batch_augment is not None:
-            images = self.batch_augment(images)
+        images = self.augment_batch(images)
         x = to_model_input(images, self.mean, self.std)
         speed, progress = self.cfg.speedups, self.training_progress()
         x = resize_batch(x, progressive_size(x.shape[-1], speed, progress))
         keep = backprop_fraction(speed, progress)
         if keep < 1:  # selective backprop: the hardest samples only; the metrics see the whole batch
-            x, targets_bp, meta, scored = select_for_backprop(lambda v, m: _call(self.model, v, *m), x, targets,
-                                                              meta, keep)
+            x, targets_bp, meta, scored = select_for_backprop(self.model, lambda v, m: _call(self.model, v, *m), x,
+                                                              targets, meta, keep)
             self.train_bal_acc.update(scored, targets)
             targets = targets_bp
         logits = _call(self.model, x, *meta)

@@ -7,16 +7,22 @@ validation, evaluation and the exported model always see full-size images and ev
   size that grows linearly from ``progressive_resize × image_size`` to the full size, reached at
   ``resize_until`` of training (a multiple of 8 px, so the convolution kernels see few distinct shapes).
 * **Selective backprop** (``train.speedups.selective_backprop``): a no-grad forward pass scores the whole
-  batch; only the ``selective_backprop`` fraction with the highest loss is back-propagated (Jiang et al. 2019,
-  "Accelerating deep learning by focusing on the biggest losers"), until ``backprop_until`` of training.
+  batch; only the ``selective_backprop`` fraction with the highest cross-entropy (unweighted: how wrong the model
+  is, whatever the training loss) is back-propagated (Jiang et al. 2019, "Accelerating deep learning by focusing
+  on the biggest losers"), until ``backprop_until`` of training.
+
+Both follow the fit's own step count, so they refuse ``train.stages``; a run cut short by early stopping or
+``train.max_time_minutes`` may end before the full size is reached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lesionlab.config import SpeedupConfig
 
@@ -51,17 +57,31 @@ def hardest(logits: torch.Tensor, targets: torch.Tensor, keep: float) -> torch.T
     return losses.topk(k).indices
 
 
-def select_for_backprop(score: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor], x: torch.Tensor,
-                        targets: torch.Tensor, extra: Sequence[torch.Tensor], keep: float,
-                        ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
-    """Score the batch without gradients and keep its hardest ``keep`` fraction.
+@contextmanager
+def buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Restore every buffer of ``model`` on exit: a train-mode scoring pass leaves BatchNorm statistics as they were."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
-    Returns the kept ``(x, targets, extra)`` and the no-grad logits of the whole batch (for the epoch metrics).
+
+def select_for_backprop(model: nn.Module, score: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor],
+                        x: torch.Tensor, targets: torch.Tensor, extra: Sequence[torch.Tensor], keep: float,
+                        ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Score the batch with ``score`` (``model`` in train mode, no gradients) and keep its hardest ``keep`` fraction.
+
+    The scoring pass normalises with the batch's own statistics, as the training pass does, but leaves the running
+    statistics untouched, so they see each sample once per step. Returns the kept ``(x, targets, extra)`` and the
+    no-grad logits of the whole batch (for the epoch metrics).
     """
-    with torch.no_grad():
+    with torch.no_grad(), buffers_kept(model):
         logits = score(x, extra)
     idx = hardest(logits, targets, keep)
     return x[idx], targets[idx], [e[idx] for e in extra], logits
 
 
-__all__ = ["backprop_fraction", "hardest", "progressive_size", "resize_batch", "select_for_backprop"]
+__all__ = ["backprop_fraction", "buffers_kept", "hardest", "progressive_size", "resize_batch", "select_for_backprop"]
