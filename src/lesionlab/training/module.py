@@ -15,7 +15,13 @@ from lesionlab.config import TrainConfig
 from lesionlab.data.batch_augment import batch_augmentation, rank_generator
 from lesionlab.data.transforms import to_model_input
 from lesionlab.training.optim import SELF_AVERAGING, OptimizerModeHooks, create_optimizer, lightning_schedulers
-from lesionlab.training.speedups import backprop_fraction, progressive_size, resize_batch, select_for_backprop
+from lesionlab.training.speedups import (
+    backprop_fraction,
+    progressive_size,
+    resize_batch,
+    running_stats_frozen,
+    select_for_backprop,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +105,16 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         x = resize_batch(x, progressive_size(x.shape[-1], speed, progress))
         keep = backprop_fraction(speed, progress)
         if keep < 1:  # selective backprop: the hardest samples only; the metrics see the whole batch
-            x, targets_bp, meta, scored = select_for_backprop(self.model, lambda v, m: _call(self.model, v, *m), x,
-                                                              targets, meta, keep)
+            x, targets_bp, meta, scored = select_for_backprop(lambda v, m: _call(self.model, v, *m), x, targets,
+                                                              meta, keep)
             self.train_bal_acc.update(scored, targets)
             targets = targets_bp
-        logits = _call(self.model, x, *meta)
-        loss = self.loss_fn(logits, targets)
-        if keep >= 1:
+            with running_stats_frozen(self.model):  # BatchNorm statistics: the whole batch's, from the scoring pass
+                logits = _call(self.model, x, *meta)
+        else:
+            logits = _call(self.model, x, *meta)
             self.train_bal_acc.update(logits.detach(), targets)
+        loss = self.loss_fn(logits, targets)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets),
                  sync_dist=True)
         self.log("train_bal_acc", self.train_bal_acc, on_step=False, on_epoch=True, batch_size=len(targets))

@@ -58,30 +58,36 @@ def hardest(logits: torch.Tensor, targets: torch.Tensor, keep: float) -> torch.T
 
 
 @contextmanager
-def buffers_kept(model: nn.Module) -> Iterator[None]:
-    """Restore every buffer of ``model`` on exit: a train-mode scoring pass leaves BatchNorm statistics as they were."""
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
+def running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``model`` normalise with batch statistics but leave their running statistics unchanged
+    (momentum 0 inside the block; autograd-safe, unlike restoring the buffers afterwards)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m, m.momentum, m.num_batches_tracked.clone()) for m in layers]
+    for m in layers:
+        m.momentum = 0.0
     try:
         yield
     finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 
-def select_for_backprop(model: nn.Module, score: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor],
-                        x: torch.Tensor, targets: torch.Tensor, extra: Sequence[torch.Tensor], keep: float,
+def select_for_backprop(score: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor], x: torch.Tensor,
+                        targets: torch.Tensor, extra: Sequence[torch.Tensor], keep: float,
                         ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
-    """Score the batch with ``score`` (``model`` in train mode, no gradients) and keep its hardest ``keep`` fraction.
+    """Score the batch with ``score`` (the model in train mode, no gradients) and keep its hardest ``keep`` fraction.
 
-    The scoring pass normalises with the batch's own statistics, as the training pass does, but leaves the running
-    statistics untouched, so they see each sample once per step. Returns the kept ``(x, targets, extra)`` and the
-    no-grad logits of the whole batch (for the epoch metrics).
+    The scoring pass is an ordinary train-mode forward of the whole batch, so BatchNorm running statistics follow
+    the data as without selection; the caller runs the training pass on the kept samples under
+    :func:`running_stats_frozen`, so the hard subset does not pull them towards itself. Returns the kept
+    ``(x, targets, extra)`` and the no-grad logits of the whole batch (for the epoch metrics).
     """
-    with torch.no_grad(), buffers_kept(model):
+    with torch.no_grad():
         logits = score(x, extra)
     idx = hardest(logits, targets, keep)
     return x[idx], targets[idx], [e[idx] for e in extra], logits
 
 
-__all__ = ["backprop_fraction", "buffers_kept", "hardest", "progressive_size", "resize_batch", "select_for_backprop"]
+__all__ = ["backprop_fraction", "hardest", "progressive_size", "resize_batch", "running_stats_frozen",
+           "select_for_backprop"]
