@@ -16,9 +16,10 @@ from lesionlab.models.backbones import PretrainedWeightsUnavailable
 from lesionlab.registry import UnknownNameError
 from lesionlab.serving.metadata import MetadataError
 from lesionlab.serving.onnx import OnnxExportError
+from lesionlab.training.module import TrainingDivergedError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, DatasetError, LabelMappingError, ImageReadError, BadImagesError, LeakageError, SeenDataError,
     UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError, DownloadError,
-    MetadataError, OnnxExportError, EvaluationInputError, NoAttentionError,
+    MetadataError, OnnxExportError, EvaluationInputError, NoAttentionError, TrainingDivergedError,
 )

@@ -12,7 +12,13 @@ from lesionlab.data.transforms import to_model_input
 from lesionlab.models.classifier import create_model
 from lesionlab.training.losses import create_loss
 from lesionlab.training.module import LesionModule
-from lesionlab.training.speedups import backprop_fraction, hardest, progressive_size, select_for_backprop
+from lesionlab.training.speedups import (
+    backprop_fraction,
+    hardest,
+    progressive_size,
+    select_for_backprop,
+    smallest_size,
+)
 
 
 def test_progressive_size_ramps_to_full_size() -> None:
@@ -45,6 +51,7 @@ class Recorder(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.feature_info = model.backbone.feature_info  # the stride floor of progressive resizing
         self.seen: list[tuple[bool, int, int]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,15 +59,15 @@ class Recorder(torch.nn.Module):
         return self.model(x)
 
 
-def fit(speedups: SpeedupConfig, epochs: int = 4) -> Recorder:
+def fit(speedups: SpeedupConfig, epochs: int = 4, lr: float = 0.01) -> Recorder:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=g)
+    x = torch.randint(0, 256, (48, 3, 64, 64), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 3, (48,), generator=g)
     train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, shuffle=True, drop_last=True)
     val = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=16)
     model = Recorder(create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.0), 3))
-    cfg = TrainConfig(epochs=epochs, lr=0.01, scheduler="constant", warmup_epochs=0, ema_decay=0, progress=False,
+    cfg = TrainConfig(epochs=epochs, lr=lr, scheduler="constant", warmup_epochs=0, ema_decay=0, progress=False,
                       speedups=speedups)
     module = LesionModule(model, create_loss("ce"), cfg, 3, (0.5,) * 3, (0.25,) * 3)
     L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
@@ -71,8 +78,9 @@ def fit(speedups: SpeedupConfig, epochs: int = 4) -> Recorder:
 def test_training_sees_growing_sizes_validation_sees_full_size() -> None:
     seen = fit(SpeedupConfig(progressive_resize=0.5, resize_until=0.75)).seen
     train_sizes = [s for grad, s, _ in seen if grad]
-    assert train_sizes[0] == 16 and train_sizes[-1] == 32 and train_sizes == sorted(train_sizes)
-    assert {s for grad, s, _ in seen if not grad} == {32}  # validation: always the full size
+    assert train_sizes[0] == 32 and train_sizes[-1] == 64 and train_sizes == sorted(train_sizes)
+    assert len(set(train_sizes)) >= 3  # a ramp, not a switch
+    assert {s for grad, s, _ in seen if not grad} == {64}  # validation: always the full size
 
 
 def test_selective_backprop_backpropagates_the_kept_fraction_only() -> None:
@@ -127,6 +135,7 @@ def test_selection_keeps_metadata_aligned() -> None:
     assert logits.shape == (8, 3)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a step called without a Trainer
 def test_batchnorm_statistics_follow_the_whole_batch_not_the_hard_subset() -> None:
     """A selective step moves the running statistics exactly as one plain pass over the whole batch would."""
     torch.manual_seed(0)
@@ -160,3 +169,22 @@ def test_speedups_refuse_what_would_ignore_them() -> None:
         PretrainConfig(train=TrainConfig(augment_on="batch"))
     with pytest.raises(ConfigError, match="backprop_until"):
         SpeedupConfig(selective_backprop=0.5, backprop_until=0.0)
+
+
+def test_progressive_resizing_never_goes_below_the_backbone_stride() -> None:
+    import timm
+
+    assert smallest_size(timm.create_model("resnet10t", pretrained=False)) == 32
+    assert smallest_size(torch.nn.Linear(2, 2)) == 32  # no timm feature_info: the common default
+    cfg = SpeedupConfig(progressive_resize=0.25)
+    assert progressive_size(64, cfg, 0.0, minimum=32) == 32 and progressive_size(64, cfg, 0.0) == 16
+    assert progressive_size(24, cfg, 0.0, minimum=32) == 24  # never above the full size
+
+
+def test_a_diverging_run_stops_with_a_clear_error() -> None:
+    from lesionlab.errors import USER_ERRORS
+    from lesionlab.training.module import TrainingDivergedError
+
+    assert TrainingDivergedError in USER_ERRORS  # the CLI prints it as one line and exits 2
+    with pytest.raises(TrainingDivergedError, match="training diverged"):
+        fit(SpeedupConfig(), epochs=2, lr=float("inf"))

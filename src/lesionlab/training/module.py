@@ -21,6 +21,7 @@ from lesionlab.training.speedups import (
     resize_batch,
     running_stats_frozen,
     select_for_backprop,
+    smallest_size,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ def ema_with_warmup(decay: float):
 
     return update
 
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite: the recipe (learning rate, precision, speed-ups) needs changing."""
+
+
 class LesionModule(OptimizerModeHooks, L.LightningModule):
     """Wraps a classifier with its loss, optimiser, schedule and epoch metrics."""
 
@@ -54,6 +59,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.cfg = train_cfg
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_augment = batch_augmentation(train_cfg)  # train.augment_on=batch: augmented here, on the device
+        self.min_train_size = smallest_size(model)  # progressive resizing's floor
         self.train_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_auc = torchmetrics.classification.MulticlassAUROC(num_classes, average="macro")
@@ -83,6 +89,13 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         if self.batch_augment is not None:
             self._augment_rng = rank_generator(self.device, self.global_rank)
 
+    def on_train_epoch_end(self) -> None:
+        loss = self.trainer.callback_metrics.get("train_loss")
+        if loss is not None and not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training diverged: the training loss of epoch {self.current_epoch + 1} is {float(loss)}; lower "
+                "train.lr, use train.precision=32-true, or turn off train.speedups")
+
     def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
         """``train.augment_on=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
         if self.batch_augment is None:
@@ -102,7 +115,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         images = self.augment_batch(images)
         x = to_model_input(images, self.mean, self.std)
         speed, progress = self.cfg.speedups, self.training_progress()
-        x = resize_batch(x, progressive_size(x.shape[-1], speed, progress))
+        x = resize_batch(x, progressive_size(x.shape[-1], speed, progress, minimum=self.min_train_size))
         keep = backprop_fraction(speed, progress)
         if keep < 1:  # selective backprop: the hardest samples only; the metrics see the whole batch
             x, targets_bp, meta, scored = select_for_backprop(lambda v, m: _call(self.model, v, *m), x, targets,

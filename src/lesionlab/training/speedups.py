@@ -5,7 +5,8 @@ validation, evaluation and the exported model always see full-size images and ev
 
 * **Progressive resizing** (``train.speedups.progressive_resize``): batches are downscaled on the device to a
   size that grows linearly from ``progressive_resize × image_size`` to the full size, reached at
-  ``resize_until`` of training (a multiple of 8 px, so the convolution kernels see few distinct shapes).
+  ``resize_until`` of training (a multiple of 8 px, so the convolution kernels see few distinct shapes, and never
+  below the backbone's total stride, e.g. 32 px for a ResNet).
 * **Selective backprop** (``train.speedups.selective_backprop``): a no-grad forward pass scores the whole
   batch; only the ``selective_backprop`` fraction with the highest cross-entropy (unweighted: how wrong the model
   is, whatever the training loss) is back-propagated (Jiang et al. 2019, "Accelerating deep learning by focusing
@@ -27,13 +28,24 @@ from torch import nn
 from lesionlab.config import SpeedupConfig
 
 
-def progressive_size(full: int, cfg: SpeedupConfig, progress: float, multiple: int = 8) -> int:
-    """The training image size at ``progress`` ∈ [0, 1] of training (``full`` once the ramp is over)."""
+def smallest_size(model: nn.Module, default: int = 32) -> int:
+    """The backbone's total stride (timm ``feature_info``): below it the last feature map is a padded 1×1 and
+    training at that size degenerates (diverges, in bf16), so progressive resizing never goes smaller."""
+    info = getattr(getattr(model, "backbone", model), "feature_info", None)
+    try:
+        return max(int(f["reduction"]) for f in info)
+    except (TypeError, KeyError, ValueError):
+        return default
+
+
+def progressive_size(full: int, cfg: SpeedupConfig, progress: float, multiple: int = 8, minimum: int = 8) -> int:
+    """The training image size at ``progress`` ∈ [0, 1] of training (``full`` once the ramp is over), a multiple of
+    ``multiple`` and at least ``minimum`` px (never more than ``full``)."""
     if cfg.progressive_resize >= 1 or progress >= cfg.resize_until:
         return full
     scale = cfg.progressive_resize + (1 - cfg.progressive_resize) * max(0.0, progress) / cfg.resize_until
     size = int(round(full * scale / multiple) * multiple)
-    return max(min(multiple, full), min(full, size))
+    return min(full, max(minimum, multiple, size))
 
 
 def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -90,4 +102,4 @@ def select_for_backprop(score: Callable[[torch.Tensor, Sequence[torch.Tensor]], 
 
 
 __all__ = ["backprop_fraction", "hardest", "progressive_size", "resize_batch", "running_stats_frozen",
-           "select_for_backprop"]
+           "select_for_backprop", "smallest_size"]
