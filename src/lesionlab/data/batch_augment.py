@@ -66,19 +66,16 @@ class BatchAugment(nn.Module):
                 y = self._erase(y, g)
             return y.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
-    def _uniform(self, lo: float, hi: float, n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
-
     def _affine(self, y: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         """Random resized crop, then rotation / shift / zoom: one sampling grid per sample, black outside."""
         n, _, h, w = y.shape
         dev = y.device
         # Output → crop-image coordinates (inverse of rotate, scale, translate about the centre), normalised [-1, 1].
-        angle = self._uniform(-self.p["degrees"], self.p["degrees"], n, g, dev) * (math.pi / 180)
+        angle = _uniform(-self.p["degrees"], self.p["degrees"], n, g, dev) * (math.pi / 180)
         t = self.p["translate"]
-        shift = torch.stack([self._uniform(-t, t, n, g, dev), self._uniform(-t, t, n, g, dev)], 1) * 2
+        shift = torch.stack([_uniform(-t, t, n, g, dev), _uniform(-t, t, n, g, dev)], 1) * 2
         lo, hi = self.p["scale"] or (1.0, 1.0)
-        zoom = self._uniform(lo, hi, n, g, dev)
+        zoom = _uniform(lo, hi, n, g, dev)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         inv = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)  # R^T / s
         theta = torch.cat([inv, -(inv @ shift.unsqueeze(-1))], 2)
@@ -96,9 +93,9 @@ class BatchAugment(nn.Module):
         if not self.p["crop_scale"]:
             return torch.ones(n, 2, device=dev), torch.zeros(n, 2, device=dev)
         tries = 10  # as torchvision: up to 10 draws of area and aspect ratio, else the whole image
-        area = self._uniform(*self.p["crop_scale"], n * tries, g, dev).view(n, tries)
+        area = _uniform(*self.p["crop_scale"], n * tries, g, dev).view(n, tries)
         lr = [math.log(r) for r in self.p["crop_ratio"]]
-        ratio = torch.exp(self._uniform(*lr, n * tries, g, dev)).view(n, tries)
+        ratio = torch.exp(_uniform(*lr, n * tries, g, dev)).view(n, tries)
         cw, ch = torch.sqrt(area * ratio), torch.sqrt(area / ratio)  # fractions of the width / height
         ok = (cw <= 1) & (ch <= 1)
         first = torch.where(ok.any(1), ok.float().argmax(1), torch.zeros(n, dtype=torch.long, device=dev))
@@ -114,7 +111,7 @@ class BatchAugment(nn.Module):
 
         def factor(key: str) -> torch.Tensor:
             v = self.p[key]
-            return self._uniform(max(0.0, 1 - v), 1 + v, n, g, dev).view(n, 1, 1, 1)
+            return _uniform(max(0.0, 1 - v), 1 + v, n, g, dev).view(n, 1, 1, 1)
 
         gray_w = torch.tensor(_GRAY, device=dev).view(1, 3, 1, 1)
         if self.p["brightness"]:
@@ -128,7 +125,7 @@ class BatchAugment(nn.Module):
             s = factor("saturation")
             y = (s * y + (1 - s) * gray).clamp_(0, 1)
         if self.p["hue"]:
-            a = self._uniform(-self.p["hue"], self.p["hue"], n, g, dev) * (2 * math.pi)
+            a = _uniform(-self.p["hue"], self.p["hue"], n, g, dev) * (2 * math.pi)
             yiq = _YIQ.to(dev)
             rot = torch.zeros(n, 3, 3, device=dev)
             rot[:, 0, 0] = 1
@@ -141,8 +138,8 @@ class BatchAugment(nn.Module):
         n, _, h, w = y.shape
         dev = y.device
         chosen = torch.rand(n, generator=g, device=dev) < self.p["erase_p"]
-        area = self._uniform(*self.p["erase_scale"], n, g, dev) * h * w
-        ratio = torch.exp(self._uniform(*(math.log(r) for r in _ERASE_RATIO), n, g, dev))
+        area = _uniform(*self.p["erase_scale"], n, g, dev) * h * w
+        ratio = torch.exp(_uniform(*(math.log(r) for r in _ERASE_RATIO), n, g, dev))
         eh = torch.sqrt(area * ratio).round().clamp(1, h)
         ew = torch.sqrt(area / ratio).round().clamp(1, w)
         y0 = (torch.rand(n, generator=g, device=dev) * (h - eh + 1)).floor()
@@ -165,6 +162,11 @@ def batch_augmentation(train_cfg: TrainConfig) -> BatchAugment | None:
     if train_cfg.augment_on != "batch":
         return None
     return BatchAugment(augmentation_params(train_cfg.augment, train_cfg.augment_params))
+
+
+def _uniform(lo: float, hi: float, n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``n`` draws from U(lo, hi)."""
+    return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 
 
 def _flip(x: torch.Tensor, p: float, dim: int, g: torch.Generator | None) -> torch.Tensor:

@@ -16,7 +16,6 @@ from fastapi import FastAPI, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from lesionlab.config import ServeConfig
 from lesionlab.data.images import ImageReadError
 from lesionlab.data.taxonomy import triage_priority
 from lesionlab.serving.api_errors import (
@@ -27,6 +26,7 @@ from lesionlab.serving.api_errors import (
     install_error_handlers,
 )
 from lesionlab.serving.api_models import BatchOut, ErrorResponse, HealthOut, ModelInfoOut, PredictionOut
+from lesionlab.serving.config import ServeConfig
 from lesionlab.serving.metadata import MAX_AGE, SEXES, SITES, MetadataError, PatientMetadata
 from lesionlab.serving.predictor import Prediction, Predictor
 

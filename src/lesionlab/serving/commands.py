@@ -7,7 +7,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from lesionlab.config import ConfigError, ServeConfig
+from lesionlab.config import ConfigError
+from lesionlab.serving.config import ServeConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -60,6 +60,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_augment = batch_augmentation(train_cfg)  # train.augment_on=batch: augmented here, on the device
         self.min_train_size = smallest_size(model)  # progressive resizing's floor
+        self.augment_rng: torch.Generator | None = None  # per-rank, made in on_fit_start
         self.train_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_auc = torchmetrics.classification.MulticlassAUROC(num_classes, average="macro")
@@ -87,7 +88,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         # Batched augmentation draws from its own generator, offset by the rank: seed_everything gives every DDP rank
         # the same global stream, which would give sample i of every rank the same flips, crops and colours.
         if self.batch_augment is not None:
-            self._augment_rng = rank_generator(self.device, self.global_rank)
+            self.augment_rng = rank_generator(self.device, self.global_rank)
 
     def on_train_epoch_end(self) -> None:
         loss = self.trainer.callback_metrics.get("train_loss")
@@ -100,7 +101,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         """``train.augment_on=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
         if self.batch_augment is None:
             return images
-        rng = getattr(self, "_augment_rng", None)
+        rng = self.augment_rng
         return self.batch_augment(images, generator=rng if rng is not None and rng.device == images.device else None)
 
     def training_progress(self) -> float:
