@@ -144,6 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
         return 0
+    if "balanced_accuracy" not in m:  # eval.test=false
+        print(f"validation balanced accuracy {m.get('val_bal_acc', float('nan')):.4f} | macro AUC "
+              f"{m.get('val_auc', float('nan')):.4f} (best epoch {m['best_epoch']}; test split untouched) | "
+              f"{result.seconds['total']:.0f}s\nrun: {result.run.root.resolve()}")
+        return 0
     print(f"test balanced accuracy {m['balanced_accuracy']:.4f} | macro AUC {m['auc_macro']:.4f} | "
           f"accuracy {m['accuracy']:.4f} | {result.seconds['total']:.0f}s")
     print(f"report: {result.run.report.resolve()}")

@@ -94,6 +94,7 @@ class ModelConfig:
     metadata_dropout: float = 0.1  # training: encode each metadata field as missing with this probability
     freeze_backbone: bool = False  # train only the head (and metadata branch); the backbone stays fixed
     feature_cache: bool = True  # with freeze_backbone: compute backbone features once and train on the cache
+    colour_constancy: str = "none"  # none | shades-of-gray: white balance inside the model (travels with it)
 
     def __post_init__(self) -> None:
         _check(0 <= self.drop_rate < 1, "model.drop_rate must lie in [0, 1)")
@@ -106,6 +107,8 @@ class ModelConfig:
         _check(self.global_pool in GLOBAL_POOLS, f"model.global_pool must be one of {', '.join(GLOBAL_POOLS)}, "
                f"got {self.global_pool!r}")
         _check(0 <= self.metadata_dropout < 1, "model.metadata_dropout must lie in [0, 1)")
+        _check(not (self.freeze_backbone and self.feature_cache and self.colour_constancy != "none"),
+               "model.colour_constancy runs inside the model: with model.freeze_backbone set model.feature_cache=false")
         _check(bool(self.metadata_fields) and set(self.metadata_fields) <= {"age", "sex", "site"},
                f"model.metadata_fields must be a non-empty subset of age, sex, site, got {list(self.metadata_fields)}")
 
@@ -141,6 +144,23 @@ class SpeedupConfig:
     @property
     def active(self) -> bool:
         return self.progressive_resize < 1 or self.selective_backprop < 1
+
+
+@dataclass
+class MixConfig:
+    """Mixup / CutMix on training batches (torchvision v2); alphas of 0 turn each off."""
+
+    mixup: float = 0.0  # Beta(α, α) of mixup (Zhang et al. 2018), e.g. 0.2
+    cutmix: float = 0.0  # Beta(α, α) of CutMix (Yun et al. 2019), e.g. 1.0
+    prob: float = 1.0  # fraction of batches mixed
+
+    def __post_init__(self) -> None:
+        _check(self.mixup >= 0 and self.cutmix >= 0, "train.mix.mixup and train.mix.cutmix must be >= 0")
+        _check(0 <= self.prob <= 1, "train.mix.prob must lie in [0, 1]")
+
+    @property
+    def active(self) -> bool:
+        return (self.mixup > 0 or self.cutmix > 0) and self.prob > 0
 
 
 @dataclass
@@ -185,8 +205,15 @@ class TrainConfig:
     stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs/lr
     augment_on: str = "sample"  # sample: per image in the loader; batch: per-sample draws in batched ops on the device
     speedups: SpeedupConfig = field(default_factory=SpeedupConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    layer_decay: float | None = None  # layer-wise LR decay (timm's groups): block k of K trains at lr * d^(K-k)
 
     def __post_init__(self) -> None:
+        _check(self.layer_decay is None or 0 < self.layer_decay <= 1, "train.layer_decay must lie in (0, 1] or null")
+        _check(not (self.mix.active and self.loss == "focal"),
+               "train.mix (mixup/CutMix) makes soft targets, which train.loss=focal does not take; use loss=ce")
+        _check(not (self.mix.active and self.speedups.selective_backprop < 1),
+               "train.mix does not combine with train.speedups.selective_backprop")
         _check(self.focal_gamma >= 0, "train.focal_gamma must be >= 0")
         _check(self.focal_alpha is None or all(a >= 0 for a in self.focal_alpha),
                "train.focal_alpha values must be >= 0")
@@ -224,6 +251,7 @@ class EvalConfig:
     gradcam_images: int = 70  # test images explained with Grad-CAM in the report (0: no Grad-CAM section)
     gradcam_method: str = "gradcam"  # gradcam or gradcam++
     mask_dir: str | None = None  # lesion masks for CAM-in-lesion; default: <data root>/<dataset>/masks_200x150
+    test: bool = True  # false: stop after validation (recipe searches), the test split stays untouched
 
     def __post_init__(self) -> None:
         from lesionlab.evaluation.tta import get_tta

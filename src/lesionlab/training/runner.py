@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
-from lesionlab.data.splits import check_no_leakage, split_summary
+from lesionlab.data.splits import LeakageError, check_no_leakage, split_summary
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
 from lesionlab.evaluation.artifacts import write_evaluation
@@ -183,10 +183,14 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
                extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
                       "train_images": len(data.indices("train"))})
 
+    if not cfg.eval.test:  # a recipe search: judged on validation, the test split is never predicted
+        return _validation_only(run, cfg, best_epoch, {"data": t_data, "fit": t_fit,
+                                                       "total": time.perf_counter() - t0})
     t2 = time.perf_counter()
     test = data.indices("test")
     seen = set(table.loc[table["split"] != "test", "lesion_id"])
-    assert not seen & set(table.loc[test, "lesion_id"]), "test lesions overlap the training/validation lesions"
+    if seen & set(table.loc[test, "lesion_id"]):
+        raise LeakageError("test lesions overlap the training/validation lesions; refusing to evaluate")
     test_logits = predict_view_logits(final_model, data.images, mean, std, indices=data.rows[test],
                                       batch_size=cfg.eval.batch_size, tta=cfg.eval.tta,
                                       metadata=None if meta is None else meta[test])
@@ -200,6 +204,19 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
                      best_epoch=best_epoch)
     logger.info("Test balanced accuracy %.4f, macro AUC %.4f; report: %s", metrics["balanced_accuracy"],
                 metrics["auc_macro"], run.report)
+    return TrainResult(run, metrics, seconds)
+
+
+def _validation_only(run: RunPaths, cfg: ExperimentConfig, best_epoch: int, seconds: dict[str, float]) -> TrainResult:
+    """``eval.test=false``: the best epoch's validation figures (``val_metrics.json``); no test prediction."""
+    history = pd.read_csv(run.history)
+    best = history.loc[history["epoch"] == best_epoch].iloc[-1]
+    metrics = {"best_epoch": best_epoch, "epochs_run": len(history),
+               **{k: float(best[k]) for k in ("val_bal_acc", "val_auc", "val_loss", "train_bal_acc") if k in best}}
+    (run.root / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
+    (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
+    logger.info("Validation balanced accuracy %.4f (epoch %d); test split untouched (eval.test=false)",
+                metrics.get("val_bal_acc", float("nan")), best_epoch)
     return TrainResult(run, metrics, seconds)
 
 

@@ -1,0 +1,90 @@
+"""Run the recipe search of ``configs/recipe-search.yaml``: one validation-only training run per candidate.
+
+Resumable: candidates already in the results CSV are skipped. Usage::
+
+    python experiments/recipe_search.py [--config configs/recipe-search.yaml] [--data-root ../shared/data]
+        [--only NAME ...] [--out docs/results/recipe-search]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from lesionlab.config import load_config
+from lesionlab.training.runner import train
+
+COLUMNS = ["candidate", "val_bal_acc", "val_auc", "best_epoch", "epochs", "image_size", "fit_min", "s_per_epoch",
+           "train_bal_acc", "overrides", "run_dir", "machine"]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()}-core {cpu}"
+
+
+def write_markdown(df: pd.DataFrame, path: Path, spec: dict) -> None:
+    ranked = df.sort_values("val_bal_acc", ascending=False)
+    lines = ["# Recipe search (issue 12): validation only", "",
+             "HAM10000, 7 classes, the default lesion-disjoint 70/15/15 split (seed 0): 7,0xx training and 1,5xx "
+             "validation images. Each candidate is one training run (seed 0) of `configs/default.yaml` with the "
+             f"common overrides `{' '.join(spec['common'])}` plus its own; the figures are the best epoch's "
+             "validation balanced accuracy and macro AUC (EMA weights, no TTA). The test split was never "
+             "predicted (`eval.test=false`). Minutes are fit wall time on the machine named in the last column "
+             "(shared with other work: compare as ratios within this table).", "",
+             "| candidate | val bal acc | val AUC | best epoch / epochs | px | fit min | s/epoch | train bal acc | "
+             "overrides |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for _, r in ranked.iterrows():
+        lines.append(f"| {r.candidate} | {r.val_bal_acc:.4f} | {r.val_auc:.4f} | {int(r.best_epoch)} / {int(r.epochs)} "
+                     f"| {int(r.image_size)} | {r.fit_min:.1f} | {r.s_per_epoch:.0f} | {r.train_bal_acc:.3f} | "
+                     f"`{r.overrides}` |")
+    lines += ["", f"Machine: {df['machine'].iloc[-1]}.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/recipe-search.yaml")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--out", default="docs/results/recipe-search", help="results prefix (.csv and .md)")
+    ap.add_argument("--only", nargs="*", help="run only these candidates")
+    args = ap.parse_args(argv)
+    spec = yaml.safe_load(Path(args.config).read_text())
+    csv, md = Path(args.out + ".csv"), Path(args.out + ".md")
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
+    for name, own in spec["candidates"].items():
+        if (args.only and name not in args.only) or name in set(done["candidate"]):
+            continue
+        overrides = [*spec["common"], *own, f"data.root={Path(args.data_root).resolve()}", f"name=search-{name}",
+                     "output_dir=runs/recipe-search"]
+        cfg = load_config(spec["base"], overrides)
+        print(f"== {name}: {' '.join(own)}", flush=True)
+        t0 = time.perf_counter()
+        result = train(cfg)
+        m = result.metrics
+        history = pd.read_csv(result.run.history)
+        row = {"candidate": name, "val_bal_acc": m["val_bal_acc"], "val_auc": m["val_auc"],
+               "best_epoch": m["best_epoch"], "epochs": m["epochs_run"], "image_size": cfg.data.image_size,
+               "fit_min": result.seconds["fit"] / 60, "s_per_epoch": result.seconds["fit"] / len(history),
+               "train_bal_acc": m.get("train_bal_acc", float("nan")), "overrides": " ".join(own),
+               "run_dir": str(result.run.root), "machine": machine()}
+        print(json.dumps(row), f"({time.perf_counter() - t0:.0f}s)", flush=True)
+        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+        done.to_csv(csv, index=False)
+        write_markdown(done, md, spec)
+    if len(done):
+        write_markdown(done, md, spec)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
