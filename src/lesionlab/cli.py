@@ -19,7 +19,8 @@ logger = logging.getLogger("lesionlab")
 COMMAND_MODULES: tuple[str, ...] = ("lesionlab.evaluation.commands",
                                     "lesionlab.serving.commands", "lesionlab.training.commands",
                                     "lesionlab.pretraining.commands", "lesionlab.data.merge_commands",
-                                    "lesionlab.models.commands")
+                                    "lesionlab.models.commands",
+                                    "lesionlab.released.commands")
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
@@ -83,17 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score RUN on a dataset with the run's own crop and size. Labels are mapped "
                        "into the model's taxonomy. Images or lesions used for training/validation are refused "
                        "unless --exclude-seen drops them.")
-    p.add_argument("run", help="run directory (holds model.pt)")
+    p.add_argument("run", help="run directory (holds model.pt), or 'builtin' / a built-in model name")
     _add_data_args(p)
     p.add_argument("--exclude-seen", action="store_true", help="drop images/lesions the run trained or validated on")
     p.add_argument("--out", default=None, help="output folder (default: RUN/evaluations/<dataset>-<time>)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k diagnoses + triage priority for images",
-                       description="Predict with a trained run. Prints the top-k diagnoses with probabilities "
-                       "and the triage priority (1 = malignant MEL/BCC/SCC, 2 = AK/nevus, 3 = benign).")
-    p.add_argument("run", help="run directory or model.pt")
-    p.add_argument("images", nargs="+", help="image files or folders")
+                       description="Predict with a trained run, or with the built-in model when no model is given. "
+                       "Prints the top-k diagnoses with probabilities and the triage priority (1 = malignant "
+                       "MEL/BCC/SCC, 2 = AK/nevus, 3 = benign).",
+                       epilog="examples:\n  lesionlab predict lesion.jpg            # the built-in model\n"
+                       "  lesionlab predict runs/default-... lesion.jpg more_images/\n"
+                       "  lesionlab predict --model model.onnx lesion.jpg --format json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="[MODEL] IMAGE",
+                   help="image files or folders, optionally preceded by a model (run directory, model.pt, .onnx, "
+                   "ensemble manifest, or 'builtin' / a built-in name)")
+    p.add_argument("--model", default=None, help="the model (default: the first argument when it is a model, "
+                   "else the built-in model)")
     p.add_argument("--topk", type=int, default=3, help="how many diagnoses to list (default 3)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
     p.add_argument("--output", default=None, help="write to this file instead of stdout")
@@ -156,10 +165,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lesionlab.evaluation.evaluate import evaluate_run
+    import datetime as _dt
 
-    result = evaluate_run(args.run, _data_config(args), out_dir=args.out, exclude_seen=args.exclude_seen,
-                          progress=not args.quiet)
+    from lesionlab.evaluation.evaluate import evaluate_run
+    from lesionlab.released.registry import is_released_ref, resolve_model_ref
+
+    out = args.out
+    if out is None and is_released_ref(args.run):  # never write into the installed package
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / "evaluations" / f"{Path(resolve_model_ref(args.run)).name}-{args.dataset}-{stamp}"
+    result = evaluate_run(resolve_model_ref(args.run), _data_config(args), out_dir=out,
+                          exclude_seen=args.exclude_seen, progress=not args.quiet)
     m = result.metrics
     print(f"{m['n']} images | balanced accuracy {m['balanced_accuracy']:.4f} | macro AUC {m['auc_macro']:.4f} | "
           f"accuracy {m['accuracy']:.4f}" + (f" | {result.excluded} seen images excluded" if result.excluded else ""))
@@ -186,8 +202,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.topk < 1:
         raise ConfigError("--topk must be at least 1")
-    predictor = Predictor.load(args.run)
-    paths = _expand_images(args.images)
+    model, images = split_model_argument(args.model, args.images)
+    predictor = Predictor.load(model)
+    paths = _expand_images(images)
     if not paths:
         raise ConfigError("no images found in the given paths")
     results, errors = predictor.predict_files(paths, topk=args.topk)
@@ -199,6 +216,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _looks_like_model(arg: str) -> bool:
+    from lesionlab.released.registry import is_released_ref
+
+    path = Path(arg)
+    if path.is_dir():
+        return any((path / f).is_file() for f in ("model.pt", "model.onnx", "ensemble.json"))
+    return path.suffix in (".pt", ".onnx", ".json", ".yaml", ".yml") or (not path.exists() and is_released_ref(arg))
+
+
+def split_model_argument(model: str | None, args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``(model, images)``: ``--model``, else a leading model argument, else None (the built-in model)."""
+    args = list(args)
+    if model is None and len(args) > 1 and _looks_like_model(args[0]):
+        return args[0], args[1:]
+    if model is None and len(args) == 1 and _looks_like_model(args[0]):
+        raise ConfigError(f"{args[0]} is a model: give the images to predict after it")
+    return model, args
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:

@@ -71,6 +71,7 @@ def model_info(predictor: Predictor, cfg: ServeConfig) -> dict[str, Any]:
                              "top-1: the priority of the most probable diagnosis"]},
         "heatmap": predictor.heatmap_method,
         "metrics": card.metrics if card else None,
+        "model_card": getattr(card, "model_card", None) if card else None,
         "training_data": {"dataset": card.dataset if card else None, "licence": card.licence if card else None,
                           "citation": card.citation if card else None,
                           **({"details": card.training} if card and card.training else {})},

@@ -77,6 +77,8 @@ class ModelInfoOut(BaseModel):
     triage: dict[str, Any]
     heatmap: str | None
     metrics: dict[str, Any] | None
+    model_card: dict[str, Any] | None = Field(default=None, description="a released model's card: data, licence, "
+                                              "figures with 95% CIs, intended use, limitations")
     training_data: dict[str, Any]
     metadata_fields: dict[str, Any]
     limits: dict[str, Any]

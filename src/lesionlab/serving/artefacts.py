@@ -40,6 +40,7 @@ class ModelCard:
     metrics: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] = field(default_factory=list)
+    model_card: dict[str, Any] | None = None  # a released model's full card (card.json)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,13 +91,29 @@ def run_metrics(run_dir: Path) -> dict[str, Any] | None:
     return summary
 
 
+def released_metrics(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline own-test figures of a released model's card (the first evaluation)."""
+    if not card.get("evaluations"):
+        return None
+    name, ev = next(iter(card["evaluations"].items()))
+    figs = ev["figures"]
+    summary: dict[str, Any] = {k: figs[k]["value"] for k in METRIC_KEYS if k in figs}
+    summary.update({"n": ev["n_images"], "split": f"{name}: held-out lesion-disjoint test split",
+                    "ci95": {k: [figs[k]["lo"], figs[k]["hi"]] for k in METRIC_KEYS if k in figs}})
+    return summary
+
+
 def load_torch(model_file: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:
+    from lesionlab.released.card import load_card
+
     model, prep = load_model(model_file, map_location=device)
     blob_extra = torch.load(model_file, map_location="cpu", weights_only=False).get("extra", {})
     run_dir = model_file.parent
-    card = ModelCard(name=run_dir.name, backend="torch", source=str(model_file), sha256=file_sha256(model_file),
-                     metrics=run_metrics(run_dir), training=dict(blob_extra),
-                     **_dataset_card(blob_extra.get("dataset")))
+    released = load_card(run_dir)
+    card = ModelCard(name=released["name"] if released else run_dir.name, backend="torch", source=str(model_file),
+                     sha256=file_sha256(model_file),
+                     metrics=released_metrics(released) if released else run_metrics(run_dir),
+                     training=dict(blob_extra), model_card=released, **_dataset_card(blob_extra.get("dataset")))
     return model, prep, card
 
 

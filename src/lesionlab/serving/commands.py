@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  lesionlab serve runs/default-.../model.onnx --workers 4\n"
         "  curl -F image=@lesion.jpg -F age=55 -F sex=female http://127.0.0.1:8000/v1/predict",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="+", metavar="MODEL",
-                   help="run directory, model.pt, model.onnx or ensemble manifest; several = an ensemble")
+    p.add_argument("model", nargs="*", metavar="MODEL",
+                   help="run directory, model.pt, model.onnx or ensemble manifest; several = an ensemble; none = the "
+                   "built-in model")
     defaults = ServeConfig()
     p.add_argument("--host", default=defaults.host, help=f"interface to bind (default {defaults.host}: this machine "
                    "only; use 0.0.0.0 to expose it)")
@@ -66,7 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lesionlab.serving.predictor import Predictor
 
     cfg = serve_config(args)
-    predictor = Predictor.load(args.model if len(args.model) > 1 else args.model[0], max_pixels=cfg.max_pixels)
+    model = args.model if len(args.model) > 1 else (args.model[0] if args.model else None)
+    predictor = Predictor.load(model, max_pixels=cfg.max_pixels)
     print(f"Serving {predictor.card.name} ({predictor.backend}) on http://{cfg.host}:{cfg.port}/ "
           f"(API docs: /docs). Decision support, not a diagnosis.", flush=True)
     serve(predictor, cfg, log_level="warning" if args.quiet else "info")

@@ -85,14 +85,26 @@ class Predictor:
         self._describe = (lambda c: tax.descriptions.get(c, c)) if tax else (lambda c: c)
 
     @classmethod
-    def load(cls, path: str | Path | Sequence[str | Path], device: str = "cpu", *,
+    def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu", *,
              max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
         """Load a run directory, a ``model.pt``, an ``.onnx`` export (ONNX Runtime is used automatically), an
-        ensemble manifest (``.json``/``.yaml`` listing member runs) or a list of runs (an ensemble)."""
+        ensemble manifest (``.json``/``.yaml`` listing member runs), a list of runs (an ensemble), or a built-in
+        model (``None``, ``"builtin"``, ``"builtin:NAME"`` or a built-in name)."""
+        from lesionlab.released.registry import resolve_model_ref
         from lesionlab.serving.artefacts import load_artefact
 
+        if path is None or isinstance(path, str | Path):
+            path = resolve_model_ref(path)
         model, prep, card = load_artefact(path, device)
         return cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels)
+
+    @classmethod
+    def pretrained(cls, name: str | None = None, device: str = "cpu", *,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+        """The built-in released model ``name`` (default: ``lesionlab.released.DEFAULT_MODEL``)."""
+        from lesionlab.released.registry import released_dir
+
+        return cls.load(released_dir(name), device, max_pixels=max_pixels)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -44,6 +44,15 @@ async function loadModel() {
     $("model-info").textContent = `Model ${info.name} (${info.backend}, ${info.input.image_size} px, ` +
       `LesionLab ${info.version.lesionlab})${metrics} · trained on ${data.dataset || "unknown data"}` +
       (data.licence ? ` (${data.licence})` : "") + ` · ${info.notice}`;
+    const card = info.model_card;
+    if (card) {
+      $("card-use").textContent = card.intended_use;
+      for (const item of card.limitations) {
+        $("card-limits").append(el("li", item));
+      }
+      $("card-licence").textContent = card.licence_note;
+      $("model-card").hidden = false;
+    }
     if (!info.heatmap) {
       $("heatmap").checked = false;
       $("heatmap").disabled = true;

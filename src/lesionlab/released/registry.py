@@ -1,0 +1,64 @@
+"""The registry of built-in models and how a model reference (``builtin``, ``builtin:NAME``, a name) resolves.
+
+A released model is a pruned run directory inside the package: ``model.pt`` (half-precision weights +
+preprocessing), ``model.onnx``, ``splits.csv`` (the images and lesions it trained and was calibrated on, so
+``evaluate`` refuses them), ``config.yaml`` and ``card.json`` (its model card). Importing this module loads nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lesionlab.registry import Registry
+
+PACKAGE_DIR = Path(__file__).parent / "models"
+
+
+@dataclass(frozen=True)
+class ReleasedModel:
+    name: str
+    summary: str
+
+    @property
+    def directory(self) -> Path:
+        return PACKAGE_DIR / self.name
+
+
+RELEASED: Registry[ReleasedModel] = Registry("built-in model")
+RELEASED.add("ham7-lite0", ReleasedModel(
+    "ham7-lite0", "EfficientNet-Lite0 (ImageNet transfer), HAM10000 7 classes, 112 px; non-commercial (CC BY-NC)"),
+    help="the default built-in model: HAM10000 7-class diagnosis + triage priority (non-commercial use)")
+DEFAULT_MODEL = "ham7-lite0"
+PREFIX = "builtin"
+
+
+def is_released_ref(ref: str | Path | None) -> bool:
+    """True for ``None``, ``builtin``, ``builtin:NAME`` and registered names that are not existing paths."""
+    if ref is None:
+        return True
+    text = str(ref)
+    if text == PREFIX or text.startswith(PREFIX + ":"):
+        return True
+    return text in RELEASED and not Path(text).exists()
+
+
+def released_dir(ref: str | Path | None = None) -> Path:
+    """The folder of a built-in model (``None``/``builtin``: the default). Raises FileNotFoundError, saying what to
+    do, when this installation does not ship its files."""
+    text = DEFAULT_MODEL if ref is None or str(ref) == PREFIX else str(ref).removeprefix(PREFIX + ":")
+    model = RELEASED.get(text)  # an unknown name lists the valid ones
+    if not (model.directory / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"the built-in model {text!r} is not shipped in this installation ({model.directory} has no model.pt); "
+            "reinstall lesionlab from a release, or pass a run directory / model.pt / .onnx you trained")
+    return model.directory
+
+
+def resolve_model_ref(ref: str | Path | None) -> Path | str:
+    """A built-in reference → its folder; anything else (a path) unchanged."""
+    return released_dir(ref) if is_released_ref(ref) else ref
+
+
+__all__ = ["DEFAULT_MODEL", "PACKAGE_DIR", "RELEASED", "ReleasedModel", "is_released_ref", "released_dir",
+           "resolve_model_ref"]

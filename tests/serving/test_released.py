@@ -1,0 +1,107 @@
+"""Released (built-in) models: packaging a run, the model card, and predict/serve/evaluate without a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lesionlab.cli import main, split_model_argument
+from lesionlab.config import ConfigError
+from lesionlab.released import registry
+from lesionlab.released.card_metrics import card_metrics, lesion_bootstrap
+
+
+@pytest.fixture(scope="module")
+def released(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lesionlab.released.package import package_release
+
+    out = tmp_path_factory.mktemp("released") / "ham7-lite0"
+    package_release(serving_run, out, name="ham7-lite0", data_root=shared_data, command="lesionlab train ...",
+                    n_boot=50)
+    return out
+
+
+def test_package_holds_half_precision_weights_onnx_and_a_card(released: Path, serving_run: Path) -> None:
+    assert {p.name for p in released.iterdir()} >= {"model.pt", "model.onnx", "splits.csv", "config.yaml",
+                                                   "card.json"}
+    blob = torch.load(released / "model.pt", map_location="cpu", weights_only=False)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    card = json.loads((released / "card.json").read_text())
+    (own,) = card["evaluations"].values()
+    test_ids = pd.read_csv(serving_run / "splits.csv", dtype=str).query("split == 'test'")["image_id"]
+    assert own["n_images"] == len(test_ids)  # exactly the held-out test split, nothing it saw
+    for fig in own["figures"].values():
+        assert (fig["lo"] <= fig["value"] + 1e-9 and fig["value"] <= fig["hi"] + 1e-9) or np.isnan(fig["lo"])
+    assert "non-commercial" in card["licence_note"] and card["intended_use"] and card["limitations"]
+
+
+def test_packaged_model_predicts_like_the_run(released: Path, serving_run: Path, unseen_images: list[Path]) -> None:
+    from lesionlab.serving.predictor import Predictor
+
+    a = Predictor.load(serving_run).predict(unseen_images[:4])
+    b = Predictor.load(released).predict(unseen_images[:4])
+    for x, y in zip(a, b, strict=True):
+        assert np.allclose(list(x.probabilities.values()), list(y.probabilities.values()), atol=0.02)
+
+
+def test_builtin_model_is_the_default_everywhere(released: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 unseen_images: list[Path], capsys: pytest.CaptureFixture,
+                                                 shared_data: Path, tmp_path: Path) -> None:
+    from lesionlab.evaluation.evaluate import SeenDataError
+    from lesionlab.serving.predictor import Predictor
+
+    monkeypatch.setattr(registry, "PACKAGE_DIR", released.parent)
+    assert Predictor.pretrained().card.name == "ham7-lite0"
+    assert Predictor.load(None).card.model_card["name"] == "ham7-lite0"
+    assert main(["-q", "predict", str(unseen_images[0]), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["triage_priority"] in (1, 2, 3)
+    assert main(["card", "builtin"]) == 0
+    text = capsys.readouterr().out
+    assert "# Model card: ham7-lite0" in text and "95 %" in text and "non-commercial" in text
+    with pytest.raises(SeenDataError):  # the images it trained on are refused
+        from lesionlab.config import DataConfig
+        from lesionlab.evaluation.evaluate import evaluate_run
+
+        evaluate_run(released, DataConfig(root=str(shared_data), max_samples=400), out_dir=tmp_path, progress=False)
+
+
+def test_missing_builtin_files_say_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(registry, "PACKAGE_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="not shipped"):
+        registry.released_dir()
+    with pytest.raises(KeyError, match="ham7-lite0"):
+        registry.released_dir("no-such-model")
+
+
+def test_model_argument_is_optional(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"")
+    img = tmp_path / "a.jpg"
+    img.write_bytes(b"")
+    assert split_model_argument(None, [str(run), str(img)]) == (str(run), [str(img)])
+    assert split_model_argument(None, [str(img)]) == (None, [str(img)])
+    assert split_model_argument(None, ["builtin", str(img)]) == ("builtin", [str(img)])
+    assert split_model_argument("m.onnx", [str(img)]) == ("m.onnx", [str(img)])
+    with pytest.raises(ConfigError, match="give the images"):
+        split_model_argument(None, [str(run)])
+
+
+def test_lesion_bootstrap_resamples_whole_lesions() -> None:
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.eye(2)[[0, 0, 1, 0, 1, 0]].astype(float)
+    acc = {"acc": lambda yy, pp: float((pp.argmax(1) == yy).mean())}
+    out = lesion_bootstrap(y, p, ["a", "a", "b", "b", "c", "d"], acc, n_boot=200)["acc"]
+    assert out["value"] == pytest.approx(5 / 6) and out["lo"] <= out["value"] <= out["hi"] <= 1
+    preds = pd.DataFrame({"truth": ["mel", "nv", "mel", "nv"], "p_mel": [0.9, 0.2, 0.3, 0.1],
+                          "p_nv": [0.1, 0.8, 0.7, 0.9]})
+    summary = card_metrics(preds, ["mel", "nv"], {"mel": 0.25}, ["1", "2", "3", "4"], n_boot=50, positive="mel")
+    figs = summary["figures"]
+    assert figs["priority1_sensitivity"]["value"] == 1.0  # the 0.3 melanoma reaches the 0.25 operating threshold
+    assert figs["recall_mel"]["value"] == 0.5 and figs["auc_mel"]["value"] == 1.0
