@@ -46,9 +46,9 @@ def test_mixer_off_by_default_and_soft_targets_when_on() -> None:
 
 
 def test_mix_config_checks() -> None:
-    with pytest.raises(ConfigError, match="focal"):
+    with pytest.raises(ConfigError, match=r"loss=focal"):
         TrainConfig(loss="focal", mix=MixConfig(mixup=0.2))
-    with pytest.raises(ConfigError, match="train.mix"):
+    with pytest.raises(ConfigError, match=r"train\.mix"):
         MixConfig(prob=1.5)
     with pytest.raises(ConfigError, match="layer_decay"):
         TrainConfig(layer_decay=1.5)
