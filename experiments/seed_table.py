@@ -1,0 +1,83 @@
+"""Test-split figures of several training runs (seeds) of one recipe, with lesion-bootstrap 95 % intervals.
+
+Each run is scored on its own held-out test split: from its ``predictions.csv`` (written by ``lesionlab train``) or,
+for a validation-only run (``eval.test=false``), by evaluating its model once on the test split (seen images
+excluded). Writes a Markdown table: one row per seed and the median over seeds.
+
+    python experiments/seed_table.py RUN [RUN ...] --data-root ../shared/data --out docs/results/default-seeds.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lesionlab.config import DataConfig, load_config
+from lesionlab.released.card_metrics import card_metrics
+
+KEYS = ("balanced_accuracy", "auc_macro", "accuracy", "priority1_sensitivity", "priority1_specificity")
+
+
+def run_predictions(run: Path, data_root: str) -> pd.DataFrame:
+    if (run / "predictions.csv").is_file():
+        return pd.read_csv(run / "predictions.csv", dtype={"image_id": str})
+    from lesionlab.evaluation.evaluate import evaluate_run
+
+    cfg = load_config(run / "config.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        evaluate_run(run, DataConfig(dataset=cfg.data.dataset, root=data_root), out_dir=tmp, exclude_seen=True,
+                     progress=False)
+        frame = pd.read_csv(Path(tmp) / "predictions.csv", dtype={"image_id": str})
+    frame.to_csv(run / "predictions.csv", index=False)  # scored once; later tables reuse it
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--title", default="New default: own test split, 3 seeds")
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    args = ap.parse_args(argv)
+    rows = []
+    for run in map(Path, args.runs):
+        preds = run_predictions(run, str(Path(args.data_root).resolve()))
+        blob = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+        names = list(blob["preprocessing"]["class_names"])
+        splits = pd.read_csv(run / "splits.csv", dtype=str)
+        lesion_of = dict(zip(splits["image_id"], splits["lesion_id"], strict=True))
+        summary = card_metrics(preds, names, blob["preprocessing"].get("thresholds") or {},
+                               [lesion_of[i] for i in preds["image_id"]], n_boot=args.bootstrap, positive="mel")
+        cfg = load_config(run / "config.yaml")
+        timings = json.loads((run / "timings.json").read_text())
+        rows.append({"run": run.name, "seed": cfg.train.seed, "n": summary["n_images"],
+                     "fit_min": timings["fit"] / 60, **{k: summary["figures"][k] for k in KEYS},
+                     "per_class": {k.removeprefix("recall_"): v["value"] for k, v in summary["figures"].items()
+                                   if k.startswith("recall_")}})
+    fmt = lambda f: f"{f['value']:.3f} ({f['lo']:.3f}–{f['hi']:.3f})"  # noqa: E731
+    lines = [f"# {args.title}", "", "Lesion-bootstrap 95 % intervals (1,000 resamples of test lesions). Priority 1 "
+             "= MEL/BCC/SCC by the stored operating point (thresholds chosen on validation).", "",
+             "| seed | test images | fit min | balanced accuracy | macro AUC | accuracy | P1 sensitivity | "
+             "P1 specificity |", "|---:|---:|---:|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {r['n']} | {r['fit_min']:.1f} | " + " | ".join(fmt(r[k]) for k in KEYS) + " |")
+    med = {k: float(np.median([r[k]["value"] for r in rows])) for k in KEYS}
+    lines.append("| **median** | | | " + " | ".join(f"**{med[k]:.3f}**" for k in KEYS) + " |")
+    classes = list(rows[0]["per_class"])
+    lines += ["", "Recall per class (median over seeds): " + ", ".join(
+        f"{c} {np.median([r['per_class'][c] for r in rows]):.2f}" for c in classes), ""]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
