@@ -57,13 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/results/recipe-search", help="results prefix (.csv and .md)")
     ap.add_argument("--only", nargs="*", help="run only these candidates")
     args = ap.parse_args(argv)
-    spec = yaml.safe_load(Path(args.config).read_text())
     csv, md = Path(args.out + ".csv"), Path(args.out + ".md")
     csv.parent.mkdir(parents=True, exist_ok=True)
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
-    for name, own in spec["candidates"].items():
-        if (args.only and name not in args.only) or name in set(done["candidate"]):
-            continue
+    spec = yaml.safe_load(Path(args.config).read_text())
+    while True:  # the config is re-read after every candidate, so the queue can be edited while it runs
+        spec = yaml.safe_load(Path(args.config).read_text())
+        todo = [(n, o) for n, o in spec["candidates"].items()
+                if (not args.only or n in args.only) and n not in set(done["candidate"])]
+        if not todo:
+            break
+        name, own = todo[0]
         overrides = [*spec["common"], *own, f"data.root={Path(args.data_root).resolve()}", f"name=search-{name}",
                      "output_dir=runs/recipe-search"]
         cfg = load_config(spec["base"], overrides)

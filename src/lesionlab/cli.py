@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "  lesionlab predict runs/default-... lesion.jpg more_images/\n"
                        "  lesionlab predict --model model.onnx lesion.jpg --format json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="[MODEL] IMAGE",
+    p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files or folders, optionally preceded by a model (run directory, model.pt, .onnx, "
                    "ensemble manifest, or 'builtin' / a built-in name)")
     p.add_argument("--model", default=None, help="the model (default: the first argument when it is a model, "
