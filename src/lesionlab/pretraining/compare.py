@@ -22,6 +22,7 @@ import yaml
 
 from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, save_config, to_dict
 from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.roots import absolute_data_config
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import LeakageError
 from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
@@ -155,6 +156,7 @@ def compare_pretraining(cfg: ComparePretrainingConfig) -> CompareResult:
         ENCODER_INITS.get(arm.init)  # fail early, listing the valid inits
     vae = VAERun.open(cfg.vae_run) if cfg.vae_run else None
     out = RunPaths.create(cfg.output_dir, cfg.name)
+    cfg = replace(cfg, experiment=replace(cfg.experiment, data=absolute_data_config(cfg.experiment.data)))
     save_config(cfg, out.config)
     experiments = {arm.name: arm_experiment(cfg, arm, vae, out.root / "runs") for arm in cfg.arms}
     assert_identical_recipes(experiments)
