@@ -51,10 +51,11 @@ def test_post_hoc_commands_work_from_another_directory_and_follow_the_order(
     run, root = relative_root_run
     monkeypatch.delenv(DATA_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    robustness = ["-q", "robustness", str(run), "--corruptions", "gaussian_noise", "--severities", "1",
-                  "--out", str(tmp_path / "rob")]
+    robustness = ["-q", "robustness", str(run), "--corruptions", "gaussian_noise", "--severities", "1"]
     assert main(robustness) == 0  # the stored absolute root
-    assert main(["-q", "evaluate", str(run), "--exclude-seen", "--out", str(tmp_path / "ev")]) == 0
+    assert main(["-q", "evaluate", str(run), "--exclude-seen"]) == 0
+    assert list(tmp_path.iterdir()) == []  # reports go under the run, never into the current directory
+    assert len(list((run / "robustness").iterdir())) == 1 and len(list((run / "evaluations").iterdir())) == 1
     moved = root.with_name("moved")
     root.rename(moved)
     try:
@@ -90,3 +91,18 @@ def test_data_info_without_data_says_how_to_point_at_existing_files(tmp_path: Pa
     assert main(["data", "info", "ham10000", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Download" in err and "--data-root DIR" in err and DATA_ENV in err
+
+
+def test_compare_writes_beside_the_runs_not_into_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    for name, bal in (("a", 0.5), ("b", 0.6)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "metrics.json").write_text(f'{{"balanced_accuracy": {bal}, "n": 10}}')
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(["-q", "compare", str(runs / "a"), str(runs / "b")]) == 0
+    assert list(cwd.iterdir()) == []
+    assert len(list(runs.glob("compare-*/report.html"))) == 1
+    assert main(["-q", "compare", str(runs / "a"), "--output-dir", str(tmp_path / "reports")]) == 0
+    assert list((tmp_path / "reports").glob("compare-*/compare.csv"))
