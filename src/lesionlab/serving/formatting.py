@@ -43,11 +43,11 @@ def _table_block(r: Prediction) -> str:
     lines = [r.source, f"    {tops}",
              f"    triage priority {TRIAGE_TEXT.get(r.triage_priority)} by rule {r.triage_rule}: {r.triage_reason}"]
     if r.unsure is None:
-        lines.append(f"    unsure: n/a ({r.unsure_reason})")
+        lines.append(f"    unsure: n/a, {r.unsure_reason}")
     elif r.unsure:
-        lines.append(f"    UNSURE: low confidence, rely on clinical assessment ({r.unsure_reason})")
+        lines.append(f"    UNSURE: low confidence, rely on clinical assessment; {r.unsure_reason}")
     else:
-        lines.append(f"    unsure: no ({r.unsure_reason})")
+        lines.append(f"    unsure: no, {r.unsure_reason}")
     if r.seen_in_training:
         lines.append(f"    SEEN IN TRAINING: {r.seen_reason}; this result says nothing about new images")
     return "\n".join(lines)
