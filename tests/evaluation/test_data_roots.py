@@ -106,3 +106,17 @@ def test_compare_writes_beside_the_runs_not_into_the_cwd(tmp_path: Path, monkeyp
     assert len(list(runs.glob("compare-*/report.html"))) == 1
     assert main(["-q", "compare", str(runs / "a"), "--output-dir", str(tmp_path / "reports")]) == 0
     assert list((tmp_path / "reports").glob("compare-*/compare.csv"))
+
+
+def test_absolute_data_config_covers_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lesionlab.config import DataConfig
+    from lesionlab.data.roots import absolute_data_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ENV, "env-data")
+    cfg = absolute_data_config(DataConfig(dataset="merged", csv="t.csv", image_dir="~/img", options={
+        "sources": [{"dataset": "ham10000"}, {"dataset": "csv", "csv": "../x.csv", "root": "r"}]}))
+    assert cfg.root == str(tmp_path / "env-data") and cfg.csv == str(tmp_path / "t.csv")
+    assert cfg.image_dir == str(Path.home() / "img") and cfg.cache_dir is None
+    second = {"dataset": "csv", "csv": str(tmp_path.parent / "x.csv"), "root": str(tmp_path / "r")}
+    assert cfg.options["sources"] == [{"dataset": "ham10000"}, second]

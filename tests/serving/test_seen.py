@@ -80,5 +80,6 @@ def test_rest_response_carries_the_mark(app, seen_image: Path, unseen_images: li
     files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in (seen_image, unseen_images[0])]
     batch = client.post("/v1/predict/batch", files=files).json()["results"]
     assert [b["prediction"]["seen_in_training"] for b in batch] == [True, False]
+    assert client.get("/v1/model").json()["training_data"]["seen_images_recorded"] is True
     schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictionOut"]["properties"]
     assert "seen_in_training" in schema

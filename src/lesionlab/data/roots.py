@@ -68,5 +68,13 @@ def absolute_path(path: str | Path | None) -> str | None:
 def absolute_data_config(cfg: DataConfig) -> DataConfig:
     """``cfg`` with its root resolved (``$LESIONLAB_DATA`` / the user cache when unset) and every path absolute: what
     a run directory stores, so post-hoc commands work from any directory."""
+    options = dict(cfg.options)
+    if isinstance(options.get("sources"), list | tuple):  # data.dataset=merged: each source's own paths too
+        options["sources"] = [{**s, **{k: absolute_path(s[k]) for k in PATH_KEYS if s.get(k)}} if isinstance(s, dict)
+                              else s for s in options["sources"]]
     return replace(cfg, root=absolute_path(resolve_data_root(cfg.root)), image_dir=absolute_path(cfg.image_dir),
-                   csv=absolute_path(cfg.csv), cache_dir=absolute_path(cfg.cache_dir))
+                   csv=absolute_path(cfg.csv), cache_dir=absolute_path(cfg.cache_dir), options=options)
+
+
+#: Path fields of a data (or merged-source) config.
+PATH_KEYS = ("root", "image_dir", "csv")
