@@ -105,3 +105,21 @@ def test_instances_do_not_borrow_their_type_docstring() -> None:
     """A registered instance without help (e.g. a BackboneSpec with no note) has no help, not its class's signature."""
     assert BACKBONES.describe("resnet18") == ""
     assert BACKBONES.describe("resnet10t").startswith("small ResNet-D")
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("loss", "losses"), ("reconstruction loss", "reconstruction losses"), ("TTA policy", "TTA policies"),
+    ("taxonomy", "taxonomies"), ("offline weights", "offline weights"), ("sampler", "samplers"),
+    ("heat-map method", "heat-map methods"), ("unfreeze level", "unfreeze levels"),
+])
+def test_error_message_plurals(kind: str, expected: str) -> None:
+    reg: Registry[int] = Registry(kind)
+    reg.add("a", 1)
+    with pytest.raises(UnknownNameError, match=f"Valid {expected}: a."):
+        reg.get("zzz")
+
+
+def test_losses_error_is_spelled_right() -> None:
+    with pytest.raises(UnknownNameError, match="Valid losses: ") as err:
+        LOSSES.get("hinge")
+    assert "losss" not in str(err.value)

@@ -213,6 +213,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
+    seen = [r.source for r in results if r.seen_in_training]
+    if seen:
+        listed = ", ".join(seen[:5]) + (", ..." if len(seen) > 5 else "")
+        print(f"warning: {len(seen)} of {len(results)} images were used to train or validate this model (by image or "
+              f"lesion id: {listed}); their predictions look better than the model does on new images", file=sys.stderr)
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0

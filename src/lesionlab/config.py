@@ -115,11 +115,11 @@ class ModelConfig:
 
 @dataclass
 class StageConfig:
-    """One stage of staged fine-tuning: which layers train (head | last | all), for how long, at what rate."""
+    """One stage of staged fine-tuning: which layers train, for how long, at what rate."""
 
     epochs: int = 1
     lr: float = 1e-3
-    unfreeze: str = "all"  # head: backbone frozen; last: last timm layer group + head; all: every layer
+    unfreeze: str = "all"  # head | last-block (alias last) | last-2-blocks | all; see lesionlab.training.unfreeze
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.stages[].epochs must be at least 1")

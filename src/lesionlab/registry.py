@@ -17,6 +17,15 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+def plural(noun: str) -> str:
+    """English plural of a registry kind: loss → losses, taxonomy → taxonomies, offline weights → unchanged."""
+    if noun.endswith(("ss", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun if noun.endswith("s") else noun + "s"
+
+
 def _summary(obj: object) -> str:
     """First docstring line of a function or class. Instances get none: their ``__doc__`` is their type's."""
     if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
@@ -28,8 +37,9 @@ def _summary(obj: object) -> str:
 class Registry(Generic[T]):
     """A small, explicit registry: ``@REG.register("name")`` to add, ``REG.get("name")`` to look up."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, usable: Callable[[T], bool] | None = None) -> None:
         self.kind = kind
+        self._usable = usable  # entries failing it stay registered (explained on use) but are not offered
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
 
@@ -50,12 +60,16 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._items:
-            close = difflib.get_close_matches(key, self._items, n=1)
+            close = difflib.get_close_matches(key, self.valid_names(), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(
-                f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(sorted(self._items))}."
+                f"Unknown {self.kind} {name!r}.{hint} Valid {plural(self.kind)}: {', '.join(self.valid_names())}."
             )
         return self._items[key]
+
+    def valid_names(self) -> list[str]:
+        """The names an error message offers: every registered one that is usable."""
+        return [n for n in self.names() if self._usable is None or self._usable(self._items[n])]
 
     def describe(self, name: str) -> str:
         return self._help.get(name.lower(), "")

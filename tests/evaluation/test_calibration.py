@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,18 @@ def test_configurable_tta_views_are_the_dihedral_transforms() -> None:
         get_tta("identity+rot45")
     with pytest.raises(ValueError, match="repeat"):
         get_tta("hflip+hflip")
+
+
+def test_a_temperature_at_its_bound_warns(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, size=200)
+    flat = np.eye(7)[y] * 0.01 + rng.normal(0, 1e-4, size=(200, 7))  # right but nearly flat: T wants to go to 0
+    with caplog.at_level(logging.WARNING, logger="lesionlab.evaluation.calibration"):
+        t = fit_temperature(flat, y)
+    assert t == pytest.approx(0.05, rel=0.02)
+    assert "sits at its bound 0.05" in caplog.text and "nearly flat" in caplog.text and "200 validation" in caplog.text
+    caplog.clear()
+    logits, _, labels = calibrated_predictor(5_000, 5, 1)
+    with caplog.at_level(logging.WARNING, logger="lesionlab.evaluation.calibration"):
+        fit_temperature(2.0 * logits, labels)
+    assert not caplog.records

@@ -98,3 +98,18 @@ def test_balanced_sample_deals_round_robin() -> None:
     pick = balanced_sample(y, 9)
     assert np.bincount(y[pick], minlength=3).tolist() == [3, 3, 3]
     assert len(balanced_sample(y, 100)) == len(y)
+
+
+def test_explain_images_writes_overlays_large_enough_to_read(run_factory, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from lesionlab.evaluation.explain_run import DISPLAY_PX, explain_files
+
+    run = run_factory(size=16, splits=pd.DataFrame({"image_id": ["x"], "lesion_id": ["X"], "split": ["train"]}))
+    path = tmp_path / "lesion.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)).save(path)
+    out = explain_files(run, [path], out_dir=tmp_path / "out")
+    with Image.open(out / "lesion_gradcam.png") as png:
+        assert png.size == (2 * DISPLAY_PX, DISPLAY_PX)  # was 2 x 16 px: the model's input size
+        left = np.asarray(png)[:, :DISPLAY_PX]
+    assert left.std() > 0  # the image itself, cropped at display size

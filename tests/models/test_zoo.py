@@ -87,3 +87,11 @@ def test_unknown_global_pool_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"model\.global_pool"):
         ModelConfig(global_pool="flatten")
+
+
+def test_unavailable_backbones_are_not_offered() -> None:
+    with pytest.raises(UnknownNameError) as err:
+        resolve_backbone("nasnet-mobil")
+    msg = str(err.value)
+    assert "nasnet-large" in msg and "nasnet-mobile" not in msg  # no suggestion that then fails as unavailable
+    assert "nasnet-mobile" in BACKBONES  # still registered: naming it explains why it is absent

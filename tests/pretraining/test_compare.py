@@ -22,8 +22,8 @@ from lesionlab.pretraining.compare import (
     check_vae_never_saw_test,
 )
 from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
-from lesionlab.pretraining.unfreeze import frozen_for_last_stage
 from lesionlab.registry import UnknownNameError
+from lesionlab.training.unfreeze import UNFREEZE
 
 PRESET = Path(__file__).resolve().parents[2] / "configs" / "compare-pretraining.yaml"
 
@@ -49,7 +49,7 @@ def test_arms_differ_only_in_the_encoder(vae_run: Path, tmp_path: Path) -> None:
     assert exps["vae"].model.backbone == exps["random"].model.backbone == "tiny-convnext"
     assert exps["imagenet-lite0"].model.pretrained == "imagenet"
     stages = exps["vae"].train.stages
-    assert [(s.epochs, s.unfreeze) for s in stages] == [(3, "head"), (2, "last-stage")]
+    assert [(s.epochs, s.unfreeze) for s in stages] == [(3, "head"), (2, "last-block")]
     assert stages[1].lr == cfg.finetune_lr and exps["vae"].train.epochs == 5
     frozen = arm_experiment(replace(cfg, finetune_epochs=0), cfg.arms[0], vae, tmp_path)
     assert frozen.model.freeze_backbone and not frozen.train.stages
@@ -86,7 +86,7 @@ def test_vae_trained_on_test_lesions_is_refused(vae_run: Path, small_ham_csv: Pa
 
 def test_last_stage_unfreezes_the_last_stage() -> None:
     model = timm.create_model("test_convnext", num_classes=0)
-    frozen = frozen_for_last_stage(model)
+    frozen = UNFREEZE.get("last-stage")(model)
     trainable = {n for n, _ in model.named_parameters()} - frozen
     assert trainable and all(n.startswith(("stages.3.", "head.norm.")) for n in trainable)
     assert any(n.startswith("stages.3.blocks") for n in trainable)

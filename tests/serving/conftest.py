@@ -76,3 +76,11 @@ def live_url(app):
 
     with BackgroundServer(app) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def seen_image(serving_run: Path, shared_data: Path) -> Path:
+    """An original 600x450 HAM10000 JPEG from the run's training split."""
+    splits = pd.read_csv(serving_run / "splits.csv", dtype=str)
+    image_id = splits.loc[splits["split"] == "train", "image_id"].iloc[0]
+    return shared_data / "ham10000" / "images_600x450" / f"{image_id}.jpg"

@@ -27,7 +27,7 @@ def browser():
         browser.close()
 
 
-def test_upload_renders_result(browser, live_url: str, unseen_images: list[Path]) -> None:
+def test_upload_renders_result(browser, live_url: str, unseen_images: list[Path], seen_image: Path) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -52,8 +52,14 @@ def test_upload_renders_result(browser, live_url: str, unseen_images: list[Path]
     assert page.locator("#heat-overlay").get_attribute("src").startswith("data:image/png;base64,")
     assert page.locator("#heat").is_visible()
     assert page.inner_text("#triage-reason").startswith("Rule (")
+    assert not page.locator("#seen").is_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serving-page.png"), full_page=True)
+
+    page.set_input_files("#file", str(seen_image))  # a training image: marked, not refused
+    page.click("#submit")
+    page.wait_for_selector("#seen:not([hidden])", timeout=30_000)
+    assert "Seen in training" in page.inner_text("#seen") and seen_image.stem in page.inner_text("#seen")
 
     page.set_input_files("#file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"})
     page.click("#submit")

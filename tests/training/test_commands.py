@@ -40,12 +40,14 @@ def test_user_errors_exit_2_with_one_line(argv: list[str], message: str, capsys,
 
 
 # Both real-data tests use the session's image cache ($LESIONLAB_CACHE, set by tests/conftest.py): built once.
-def test_augment_preview_writes_a_grid(shared_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "aug.png"
-    code = main(["-q", "augment-preview", "--data-root", str(shared_data), "--out", str(out), "--images", "4",
+def test_augment_preview_writes_a_grid(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["-q", "augment-preview", "--data-root", str(shared_data), "--output-dir", "out", "--images", "4",
                  "--views", "3", "--set", *TINY, "train.augment=heavy",
                  "train.augment_params={erase_p: 1.0}"])
     assert code == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # under the output directory, nothing else in the cwd
+    (out,) = (tmp_path / "out").glob("augment-preview-*.png")
     with Image.open(out) as img:
         assert img.width > 300 and img.height > 300
 

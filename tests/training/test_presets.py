@@ -32,7 +32,7 @@ def test_preset_recipes() -> None:
     smote = load_config(CONFIGS / "smote-undersampling.yaml")
     assert (smote.train.undersample_cap, smote.train.oversample, smote.train.smote_space) == (250, "smote", "pixel")
     staged = load_config(CONFIGS / "staged-finetune.yaml")
-    assert [s.unfreeze for s in staged.train.stages] == ["head", "last", "all"]
+    assert [s.unfreeze for s in staged.train.stages] == ["head", "last-block", "all"]
     assert staged.train.stages[2].lr < staged.train.stages[0].lr
     assert load_config(CONFIGS / "resolution-study.yaml").data.image_size == 28
 

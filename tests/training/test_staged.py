@@ -14,7 +14,8 @@ from lesionlab.registry import UnknownNameError
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.losses import create_loss
 from lesionlab.training.module import LesionModule
-from lesionlab.training.staged import apply_unfreeze, backbone_groups, fit_stages, plan_stages
+from lesionlab.training.staged import fit_stages, plan_stages
+from lesionlab.training.unfreeze import apply_unfreeze, backbone_groups
 
 TRAINER = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
            "num_sanity_val_steps": 0, "enable_checkpointing": False}

@@ -138,3 +138,12 @@ def test_marked_frame_handles_ties_nan_and_lower_is_better() -> None:
     shown = marked_frame(frame, ["x", "loss"], lower_is_better=["loss"])
     assert shown.loc["p", "x"].endswith(BEST_MARK) and shown.loc["q", "x"].endswith(BEST_MARK)
     assert shown.loc["q", "loss"].endswith(BEST_MARK) and shown.loc["r", "loss"] == "–"
+
+
+def test_no_star_when_nothing_wins() -> None:
+    frame = pd.DataFrame({"recall_df": [0.0, 0.0, 0.0], "x": [0.71004, 0.71001, 0.5], "y": [0.4, float("nan"), 0.4]},
+                         index=["full", "-a", "-b"])
+    shown = marked_frame(frame, ["recall_df", "x", "y"])
+    assert not any(v.endswith(BEST_MARK) for v in shown["recall_df"])  # ties at 0.0000: no winner
+    assert not any(v.endswith(BEST_MARK) for v in shown["y"])  # equal where defined
+    assert [v.endswith(BEST_MARK) for v in shown["x"]] == [True, True, False]  # equal as shown (0.7100)

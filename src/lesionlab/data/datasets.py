@@ -12,7 +12,7 @@ import pandas as pd
 
 from lesionlab.config import DataConfig
 from lesionlab.data.info import get_info
-from lesionlab.data.roots import resolve_data_root
+from lesionlab.data.roots import DATA_ENV, resolve_data_root
 from lesionlab.data.table import (
     IMAGE_EXTENSIONS,
     DatasetError,
@@ -71,7 +71,7 @@ def _first_existing(base: Path, names: tuple[str, ...], what: str, manual: str) 
     for n in names:
         if (base / n).is_file():
             return base / n
-    raise DatasetError(f"{what} not found in {base} (looked for {', '.join(names)}). {manual}")
+    raise DatasetError(f"{what} not found in {base} (looked for {', '.join(names)}).", manual)
 
 
 @DATASETS.register("ham10000", help="HAM10000: HAM10000_metadata.csv + official image folders (or data.image_dir)")
@@ -91,7 +91,7 @@ def load_ham10000(req: DatasetRequest) -> LesionDataset:
     })
     folders = _image_folders(req, base, info.image_folders)
     if not folders:
-        raise DatasetError(f"No HAM10000 image folder under {base} (looked for {info.image_folders}). {info.manual}")
+        raise DatasetError(f"No HAM10000 image folder under {base} (looked for {info.image_folders}).", info.manual)
     table = normalise_table(table, HAM7, "ham10000")
     table = attach_paths(table, index_images(folders), "ham10000", req.skip_missing)
     dataset = LesionDataset("ham10000", HAM7, table)
@@ -123,7 +123,7 @@ def load_isic2019(req: DatasetRequest) -> LesionDataset:
         logger.warning("isic2019: %s not found; no lesion ids or patient metadata", base / meta_name)
     folders = _image_folders(req, base, info.image_folders)
     if not folders:
-        raise DatasetError(f"No ISIC 2019 image folder under {base}. {info.manual}")
+        raise DatasetError(f"No ISIC 2019 image folder under {base}.", info.manual)
     table = normalise_table(table, ISIC8, "isic2019")
     table = attach_paths(table, index_images(folders), "isic2019", req.skip_missing)
     return LesionDataset("isic2019", ISIC8, table)
@@ -234,7 +234,13 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
         skip_missing=cfg.skip_bad,
         options=dict(cfg.options),
     )
-    dataset = loader(req)
+    try:
+        dataset = loader(req)
+    except DatasetError as exc:
+        if not exc.hint:
+            raise
+        raise DatasetError(exc.problem, f"{exc.hint} Files already elsewhere: pass --data-root DIR or set "
+                           f"{DATA_ENV}=DIR to their parent folder (data root now: {req.root}).") from None
     if len(dataset) == 0:
         raise DatasetError(f"{cfg.dataset}: no samples left to use")
     return dataset.relabel(cfg.taxonomy) if cfg.taxonomy else dataset

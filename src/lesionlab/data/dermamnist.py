@@ -107,7 +107,7 @@ def load_dermamnist(req: DatasetRequest) -> LesionDataset:
     if not path.is_file():
         hint = ("Build it with `lesionlab data build-dermamnist`." if variant == "corrected" else
                 f"{info.manual} (data.options.download=true fetches it through medmnist).")
-        raise DatasetError(f"DermaMNIST file not found: {path}. {hint}")
+        raise DatasetError(f"DermaMNIST file not found: {path}.", hint)
     table = _read_npz_table(path)
     sidecar = path.parent / CORRECTED_SPLIT_CSV
     if path.name.startswith("dermamnist_corrected") and sidecar.is_file():

@@ -21,7 +21,14 @@ SEXES = ("male", "female", "unknown")
 
 
 class DatasetError(ValueError):
-    """A dataset could not be loaded: missing files, unreadable tables, unknown labels, missing images."""
+    """A dataset could not be loaded: missing files, unreadable tables, unknown labels, missing images.
+
+    ``problem`` says what is wrong, ``hint`` how to get the files (a caller with a better hint can replace it).
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(f"{problem} {hint}".strip())
+        self.problem, self.hint = problem, hint
 
 
 @dataclass(frozen=True)

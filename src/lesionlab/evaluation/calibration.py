@@ -105,6 +105,13 @@ def fit_temperature(view_logits: np.ndarray, y_true: np.ndarray, bounds: tuple[f
                           options={"xatol": 1e-4})
     t = float(math.exp(res.x))
     logger.debug("Fitted temperature %.4f (NLL %.4f → %.4f)", t, nll(0.0), res.fun)
+    for bound, shape in ((bounds[0], "nearly flat (the model barely separates the classes)"),
+                         (bounds[1], "confidently wrong")):
+        if abs(res.x - math.log(bound)) < 0.01:
+            logger.warning("The fitted temperature %.3f sits at its bound %g: the validation NLL would still fall "
+                           "beyond it, so the logits of these %d validation images are %s; typical of a tiny or "
+                           "barely trained run. The temperature is clamped to %g; train longer or on more data before "
+                           "trusting the calibration.", t, bound, len(y), shape, bound)
     return t
 
 

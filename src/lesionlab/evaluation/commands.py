@@ -65,7 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "learning curves, the overfitting gap and each run's training-dynamics table, in one "
                        "self-contained report.html.")
     p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--out", default=None, help="output folder (default: ./compare-<time>)")
+    p.add_argument("--out", default=None, help="output folder (default: OUTPUT_DIR/compare-<time>)")
+    p.add_argument("--output-dir", default=None, help="parent of the report folder (default: the folder holding the "
+                   "first run, i.e. the output directory it was trained into)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("calibrate", help="refit temperature + priority-1 thresholds on a run's validation split",
@@ -139,7 +141,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from lesionlab.evaluation.compare import compare_runs
 
-    result = compare_runs(args.runs, args.out)
+    result = compare_runs(args.runs, args.out, output_dir=args.output_dir)
     print(result.table.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"report: {(result.directory / 'report.html').resolve()}")
     return 0

@@ -51,8 +51,13 @@ def _run_row(root: Path) -> dict:
     return row
 
 
-def compare_runs(runs: Sequence[str | Path], out_dir: str | Path | None = None) -> Comparison:
-    """Write ``compare.csv``, ``figures/learning_curves.png`` and ``report.html`` for ``runs``."""
+def compare_runs(runs: Sequence[str | Path], out_dir: str | Path | None = None, *,
+                 output_dir: str | Path | None = None) -> Comparison:
+    """Write ``compare.csv``, ``figures/learning_curves.png`` and ``report.html`` for ``runs``.
+
+    Into ``out_dir``, else ``<output_dir>/compare-<time>``; ``output_dir`` defaults to the folder that holds the first
+    run (the output directory it was trained into), never the current directory.
+    """
     roots = [Path(r) for r in runs]
     if len(roots) < 1:
         raise EvaluationInputError("compare needs at least one run directory")
@@ -65,7 +70,8 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path | None = None) 
     table = pd.DataFrame([_run_row(r) for r in roots])
     table["run"] = names
     table = table.set_index("run")
-    directory = Path(out_dir) if out_dir else Path(f"compare-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+    parent = Path(output_dir) if output_dir else roots[0].resolve().parent
+    directory = Path(out_dir) if out_dir else parent / f"compare-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     (directory / "figures").mkdir(parents=True, exist_ok=True)
     table.to_csv(directory / "compare.csv")
     report = Report("LesionLab comparison", f"{len(roots)} runs · generated {_dt.datetime.now():%Y-%m-%d %H:%M}")

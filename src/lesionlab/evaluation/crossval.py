@@ -21,6 +21,7 @@ import pandas as pd
 
 from lesionlab.config import ConfigError, ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.roots import absolute_data_config
 from lesionlab.evaluation.artifacts import _json_safe, write_evaluation
 from lesionlab.evaluation.calibration import calibration_summary, probs_from_view_logits
 from lesionlab.evaluation.crossval_report import cv_sections
@@ -103,6 +104,7 @@ def run_cv(cfg: ExperimentConfig, folds: int = 5, *, weighting: str = "equal") -
         raise ConfigError(f"--weights must be one of {WEIGHTINGS}, got {weighting!r}")
     t0 = time.perf_counter()
     cfg = _cv_config(cfg, folds)
+    cfg = replace(cfg, data=absolute_data_config(cfg.data))
     root = RunPaths.create(cfg.output_dir, f"{cfg.name}-cv{folds}").root
     save_config(cfg, root / "config.yaml")
     data = prepare_data(cfg.data, progress=cfg.train.progress)

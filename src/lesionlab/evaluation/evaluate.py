@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.config import DataConfig
-from lesionlab.data.prepare import prepare_data
 from lesionlab.data.taxonomy import can_map
 from lesionlab.evaluation.artifacts import write_evaluation
+from lesionlab.evaluation.exceptions import EvaluationInputError
 from lesionlab.evaluation.inference import predict_probs
 from lesionlab.evaluation.post_training import write_shipped_calibration
-from lesionlab.evaluation.run_data import load_run, seen_in_splits
+from lesionlab.evaluation.run_data import LoadedRun, load_run, load_run_dataset, seen_in_splits
 from lesionlab.evaluation.run_report import write_evaluation_report
 from lesionlab.runs import RunPaths
 
@@ -39,19 +39,27 @@ def seen_mask(table: pd.DataFrame, run: RunPaths) -> np.ndarray:
     return seen_in_splits(table, [run.splits])
 
 
+def _stored_root(run: LoadedRun) -> str | None:
+    try:
+        return run.config().data.root
+    except EvaluationInputError:  # no config.yaml: only --data-root / $LESIONLAB_DATA / the user cache remain
+        return None
+
+
 def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Path | None = None,
                  exclude_seen: bool = False, batch_size: int = 256, topk: tuple[int, ...] = (2, 3),
                  progress: bool = True) -> EvaluationResult:
     """Evaluate the model of ``run_dir`` on ``data_cfg`` using the run's own crop and size.
 
-    Labels are mapped into the model's taxonomy (e.g. ISIC-8 AK/SCC → HAM akiec). Images whose image or lesion
+    The data root is ``data_cfg.root`` (``--data-root``) > ``$LESIONLAB_DATA`` > the run's stored root. Labels are
+    mapped into the model's taxonomy (e.g. ISIC-8 AK/SCC → HAM akiec). Images whose image or lesion
     was used for training/validation — by the run or by any member of an ensemble — raise :class:`SeenDataError`
     unless ``exclude_seen`` drops them. ``run_dir`` may be an ensemble folder (``ensemble.json``).
     """
     loaded = load_run(run_dir)
     run, model, prep = RunPaths(loaded.root), loaded.model, loaded.prep
     cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples)
-    data = prepare_data(cfg, progress=progress, with_split=False)
+    _, data = load_run_dataset(cfg, data_cfg.root, _stored_root(loaded), progress=progress, with_split=False)
     dataset = data.dataset
     if dataset.taxonomy.name != prep.taxonomy:
         if not can_map(dataset.taxonomy.name, prep.taxonomy):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lesionlab.data.crops import get_crop
+from lesionlab.data.crops import CropFn, get_crop
 from lesionlab.data.images import open_image
 from lesionlab.evaluation.exceptions import EvaluationInputError
 from lesionlab.evaluation.explain import explain_images, load_masks, overlay
@@ -23,6 +23,17 @@ from lesionlab.evaluation.report import Report, image_html, table_html
 from lesionlab.evaluation.run_data import load_run, prepare_run_data
 
 logger = logging.getLogger(__name__)
+
+
+#: Side of each panel of an overlay PNG: the model's input (often 32-64 px) is too small to look at.
+DISPLAY_PX = 256
+
+
+def display_pair(image: Image.Image, cam: np.ndarray, crop: CropFn, size: int) -> np.ndarray:
+    """The image cropped like the model sees it but at ``size`` px, beside it the heat-map upsampled onto it."""
+    big = np.asarray(crop(image, size), dtype=np.uint8)
+    heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    return np.concatenate([big, overlay(big, np.asarray(heat, dtype=np.float32) / 255.0)], axis=1)
 
 
 def _out(run_root: Path, out_dir: str | Path | None) -> Path:
@@ -72,8 +83,9 @@ def explain_files(run_dir: str | Path, paths: Sequence[Path], *, method: str = "
     ex = explain_images(run.model, images, prep.mean, prep.std, ids, probs.argmax(axis=1), probs, prep.class_names,
                         method=method, masks=masks)
     directory = _out(run.root, out_dir)
-    for image_id, im, cam in zip(ids, ex.images, ex.cams, strict=True):
-        Image.fromarray(np.concatenate([im, overlay(im, cam)], axis=1)).save(directory / f"{image_id}_{method}.png")
+    size = max(DISPLAY_PX, prep.image_size)
+    for path, image_id, cam in zip(paths, ids, ex.cams, strict=True):
+        Image.fromarray(display_pair(open_image(path), cam, crop, size)).save(directory / f"{image_id}_{method}.png")
     frame = ex.frame.drop(columns=["truth", "correct"]).assign(source=[str(p) for p in paths])
     frame = pd.concat([frame, pd.DataFrame(probs, columns=[f"p_{c}" for c in prep.class_names])], axis=1)
     frame.to_csv(directory / "explanations.csv", index=False)

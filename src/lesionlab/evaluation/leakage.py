@@ -18,6 +18,7 @@ from PIL import Image
 
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import prepare_data
+from lesionlab.data.roots import absolute_data_config
 from lesionlab.evaluation.artifacts import headline
 from lesionlab.evaluation.report import Report, table_html
 from lesionlab.runs import RunPaths
@@ -134,6 +135,7 @@ def leakage_audit(cfg: ExperimentConfig, *, max_distance: int = 4, train_models:
     from lesionlab.training.runner import train
 
     t0 = time.perf_counter()
+    cfg = replace(cfg, data=absolute_data_config(cfg.data))
     lesion_cfg = replace(cfg, data=replace(cfg.data, split=replace(cfg.data.split, unit="lesion")))
     image_cfg = replace(cfg, data=replace(cfg.data, split=replace(cfg.data.split, unit="image")))
     root = RunPaths.create(cfg.output_dir, f"{cfg.name}-leakage-audit").root

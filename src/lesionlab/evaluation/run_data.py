@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from lesionlab.config import ExperimentConfig, load_config
+from lesionlab.config import DataConfig, ExperimentConfig, load_config
 from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.roots import data_root_hint, resolve_run_data_root
+from lesionlab.data.table import DatasetError
 from lesionlab.evaluation.ensemble import manifest_path, read_manifest
 from lesionlab.evaluation.exceptions import EvaluationInputError
 from lesionlab.models.checkpoint import Preprocessing
@@ -83,13 +85,33 @@ def seen_in_splits(table: pd.DataFrame, split_files: Sequence[Path]) -> np.ndarr
     return (by_image | by_lesion).to_numpy()
 
 
+def run_data_config(data_cfg: DataConfig, data_root: str | None, stored_root: str | None) -> DataConfig:
+    """``data_cfg`` with its root chosen as ``--data-root`` > ``$LESIONLAB_DATA`` > the run's stored root."""
+    root, source = resolve_run_data_root(data_root, stored_root)
+    logger.info("Data root %s (from %s)", root, source)
+    return replace(data_cfg, root=str(root))
+
+
+def load_run_dataset(data_cfg: DataConfig, data_root: str | None, stored_root: str | None, *, progress: bool = False,
+                     with_split: bool = True) -> tuple[DataConfig, PreparedData]:
+    """:func:`prepare_data` for a post-hoc command (the data config it used, the data); a not-found message names
+    all three data-root sources."""
+    data_cfg = run_data_config(data_cfg, data_root, stored_root)
+    try:
+        return data_cfg, prepare_data(data_cfg, progress=progress, with_split=with_split)
+    except DatasetError as exc:
+        raise DatasetError(exc.problem, data_root_hint(data_root, stored_root)) from None
+
+
 def prepare_run_data(run: LoadedRun, data_root: str | None = None, progress: bool = False
                      ) -> tuple[ExperimentConfig, PreparedData]:
-    """Re-create the run's data and split from its config; refuse when its test split no longer matches."""
+    """Re-create the run's data and split from its config; refuse when its test split no longer matches.
+
+    The data root is ``data_root`` (``--data-root``) > ``$LESIONLAB_DATA`` > the root stored in the run's config.
+    """
     cfg = run.config()
-    if data_root:
-        cfg = replace(cfg, data=replace(cfg.data, root=data_root))
-    data = prepare_data(cfg.data, progress=progress)
+    data_cfg, data = load_run_dataset(cfg.data, data_root, cfg.data.root, progress=progress)
+    cfg = replace(cfg, data=data_cfg)
     recorded = pd.read_csv(run.split_files[0], dtype={"image_id": str})
     want = set(recorded.loc[recorded["split"] == "test", "image_id"])
     got = set(data.table.loc[data.table["split"] == "test", "image_id"].astype(str))

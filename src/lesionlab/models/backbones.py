@@ -32,7 +32,7 @@ class BackboneSpec:
     note: str = ""
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", usable=lambda spec: spec.timm_name is not None)
 
 for _alias, _name, _note in [
     ("resnet10t", "resnet10t", "small ResNet-D, fast from scratch on CPU (default)"),

@@ -3,7 +3,7 @@
 Every arm is the shared ``experiment`` recipe (data and split, head, optimizer, loss, epochs, evaluation) with only
 ``model.backbone`` / ``model.pretrained`` / ``model.weights`` changed, trained by the foundation's :func:`train`:
 first ``frozen_epochs`` with the encoder frozen (``model.freeze_backbone``), then optionally ``finetune_epochs`` with
-the encoder's last stage unfrozen (``train.stages``: head → last-stage, see :mod:`lesionlab.pretraining.unfreeze`).
+the encoder's last stage unfrozen (``train.stages``: head → last-block, see :mod:`lesionlab.training.unfreeze`).
 The training-dynamics table of each run (:mod:`lesionlab.evaluation.dynamics`, slopes per phase) and the learning
 curves side by side go into one report.
 """
@@ -22,11 +22,11 @@ import yaml
 
 from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, save_config, to_dict
 from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.roots import absolute_data_config
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import LeakageError
 from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.pretraining.runner import ENCODER_FILE
-from lesionlab.pretraining.unfreeze import LEVEL as LAST_STAGE
 from lesionlab.registry import Registry
 from lesionlab.runs import RunPaths
 from lesionlab.training.runner import TrainResult, train
@@ -107,7 +107,7 @@ def arm_experiment(cfg: ComparePretrainingConfig, arm: EncoderArmConfig, vae: VA
     exp = cfg.experiment
     staged = cfg.finetune_epochs > 0
     stages = ((StageConfig(cfg.frozen_epochs, exp.train.lr, "head"),
-               StageConfig(cfg.finetune_epochs, cfg.finetune_lr, LAST_STAGE)) if staged else ())
+               StageConfig(cfg.finetune_epochs, cfg.finetune_lr, "last-block")) if staged else ())
     model = replace(exp.model, backbone=backbone, pretrained=pretrained, weights=weights, freeze_backbone=not staged)
     train_cfg = replace(exp.train, epochs=cfg.frozen_epochs + cfg.finetune_epochs, stages=stages)
     return replace(exp, name=f"{cfg.name}-{arm.name}", output_dir=str(output_dir), model=model, train=train_cfg)
@@ -156,6 +156,7 @@ def compare_pretraining(cfg: ComparePretrainingConfig) -> CompareResult:
         ENCODER_INITS.get(arm.init)  # fail early, listing the valid inits
     vae = VAERun.open(cfg.vae_run) if cfg.vae_run else None
     out = RunPaths.create(cfg.output_dir, cfg.name)
+    cfg = replace(cfg, experiment=replace(cfg.experiment, data=absolute_data_config(cfg.experiment.data)))
     save_config(cfg, out.config)
     experiments = {arm.name: arm_experiment(cfg, arm, vae, out.root / "runs") for arm in cfg.arms}
     assert_identical_recipes(experiments)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from lesionlab.config import save_config, to_dict
 from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.roots import absolute_data_config
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.torch_data import ArrayDataset
@@ -120,6 +121,7 @@ def pretrain_vae(cfg: PretrainConfig, run: RunPaths | None = None) -> PretrainRe
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     vae = build_vae(cfg.vae, cfg.data.image_size)  # checks the encoder and the image size first
     run = run or RunPaths.create(cfg.output_dir, cfg.name)
+    cfg = replace(cfg, data=absolute_data_config(cfg.data))
     save_config(cfg, run.config)
     data = prepare_data(cfg.data, progress=cfg.train.progress)
     table = data.table

@@ -74,6 +74,7 @@ def model_info(predictor: Predictor, cfg: ServeConfig) -> dict[str, Any]:
         "model_card": getattr(card, "model_card", None) if card else None,
         "training_data": {"dataset": card.dataset if card else None, "licence": card.licence if card else None,
                           "citation": card.citation if card else None,
+                          "seen_images_recorded": predictor.seen is not None,  # predictions mark seen_in_training
                           **({"details": card.training} if card and card.training else {})},
         "metadata_fields": {"age": {"min": 0, "max": MAX_AGE}, "sex": list(SEXES), "site": list(SITES),
                             "used_by_model": getattr(predictor.model, "metadata_spec", None) is not None},

@@ -45,6 +45,10 @@ class PredictionOut(BaseModel):
     probabilities: dict[str, float]
     metadata: dict[str, Any]
     heatmap: HeatmapOut | None = None
+    seen_in_training: bool | None = Field(default=None, description="the model trained or validated on this image "
+                                          "(by image id = file name, or by lesion id): its prediction says nothing "
+                                          "about accuracy; null when the model has no record of its training images")
+    seen_reason: str = ""
     notice: str
 
 

@@ -22,6 +22,7 @@ from lesionlab.evaluation.inference import predict_probs
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.serving.heatmap import colorize, compute_heatmap, default_method, png_data_url
 from lesionlab.serving.metadata import MetadataError, PatientMetadata
+from lesionlab.serving.seen import SeenImages
 from lesionlab.serving.triage import decide_triage
 from lesionlab.serving.unsure import is_unsure
 
@@ -52,6 +53,8 @@ class Prediction:
     unsure_reason: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     heatmap: dict[str, str] | None = None
+    seen_in_training: bool | None = None  # image or lesion id in the training/validation data; None: unknown
+    seen_reason: str = ""
 
     @property
     def label(self) -> str:
@@ -62,7 +65,8 @@ class Prediction:
                 "triage_rule": self.triage_rule, "triage_reason": self.triage_reason,
                 "unsure": self.unsure, "unsure_reason": self.unsure_reason,
                 "top": [d.__dict__ for d in self.top], "probabilities": self.probabilities,
-                "metadata": self.metadata, "heatmap": self.heatmap}
+                "metadata": self.metadata, "heatmap": self.heatmap,
+                "seen_in_training": self.seen_in_training, "seen_reason": self.seen_reason}
 
 
 class Predictor:
@@ -80,6 +84,7 @@ class Predictor:
         self.backend = backend
         self.card = card
         self.max_pixels = max_pixels
+        self.seen: SeenImages | None = None  # which images the model trained/validated on (None: unknown)
         self._crop = get_crop(prep.crop)
         tax = TAXONOMIES.get(prep.taxonomy) if prep.taxonomy in TAXONOMIES else None
         self._describe = (lambda c: tax.descriptions.get(c, c)) if tax else (lambda c: c)
@@ -96,7 +101,9 @@ class Predictor:
         if path is None or isinstance(path, str | Path):
             path = resolve_model_ref(path)
         model, prep, card = load_artefact(path, device)
-        return cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels)
+        predictor = cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels)
+        predictor.seen = SeenImages.for_sources([m["source"] for m in card.members] or [card.source])
+        return predictor
 
     @classmethod
     def pretrained(cls, name: str | None = None, device: str = "cpu", *,
@@ -152,13 +159,17 @@ class Predictor:
                              tta=self.prep.tta, device=self.device, batch_size=64, metadata=encoded)
 
     def predict(self, images: Sequence[ImageInput], topk: int = 3, names: Sequence[str] | None = None,
-                metadata: Sequence[MetadataInput] | None = None, heatmap: bool = False) -> list[Prediction]:
+                metadata: Sequence[MetadataInput] | None = None, heatmap: bool = False,
+                lesion_ids: Sequence[str | None] | None = None) -> list[Prediction]:
         """Predict a batch. ``metadata`` (one entry per image) is validated, used by metadata-fusion models
         (missing fields allowed) and echoed in the result. ``heatmap`` adds a PNG overlay of the top-1 class's
-        evidence."""
+        evidence. Images whose name (image id) or lesion id (``lesion_ids``, else looked up) the model trained or
+        validated on are marked ``seen_in_training``."""
         if not images:
             return []
         meta = _parse_metadata(metadata, len(images))
+        if lesion_ids is not None and len(lesion_ids) != len(images):
+            raise ValueError(f"got {len(lesion_ids)} lesion ids for {len(images)} images; give one (or None) per image")
         names = list(names) if names else [str(im) if isinstance(im, str | Path) else f"image-{i}"
                                            for i, im in enumerate(images)]
         batch = np.stack([self.preprocess(im, n) for im, n in zip(images, names, strict=True)])
@@ -166,7 +177,7 @@ class Predictor:
         results = []
         for i, (name, p) in enumerate(zip(names, probs, strict=True)):
             heat = self._heatmap(batch[i], int(np.argmax(p)), meta[i]) if heatmap else None
-            results.append(self._result(name, p, topk, meta[i], heat))
+            results.append(self._result(name, p, topk, meta[i], heat, lesion_ids[i] if lesion_ids else None))
         return results
 
     def predict_files(self, paths: Sequence[str | Path], topk: int = 3,
@@ -207,11 +218,19 @@ class Predictor:
         return {"method": method, "class": self.class_names[class_index],
                 "image": png_data_url(array), "overlay": png_data_url(colorize(heat, array.shape[0]))}
 
+    def seen_reason(self, name: str, lesion_id: str | None = None) -> tuple[bool | None, str]:
+        """(seen_in_training, why) for an image name; (None, why not known) when the artefact has no split record."""
+        if self.seen is None:
+            return None, "unknown: no splits.csv beside the model (which images it trained on is not recorded)"
+        why = self.seen.reason(name, lesion_id)
+        return bool(why), why
+
     def _result(self, name: str, p: np.ndarray, topk: int, meta: PatientMetadata | None = None,
-                heat: dict[str, str] | None = None) -> Prediction:
+                heat: dict[str, str] | None = None, lesion_id: str | None = None) -> Prediction:
         order = np.argsort(-p)[: max(1, min(topk, len(p)))]
         top = tuple(Diagnosis(self.class_names[i], self._describe(self.class_names[i]), float(p[i])) for i in order)
         triage = decide_triage(p, self.class_names, self.prep.thresholds)
+        seen, seen_why = self.seen_reason(name, lesion_id)
         if self.prep.unsure_threshold is None:
             unsure, why = None, self.unsure_rule
         else:
@@ -221,7 +240,8 @@ class Predictor:
         return Prediction(source=name, top=top,
                           probabilities={c: float(v) for c, v in zip(self.class_names, p, strict=True)},
                           triage_priority=triage.priority, triage_rule=triage.rule, triage_reason=triage.rule_text,
-                          unsure=unsure, unsure_reason=why, metadata=meta.as_dict() if meta else {}, heatmap=heat)
+                          unsure=unsure, unsure_reason=why, metadata=meta.as_dict() if meta else {}, heatmap=heat,
+                          seen_in_training=seen, seen_reason=seen_why)
 
 
 class _MetadataBound(torch.nn.Module):

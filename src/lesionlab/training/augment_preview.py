@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 
 import matplotlib
@@ -42,9 +43,12 @@ def preview_grid(images: np.ndarray, labels: list[str], transform: Transform, pa
     return path
 
 
-def augment_preview(cfg: ExperimentConfig, out: str | Path, *, n_images: int = 6, views: int = 6,
+def augment_preview(cfg: ExperimentConfig, out: str | Path | None = None, *, n_images: int = 6, views: int = 6,
                     seed: int = 0) -> Path:
-    """Augment ``n_images`` training images (one per class first) of ``cfg``'s data with its preset + params."""
+    """Augment ``n_images`` training images (one per class first) of ``cfg``'s data with its preset + params.
+
+    Writes ``out``, else ``<cfg.output_dir>/augment-preview-<time>.png``.
+    """
     from lesionlab.data.prepare import prepare_data
 
     if n_images < 1 or views < 1:
@@ -67,5 +71,6 @@ def augment_preview(cfg: ExperimentConfig, out: str | Path, *, n_images: int = 6
         title += " (batched)"
     else:
         transform = build_augmentation(params, cfg.data.image_size)
-    return preview_grid(np.asarray(data.images[data.rows[chosen]]), labels, transform, Path(out), views=views,
+    out = Path(out) if out else Path(cfg.output_dir) / f"augment-preview-{_dt.datetime.now():%Y%m%d-%H%M%S}.png"
+    return preview_grid(np.asarray(data.images[data.rows[chosen]]), labels, transform, out, views=views,
                         seed=seed, title=title)

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML experiment file (data + train.augment settings)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides", help="config overrides")
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
-    p.add_argument("--out", default="augment_preview.png", help="PNG path (default: augment_preview.png)")
+    p.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/augment-preview-<time>.png)")
+    p.add_argument("--output-dir", default=None, help="shortcut for output_dir=... (where the default PNG goes)")
     p.add_argument("--images", type=int, default=6, help="number of training images, one row each (default 6)")
     p.add_argument("--views", type=int, default=6, help="augmented views per image (default 6)")
     p.add_argument("--seed", type=int, default=0)
@@ -101,7 +102,7 @@ def cmd_augment_preview(args: argparse.Namespace) -> int:
     from lesionlab.config import load_config
     from lesionlab.training.augment_preview import augment_preview
 
-    cfg = load_config(args.config, _overrides(args))
+    cfg = load_config(args.config, [*_overrides(args), *([f"output_dir={args.output_dir}"] if args.output_dir else [])])
     path = augment_preview(cfg, args.out, n_images=args.images, views=args.views, seed=args.seed)
     print(f"augment preview: {path.resolve()}")
     return 0

@@ -10,7 +10,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
@@ -28,13 +27,14 @@ def run_row(metrics: Mapping, class_names: Sequence[str]) -> dict[str, float]:
 
 
 def best_rows(frame: pd.DataFrame, columns: Sequence[str], lower_is_better: Sequence[str] = ()) -> dict[str, list]:
-    """Index labels holding the best value of each column (ties all count; NaN never wins)."""
+    """Index labels holding the best value of each column, compared as shown (4 decimals): ties all count, NaN never
+    wins, and a column whose values are all equal (e.g. a class recall of 0.0000 everywhere) has no best."""
     out = {}
     for col in columns:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        if values.notna().any():
+        values = pd.to_numeric(frame[col], errors="coerce").round(4)
+        if values.nunique(dropna=True) > 1:
             best = values.min() if col in lower_is_better else values.max()
-            out[col] = list(frame.index[np.isclose(values, best, rtol=0, atol=1e-12)])
+            out[col] = list(frame.index[values == best])
     return out
 
 

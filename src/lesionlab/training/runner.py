@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.roots import absolute_data_config, absolute_path
 from lesionlab.data.splits import LeakageError, check_no_leakage, split_summary
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
@@ -114,6 +115,8 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     check_component_names(cfg)  # an unknown loss/optimizer/sampler/... name fails before any data is loaded
     rank = process_rank()  # DDP: every rank runs this function; only rank 0 writes the run
     run = run or (RunPaths(run_dir_for_rank(rank)) if rank else RunPaths.create(cfg.output_dir, cfg.name))
+    cfg = replace(cfg, data=absolute_data_config(cfg.data),  # post-hoc commands may run from any directory
+                  eval=replace(cfg.eval, mask_dir=absolute_path(cfg.eval.mask_dir)))
     save_config(cfg, run.config)
     logger.info("Run directory: %s", run.root)
 

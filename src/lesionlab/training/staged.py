@@ -1,9 +1,9 @@
 """Staged fine-tuning (the ISIC 2019 thesis' three steps, also the DermaMNIST study).
 
-Stage 1 trains the head on a frozen backbone, stage 2 also the backbone's last layer group, stage 3 everything at
-a lower learning rate; each stage has its own epochs and learning rate and starts from the previous stage's
-weights. Layer groups come from timm's ``group_matcher`` (``timm.models.group_parameters``), not from name
-matching, and frozen BatchNorm layers stay in eval mode so their running statistics do not move either.
+Stage 1 trains the head on a frozen backbone, stage 2 also the backbone's last block (``last-block``), stage 3
+everything at a lower learning rate; each stage has its own epochs and learning rate and starts from the previous
+stage's weights. The unfreeze levels live in :mod:`lesionlab.training.unfreeze`; frozen BatchNorm layers stay in
+eval mode so their running statistics do not move either.
 """
 
 from __future__ import annotations
@@ -11,82 +11,21 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
-from timm.models import group_parameters
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, TrainConfig
 from lesionlab.data.prepare import PreparedData
-from lesionlab.registry import Registry
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.resampling import TrainingSet
+from lesionlab.training.unfreeze import UNFREEZE, apply_unfreeze
 
 logger = logging.getLogger(__name__)
-
-
-def backbone_groups(backbone: nn.Module) -> dict[int, list[str]]:
-    """timm's coarse layer groups of a backbone: group id (stem = 0, ..., last block) → parameter names."""
-    matcher = getattr(backbone, "group_matcher", None)
-    if matcher is None:
-        raise ConfigError(f"{type(backbone).__name__} has no timm group_matcher; staged fine-tuning needs one")
-    return dict(group_parameters(backbone, matcher(coarse=True)))
-
-
-#: unfreeze level → names of the *backbone* parameters that stay frozen.
-UNFREEZE: Registry[Callable[[nn.Module], set[str]]] = Registry("unfreeze level")
-
-
-@UNFREEZE.register("head", help="backbone frozen; head (and any non-backbone module) trains")
-def _frozen_for_head(backbone: nn.Module) -> set[str]:
-    return {name for name, _ in backbone.named_parameters()}
-
-
-@UNFREEZE.register("last", help="the backbone's last timm layer group and the head train")
-def _frozen_for_last(backbone: nn.Module) -> set[str]:
-    groups = backbone_groups(backbone)
-    last = max(groups)
-    return {name for gid, names in groups.items() if gid != last for name in names}
-
-
-@UNFREEZE.register("all", help="every layer trains")
-def _frozen_for_all(backbone: nn.Module) -> set[str]:
-    return set()
-
-
-@dataclass(frozen=True)
-class FreezeSummary:
-    level: str
-    trainable: int
-    frozen: int
-    frozen_batchnorm: tuple[nn.Module, ...]
-
-
-def apply_unfreeze(model: nn.Module, level: str) -> FreezeSummary:
-    """Set ``requires_grad`` for ``level`` on a classifier with a ``.backbone`` and return what is frozen."""
-    backbone = getattr(model, "backbone", None)
-    if backbone is None:
-        raise ConfigError("staged fine-tuning needs a model with a .backbone (a LesionLab classifier)")
-    frozen_names = UNFREEZE.get(level)(backbone)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    for name, p in backbone.named_parameters():
-        if name in frozen_names:
-            p.requires_grad_(False)
-    bns = tuple(m for m in backbone.modules() if isinstance(m, _BatchNorm) and _is_frozen(m, level))
-    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return FreezeSummary(level, n_train, n_frozen, bns)
-
-
-def _is_frozen(module: nn.Module, level: str) -> bool:
-    params = list(module.parameters(recurse=False))
-    return any(not p.requires_grad for p in params) if params else level == "head"
 
 
 class FrozenBatchNormEval(L.Callback):
@@ -136,8 +75,9 @@ def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: 
     try:
         for i, stage in enumerate(plan_stages(cfg, head_trainer is not None), start=1):
             freeze = apply_unfreeze(module.model, stage.unfreeze)
-            logger.info("Stage %d: unfreeze=%s, %d epochs at lr %g (%d trainable / %d frozen parameters)", i,
-                        stage.unfreeze, stage.epochs, stage.lr, freeze.trainable, freeze.frozen)
+            logger.info("Stage %d: unfreeze=%s, %d epochs at lr %g: %s trainable (%s in the backbone) / %s frozen "
+                        "parameters", i, stage.unfreeze, stage.epochs, stage.lr, f"{freeze.trainable:,}",
+                        f"{freeze.backbone_trainable:,}", f"{freeze.frozen:,}")
             module.cfg = replace(base, epochs=stage.epochs, lr=stage.lr)
             if stage.unfreeze == "head" and head_trainer is not None:
                 epochs = head_trainer(module, stage, trainer_kwargs, [c for c in shared if c is history])
@@ -151,7 +91,8 @@ def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: 
             if history is not None:
                 history.epoch_offset += epochs
             summaries.append({"stage": i, "unfreeze": stage.unfreeze, "lr": stage.lr, "epochs": epochs,
-                              "trainable_params": freeze.trainable, "frozen_params": freeze.frozen})
+                              "trainable_params": freeze.trainable, "frozen_params": freeze.frozen,
+                              "backbone_trainable_params": freeze.backbone_trainable})
     finally:
         module.cfg = base
         for p in module.model.parameters():

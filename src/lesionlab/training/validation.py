@@ -14,7 +14,7 @@ def check_component_names(cfg: ExperimentConfig) -> None:
     from lesionlab.training.optim import OPTIMIZERS, SCHEDULERS
     from lesionlab.training.resampling import OVERSAMPLERS, SMOTE_SPACES
     from lesionlab.training.samplers import SAMPLERS
-    from lesionlab.training.staged import UNFREEZE
+    from lesionlab.training.unfreeze import UNFREEZE
 
     t = cfg.train
     LOSSES.get(t.loss)

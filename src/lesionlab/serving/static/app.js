@@ -75,6 +75,11 @@ function render(p) {
   unsure.textContent = p.unsure ? "Unsure: the model is not confident about this image (it may be unlike the " +
     "images it was trained on). Rely on clinical assessment. " + p.unsure_reason : "";
 
+  const seen = $("seen");
+  seen.hidden = p.seen_in_training !== true;
+  seen.textContent = p.seen_in_training ? "Seen in training: the model trained or validated on this image " +
+    "(or its lesion), so this result looks better than it would on a new image. " + p.seen_reason : "";
+
   const list = $("ranking");
   list.replaceChildren();
   for (const d of p.top) {
