@@ -242,3 +242,4 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
 
 from lesionlab.data import dermamnist as _dermamnist  # noqa: E402,F401  (registers the loader)
 from lesionlab.data import merge as _merge  # noqa: E402,F401  (registers the merged-dataset loader)
+from lesionlab.data import ph2 as _ph2  # noqa: E402,F401  (registers the PH2 loader)

@@ -101,5 +101,29 @@ DATASET_INFO.add("dermamnist", DatasetInfo(
 ))
 
 
+DATASET_INFO.add("ph2", DatasetInfo(
+    name="ph2",
+    title="PH2 (Hospital Pedro Hispano dermoscopic database)",
+    taxonomy="ham7",
+    folder="ph2",
+    licence="free for research and benchmarking (ADDI project terms); cite the paper below",
+    citation=(
+        "Mendonça, T., Ferreira, P. M., Marques, J. S., Marçal, A. R. S. & Rozeira, J. PH2 - A dermoscopic image "
+        "database for research and benchmarking. 35th Annual International Conference of the IEEE EMBC, 2013, "
+        "pp. 5437-5440. https://doi.org/10.1109/EMBC.2013.6610779"
+    ),
+    homepage="https://www.fc.up.pt/addi/ph2%20database.html",
+    description=("200 dermoscopic images (80 common nevi, 80 atypical nevi, 40 melanomas) with lesion masks; an "
+                 "external test set (another clinic and camera than HAM10000). Nevi map to nv, melanoma to mel."),
+    manual=(
+        "Request PH2Dataset.rar from https://www.fc.up.pt/addi/ph2%20database.html (free registration), unpack it "
+        "into <root>/ph2/ so that <root>/ph2/PH2Dataset/PH2_dataset.txt and <root>/ph2/PH2Dataset/PH2 Dataset "
+        "images/IMDxxx/ exist; or place the half-resolution layout (PH2_labels.csv, images_half/, masks_half/) "
+        "in <root>/ph2/."
+    ),
+    image_folders=("images_half", "images"),
+))
+
+
 def get_info(name: str) -> DatasetInfo:
     return DATASET_INFO.get(name)
