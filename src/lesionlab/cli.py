@@ -206,16 +206,18 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     if args.name in DATASET_INFO:
         info = DATASET_INFO.get(args.name)
         summary.update({"title": info.title, "licence": info.licence, "citation": info.citation,
-                        "homepage": info.homepage})
+                        "homepage": info.homepage, "modality": info.modality})
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{summary.get('title', ds.name)}  [{ds.taxonomy.name}]")
-    print(f"  images {summary['images']}, lesions {summary['lesions']}, age missing {summary['age_missing']}")
+    patients = f", patients {summary['patients']}" if summary.get("patients") else ""
+    print(f"  images {summary['images']}, lesions {summary['lesions']}{patients}, age missing {summary['age_missing']}")
     width = max(len(c) for c in summary["classes"])
     for cls, n in summary["classes"].items():
         print(f"  {cls:{width}s} {n:6d}  {ds.taxonomy.descriptions.get(cls, '')}")
     if "licence" in summary:
+        print(f"  modality: {summary['modality']} | url: {summary['homepage']}")
         print(f"  licence: {summary['licence']}\n  cite: {summary['citation']}")
     return 0
 

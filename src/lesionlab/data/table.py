@@ -64,6 +64,17 @@ class LesionDataset:
         table["label"] = table["label"].map(mapping)
         return replace(self, taxonomy=get_taxonomy(target), table=table)
 
+    def relabel_partial(self, target: str) -> tuple[LesionDataset, pd.DataFrame]:
+        """The rows whose label maps into ``target`` (relabelled) and the rest (original labels).
+
+        For evaluations on sets with diagnoses outside a model's label space (ISIC 2020 "unknown", Derm7pt
+        "miscellaneous"): those images are returned to be reported, never dropped silently.
+        """
+        if target == self.taxonomy.name:
+            return self, self.table.iloc[:0].copy()
+        inside = self.table["label"].isin(list(label_map(self.taxonomy.name, target))).to_numpy()
+        return self.subset(inside).relabel(target), self.table[~inside].reset_index(drop=True)
+
     def subset(self, mask: np.ndarray | pd.Series) -> LesionDataset:
         return replace(self, table=self.table[np.asarray(mask)].reset_index(drop=True))
 
