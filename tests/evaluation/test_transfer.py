@@ -118,3 +118,23 @@ def test_cli(tmp_path: Path, data_root: Path, run_factory, capsys: pytest.Captur
     assert main(["-q", "transfer-report", str(run), "--datasets", "ph2", "--option", "ph2", "--out",
                  str(tmp_path / "bad")]) == 2
     assert "DATASET:KEY=VALUE" in capsys.readouterr().err
+
+
+def test_predictor_ood_flagger_reads_the_detector_defensively(tmp_path: Path, run_factory, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from lesionlab.evaluation.commands import predictor_ood_flagger
+    from lesionlab.serving.predictor import Predictor
+
+    release = write_ph2_official(tmp_path / "ph2")
+    paths = sorted(str(p) for p in release.rglob("*_Dermoscopic_Image/*.bmp"))
+    run = run_factory(splits=UNRELATED)
+    assert predictor_ood_flagger(str(run))(paths) is None  # today's predictions carry no `ood` field
+
+    def with_detector(self, files, topk=3, batch_size=64):  # a predictor whose model has an OOD detector
+        results = [SimpleNamespace(source=str(p), ood="IMD058" in str(p)) for p in files if "IMD063" not in str(p)]
+        return results, [f"{p}: not assessable (too dark)" for p in files if "IMD063" in str(p)]
+
+    monkeypatch.setattr(Predictor, "predict_files", with_detector)
+    flags = predictor_ood_flagger(str(run))(paths)
+    assert flags.tolist() == [1.0 if "IMD058" in p or "IMD063" in p else 0.0 for p in paths]
