@@ -138,3 +138,26 @@ def test_predictor_ood_flagger_reads_the_detector_defensively(tmp_path: Path, ru
     monkeypatch.setattr(Predictor, "predict_files", with_detector)
     flags = predictor_ood_flagger(str(run))(paths)
     assert flags.tolist() == [1.0 if "IMD058" in p or "IMD063" in p else 0.0 for p in paths]
+
+
+def test_triage_model_scores_melanoma_by_priority_1(tmp_path: Path, data_root: Path) -> None:
+    import torch
+
+    from lesionlab.config import ModelConfig
+    from lesionlab.models.checkpoint import Preprocessing, save_model
+    from lesionlab.models.classifier import create_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="tiny-resnet", drop_rate=0.0)
+    prep = Preprocessing(image_size=16, crop="center-square", mean=(0.5,) * 3, std=(0.25,) * 3,
+                         class_names=("P1", "P2", "P3"), taxonomy="triage")
+    run = tmp_path / "triage-run"
+    run.mkdir()
+    save_model(run / "model.pt", create_model(cfg, 3).eval(), cfg, prep)
+    UNRELATED.to_csv(run / "splits.csv", index=False)
+    result = transfer_report(run, ["ph2", "isic2020"], data_root=str(data_root), n_boot=20, out_dir=tmp_path / "t")
+    assert result.table["outside taxonomy"].tolist() == [0, 3]  # cafe-au-lait macule is priority 3: in the taxonomy
+    for name in ("ph2", "isic2020"):
+        pred = pd.read_csv(tmp_path / "t" / f"predictions_{name}.csv")
+        summary = next(s.summary for s in result.scores if s.name == name)
+        assert summary["melanoma_auc"] == pytest.approx(roc_auc_score(pred["melanoma"], pred["p_P1"]))

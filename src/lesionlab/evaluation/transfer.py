@@ -69,17 +69,19 @@ def load_set(run: LoadedRun, name: str, *, data_root: str | None = None, options
     return table, data.images, data.rows[~seen], data.dataset.taxonomy.name, int(seen.sum())
 
 
-def _truths(table: pd.DataFrame, source: str, target: str, class_names: Sequence[str]) -> pd.DataFrame:
+def _truths(table: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
     """Model-class truth (None outside the taxonomy), melanoma truth and priority-1 truth (NaN where unknown)."""
     if not can_map(source, target):
         raise EvaluationInputError(f"no label map from the set's {source!r} labels to the model's {target!r} classes")
     truth = table["label"].map(label_map(source, target))
     to_triage = label_map(source, "triage") if can_map(source, "triage") else {}
-    mel_code = next((c for c in class_names if c in MELANOMA_CODES), None)
-    if "melanoma" in table:
+    if "melanoma" in table:  # the dataset's own melanoma status (ISIC 2020's target covers 'unknown' too)
         melanoma = table["melanoma"].map(lambda v: float(bool(v)) if pd.notna(v) else np.nan)
-    else:
-        melanoma = truth.map(lambda t: np.nan if pd.isna(t) else float(t == mel_code))
+    elif can_map(source, "ham7"):
+        melanoma = table["label"].map(label_map(source, "ham7")).map(lambda t: np.nan if pd.isna(t) else
+                                                                      float(t == "mel"))
+    else:  # e.g. a triage-labelled set: melanoma is not told apart from the other priority-1 diagnoses
+        melanoma = pd.Series(np.nan, index=table.index)
     tri = table["label"].map(to_triage)
     p1 = tri.map(lambda t: np.nan if pd.isna(t) else float(t == "P1"))
     p1 = p1.where(p1.notna(), truth.map(lambda t: np.nan if pd.isna(t) else float(triage_priority(t) == 1)))
@@ -107,7 +109,7 @@ def score_set(run: LoadedRun, name: str, *, data_root: str | None = None, option
         raise EvaluationInputError(f"{name}: no unseen images left to evaluate")
     probs = predict_probs(run.model, images, prep.mean, prep.std, indices=rows, temperature=prep.temperature,
                           tta=prep.tta)
-    truths = _truths(table, source, prep.taxonomy, classes)
+    truths = _truths(table, source, prep.taxonomy)
     decision = most_severe_suspected(probs, classes, prep.thresholds)
     priority = np.array([triage_priority(c) for c in classes])[decision]
     frame = pd.DataFrame({"image_id": table["image_id"].astype(str), "lesion_id": table["lesion_id"].astype(str),
@@ -129,7 +131,8 @@ def score_set(run: LoadedRun, name: str, *, data_root: str | None = None, option
                            auc_macro=float(np.nanmean(auc)) if np.isfinite(auc := one_vs_rest_auc(
                                y, p_in, classes)).any() else float("nan"),
                            ece=expected_calibration_error(y, p_in))
-    mel_code = next((c for c in classes if c in MELANOMA_CODES), None)
+    # the melanoma score: P(melanoma), or P(priority 1) for a triage model
+    mel_code = next((c for c in classes if c in MELANOMA_CODES), "P1" if "P1" in classes else None)
     mel = frame["melanoma"].to_numpy(dtype=float)
     known = np.isfinite(mel)
     summary["melanomas"] = int(np.nansum(mel))
