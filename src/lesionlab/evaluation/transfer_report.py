@@ -32,6 +32,10 @@ from lesionlab.evaluation.transfer import (
 
 logger = logging.getLogger(__name__)
 
+SHIFT_COLUMNS = ("images", "scored", "outside taxonomy", "seen, excluded", "balanced accuracy", "macro AUC", "ECE",
+                 "OOD-flag rate")
+OPERATING_COLUMNS = ("melanomas", "melanoma AUC [95% CI]", "P1 sensitivity [95% CI]", "P1 specificity [95% CI]")
+
 
 @dataclass(frozen=True)
 class TransferResult:
@@ -60,7 +64,8 @@ def plot_operating_points(scores: Sequence[SetScores], path: Path) -> Path:
     ax.set_xlim(0, 1.02)
     ax.axvline(0.5, color="#bbb", lw=0.8, ls="--")
     ax.set_xlabel("value (95 % CI, lesions resampled)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.9 + 0.75 * len(scores)) - 0.12), ncol=3,
+              fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -105,14 +110,16 @@ def _write_html(directory: Path, run_name: str, prep, scores: Sequence[SetScores
     thresholds = ", ".join(f"P({k}) ≥ {v:.3f}" for k, v in prep.thresholds.items()) or "none stored (top-1 rule)"
     report = Report(f"LesionLab transfer report: {run_name}",
                     f"{len(scores)} sets · {prep.taxonomy} model · {prep.crop} {prep.image_size}px · TTA {prep.tta}")
-    report.add("Shift table", table_html(table) + (
+    report.add("Shift table", table_html(table[list(SHIFT_COLUMNS)]) + (
         "<p class='muted'>Balanced accuracy, macro AUC (one vs rest, classes present) and ECE (15 bins) over the "
-        "images whose diagnosis has a class in the model's taxonomy. Melanoma AUC uses every image whose melanoma "
-        "status is known (P(melanoma) as the score). P1 = priority 1 (malignant: refer) decided by the model's stored "
-        f"triage operating point ({thresholds}, else top-1). Intervals: 95 % percentile bootstrap, {n_boot} "
-        f"resamples of lesions. {ood_column_note(scores)} 'test' is the run's own held-out test split.</p>"))
-    report.add("Melanoma AUC and triage operating point", image_html(
-        plot_operating_points(scores, directory / "figures" / "operating_points.png"), "operating points per set"))
+        "images whose diagnosis has a class in the model's taxonomy ('scored'). "
+        f"{ood_column_note(scores)} 'test' is the run's own held-out test split.</p>"))
+    report.add("Melanoma AUC and triage operating point", table_html(table[list(OPERATING_COLUMNS)]) + image_html(
+        plot_operating_points(scores, directory / "figures" / "operating_points.png"), "operating points per set") +
+        "<p class='muted'>Melanoma AUC uses every image whose melanoma status is known, P(melanoma) as the score "
+        "(P(priority 1) for a triage model). P1 = priority 1 (malignant: refer) as decided by the model's stored "
+        f"triage operating point ({thresholds}; otherwise the top-1 diagnosis). Intervals: 95 % percentile "
+        f"bootstrap, {n_boot} resamples of lesions.</p>")
     body = ("<p>None: every scored image has a class in the model's taxonomy.</p>" if outside.empty
             else table_html(outside, index=False) + "<p class='muted'>These images are not in the accuracy/AUC "
             "columns (the model cannot be right or wrong about a class it lacks); they count in melanoma AUC and P1 "
