@@ -33,7 +33,8 @@ data root: --data-root > $LESIONLAB_DATA > the user cache dir (see 'lesionlab da
 
 def _add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
     p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "ham10000",
-                   help="dataset name (ham10000, isic2019, onehot-csv, csv, folder, dermamnist)")
+                   help="dataset name (ham10000, isic2018, isic2019, isic2020, ph2, pad_ufes_20, derm7pt, onehot-csv, "
+                   "csv, folder, dermamnist)")
     p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
     p.add_argument("--image-dir", default=None, help="image folder (overrides the dataset's default layout)")
     p.add_argument("--csv", default=None, help="table for the csv / onehot-csv datasets")

@@ -129,3 +129,12 @@ def test_data_info(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 def test_data_info_offline_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "data", "info", "derm7pt", "--data-root", str(tmp_path)]) == 2
     assert "Register at https://derm.cs.sfu.ca" in capsys.readouterr().err
+
+
+def test_relabel_partial_refuses_ambiguous_akiec(tmp_path: Path) -> None:
+    write_isic2018(tmp_path / "isic2018")
+    ds = load("isic2018", tmp_path)  # HAM7 with one akiec image: AK or SCC in ISIC-8, not "outside" it
+    with pytest.raises(DatasetError, match=r"\['akiec'\].*isic_ground_truth"):
+        ds.relabel_partial("isic8")
+    inside, outside = ds.subset(ds.table["label"] != "akiec").relabel_partial("isic8")
+    assert len(inside) == 8 and outside.empty

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.data.taxonomy import Taxonomy, get_taxonomy, label_map
+from lesionlab.data.taxonomy import AMBIGUOUS, Taxonomy, get_taxonomy, label_map
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class LesionDataset:
         """
         if target == self.taxonomy.name:
             return self, self.table.iloc[:0].copy()
+        ambiguous = sorted(set(self.table["label"]) & AMBIGUOUS.get((self.taxonomy.name, target), set()))
+        if ambiguous:  # these have counterparts, just not one each: refuse rather than report them as "outside"
+            return self.relabel(target), self.table.iloc[:0].copy()  # raises, naming the fix
         inside = self.table["label"].isin(list(label_map(self.taxonomy.name, target))).to_numpy()
         return self.subset(inside).relabel(target), self.table[~inside].reset_index(drop=True)
 

@@ -157,6 +157,9 @@ _MAPS: dict[tuple[str, str], dict[str, str]] = {
                             "seborrheic_keratosis": "P3", "vascular_lesion": "P3", "melanosis": "P3"},
 }
 
+#: Labels with several counterparts in a target taxonomy (HAM akiec is ISIC-8 AK or SCC): never "outside" it.
+AMBIGUOUS: dict[tuple[str, str], set[str]] = {("ham7", "isic8"): {"akiec"}}
+
 #: Triage priority (1 = most urgent) of each class code in any taxonomy; unknown/other diagnoses are priority 3.
 TRIAGE_PRIORITY: dict[str, int] = {
     **{k: int(v[1]) for k, v in _MAPS[("ham7", "triage")].items()},
