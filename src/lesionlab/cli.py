@@ -34,7 +34,8 @@ data root: --data-root > $LESIONLAB_DATA > the user cache dir (see 'lesionlab da
 
 def _add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
     p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "ham10000",
-                   help="dataset name (ham10000, isic2019, onehot-csv, csv, folder, dermamnist)")
+                   help="dataset name (ham10000, isic2018, isic2019, isic2020, ph2, pad_ufes_20, derm7pt, onehot-csv, "
+                   "csv, folder, dermamnist)")
     p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
     p.add_argument("--image-dir", default=None, help="image folder (overrides the dataset's default layout)")
     p.add_argument("--csv", default=None, help="table for the csv / onehot-csv datasets")
@@ -252,16 +253,18 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     if args.name in DATASET_INFO:
         info = DATASET_INFO.get(args.name)
         summary.update({"title": info.title, "licence": info.licence, "citation": info.citation,
-                        "homepage": info.homepage})
+                        "homepage": info.homepage, "modality": info.modality})
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{summary.get('title', ds.name)}  [{ds.taxonomy.name}]")
-    print(f"  images {summary['images']}, lesions {summary['lesions']}, age missing {summary['age_missing']}")
+    patients = f", patients {summary['patients']}" if summary.get("patients") else ""
+    print(f"  images {summary['images']}, lesions {summary['lesions']}{patients}, age missing {summary['age_missing']}")
     width = max(len(c) for c in summary["classes"])
     for cls, n in summary["classes"].items():
         print(f"  {cls:{width}s} {n:6d}  {ds.taxonomy.descriptions.get(cls, '')}")
     if "licence" in summary:
+        print(f"  modality: {summary['modality']} | url: {summary['homepage']}")
         print(f"  licence: {summary['licence']}\n  cite: {summary['citation']}")
     return 0
 

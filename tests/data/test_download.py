@@ -216,8 +216,8 @@ def test_unreachable_server_says_offline(tmp_path: Path) -> None:
 
 
 def test_dataset_without_download_quotes_manual(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match=r"ISIC_2019_Training_GroundTruth\.csv"):
-        download_dataset("isic2019", tmp_path)
+    with pytest.raises(DownloadError, match=r"cannot be downloaded automatically.*PH2_dataset\.txt"):
+        download_dataset("ph2", tmp_path)
 
 
 @realdata

@@ -9,7 +9,8 @@ def register(dsub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("download", help="download an official dataset release (checksums, resume, progress)",
                         description="Fetch the official files into <data root>/<dataset>/ and unpack them. "
                         "Offline, it says so and explains how to place the files by hand.")
-    p.add_argument("name", help="dataset name (ham10000)")
+    p.add_argument("name", help="dataset name (ham10000, isic2018, isic2019, isic2020; the others print where to "
+                   "place the files)")
     p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
     p.add_argument("--server", default=None, help="override the repository server URL (mirrors, tests)")
     p.add_argument("--no-progress", action="store_true")

@@ -246,5 +246,9 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
     return dataset.relabel(cfg.taxonomy) if cfg.taxonomy else dataset
 
 
+from lesionlab.data import derm7pt as _derm7pt  # noqa: E402,F401  (registers derm7pt)
 from lesionlab.data import dermamnist as _dermamnist  # noqa: E402,F401  (registers the loader)
+from lesionlab.data import isic_releases as _isic_releases  # noqa: E402,F401  (registers isic2018, isic2020)
 from lesionlab.data import merge as _merge  # noqa: E402,F401  (registers the merged-dataset loader)
+from lesionlab.data import pad_ufes as _pad_ufes  # noqa: E402,F401  (registers pad_ufes_20)
+from lesionlab.data import ph2 as _ph2  # noqa: E402,F401  (registers the PH2 loader)

@@ -11,8 +11,9 @@ import json
 import logging
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from http.client import HTTPResponse
+from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
@@ -20,7 +21,7 @@ from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
-from lesionlab.data.info import DataverseSource, get_info
+from lesionlab.data.info import DataverseSource, UrlTableSource, get_info
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class RemoteFile:
 def download_dataset(name: str, root: Path, *, server: str | None = None, progress: bool = True) -> Path:
     """Download and unpack dataset ``name`` into ``<root>/<folder>/``; returns that folder.
 
-    Files already present with the right checksum (and archives already unpacked) are skipped; an interrupted
-    download resumes from its ``.part`` file. ``server`` replaces the repository's server URL (mirrors, tests).
+    Files already present with the right checksum (or size) and archives already unpacked are skipped; an
+    interrupted download resumes from its ``.part`` file. ``server`` replaces the source's server URL (mirrors,
+    tests).
     """
     info = get_info(name)
     root = Path(root).expanduser()
@@ -67,20 +69,63 @@ def download_dataset(name: str, root: Path, *, server: str | None = None, progre
     source = info.download
     base = (server or source.server).rstrip("/")
     target = root / info.folder
-    wanted = _select(list_dataverse_files(base, source.doi, manual), source, manual)
+    planner = SOURCE_PLANNERS.get(type(source))
+    if planner is None:  # pragma: no cover - a new source kind without a planner is a programming error
+        raise TypeError(f"no download planner for {type(source).__name__}")
+    plan = planner(source, base, manual)
     target.mkdir(parents=True, exist_ok=True)
-    for remote in wanted:
+    for remote, url in plan:
         unpack_dir = target / Path(remote.name).stem
         unpack = remote.listed_as in source.extract or remote.name in source.extract
         if unpack and _nonempty_dir(unpack_dir):
             logger.info("%s is already unpacked in %s; skipping it", remote.name, unpack_dir)
             continue
-        url = f"{base}/api/access/datafile/{remote.file_id}" + ("?format=original" if remote.original else "")
         fetch_file(url, target / remote.name, remote, manual, progress=progress)
         if unpack:
             extract_zip(target / remote.name, unpack_dir, progress=progress)
     logger.info("%s is ready in %s", name, target)
     return target
+
+
+def _plan_dataverse(source: DataverseSource, base: str, manual: str) -> list[tuple[RemoteFile, str]]:
+    wanted = _select(list_dataverse_files(base, source.doi, manual), source, manual)
+    return [(r, f"{base}/api/access/datafile/{r.file_id}" + ("?format=original" if r.original else "")) for r in wanted]
+
+
+def _plan_url_table(source: UrlTableSource, base: str, manual: str) -> list[tuple[RemoteFile, str]]:
+    """The known file table; sizes not in the table come from a HEAD request (for resume and the progress bar)."""
+    plan = []
+    for i, spec in enumerate(source.files):
+        url = f"{base}/{spec.path}"
+        try:
+            size = spec.size if spec.size is not None else remote_size(url, manual)
+        except DownloadError as exc:
+            if spec.optional and "HTTP 404" in str(exc):
+                logger.warning("%s is not published at %s; skipping this optional file", spec.name, url)
+                continue
+            raise
+        plan.append((RemoteFile(file_id=i, name=spec.name, listed_as=spec.name, size=size, checksum=spec.md5,
+                                algorithm="md5", original=False), url))
+    return plan
+
+
+#: How each kind of source becomes a list of (file, URL) to fetch.
+SOURCE_PLANNERS: dict[type, Callable[..., list[tuple[RemoteFile, str]]]] = {
+    DataverseSource: _plan_dataverse,
+    UrlTableSource: _plan_url_table,
+}
+
+
+def remote_size(url: str, manual: str = "") -> int | None:
+    """``Content-Length`` of a HEAD request (None when the server does not say or refuses HEAD)."""
+    try:
+        with _open(url, manual, method="HEAD") as resp:
+            length = resp.headers.get("Content-Length")
+    except DownloadError as exc:
+        if "HTTP 405" in str(exc) or "HTTP 501" in str(exc):
+            return None
+        raise
+    return int(length) if length is not None else None
 
 
 def list_dataverse_files(server: str, doi: str, manual: str = "") -> list[RemoteFile]:
@@ -134,6 +179,9 @@ def fetch_file(url: str, dest: Path, remote: RemoteFile, manual: str = "", *, pr
     elif dest.is_file() and remote.size is not None and dest.stat().st_size == remote.size:
         logger.info("%s is present (no checksum listed; the size matches); skipping it", dest.name)
         return dest
+    elif dest.is_file() and remote.size is None:  # only complete downloads are renamed from .part
+        logger.info("%s is present (no checksum or size to compare); skipping it", dest.name)
+        return dest
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
     if remote.size is not None and offset > remote.size:
@@ -145,6 +193,10 @@ def fetch_file(url: str, dest: Path, remote: RemoteFile, manual: str = "", *, pr
         except _RangeNotSatisfiable:  # a complete (or foreign) .part file: fetch the whole file again
             part.unlink()
             _stream(url, part, 0, remote, manual, progress)
+    got = part.stat().st_size
+    if remote.size is not None and got != remote.size:
+        raise DownloadError(f"{dest.name} is incomplete ({got} of {remote.size} bytes); run the command again to "
+                            "resume it.")
     if remote.checksum:
         digest = file_digest(part, remote.algorithm)
         if digest != remote.checksum.lower():
@@ -178,14 +230,14 @@ def _stream(url: str, part: Path, offset: int, remote: RemoteFile, manual: str, 
                 while chunk := resp.read(CHUNK):
                     fh.write(chunk)
                     bar.update(len(chunk))
-            except OSError as exc:  # includes timeouts and dropped connections
+            except (OSError, HTTPException) as exc:  # timeouts, dropped connections, short reads
                 raise DownloadError(
                     f"The download of {remote.name} was interrupted ({exc}); run the command again to resume it."
                 ) from exc
 
 
-def _open(url: str, manual: str, headers: dict[str, str] | None = None) -> HTTPResponse:
-    request = Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+def _open(url: str, manual: str, headers: dict[str, str] | None = None, method: str = "GET") -> HTTPResponse:
+    request = Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})}, method=method)
     try:
         return urlopen(request, timeout=TIMEOUT_S)
     except HTTPError as exc:
@@ -196,8 +248,9 @@ def _open(url: str, manual: str, headers: dict[str, str] | None = None) -> HTTPR
                             f"To place the files by hand: {manual}") from exc
     except (URLError, OSError) as exc:  # DNS failure, refused connection, timeout, no route
         reason = getattr(exc, "reason", exc)
+        host = "/".join(url.split("/")[:3])
         raise DownloadError(
-            f"Cannot reach {url.split('/api/')[0]} ({reason}). It looks like this machine is offline (or the server "
+            f"Cannot reach {host} ({reason}). It looks like this machine is offline (or the server "
             f"is down). To place the files by hand: {manual}"
         ) from exc
 

@@ -18,6 +18,29 @@ class DataverseSource:
 
 
 @dataclass(frozen=True)
+class RemoteSpec:
+    """One file of a release at a fixed address (``path`` under the source's server)."""
+
+    path: str
+    md5: str | None = None  # where the publisher lists one
+    size: int | None = None  # bytes, where known (else the server's Content-Length)
+    optional: bool = False  # a missing file (HTTP 404) is skipped with a warning instead of failing
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class UrlTableSource:
+    """A release published as a known table of files at fixed URLs (the ISIC challenge archives)."""
+
+    server: str
+    files: tuple[RemoteSpec, ...]
+    extract: tuple[str, ...] = ()  # archives (file names) to unpack after download
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     name: str
     title: str
@@ -27,12 +50,16 @@ class DatasetInfo:
     citation: str
     homepage: str
     description: str = ""
-    download: DataverseSource | None = None
+    download: DataverseSource | UrlTableSource | None = None
     manual: str = ""  # how to place the files by hand when the download is not possible
     image_folders: tuple[str, ...] = field(default_factory=tuple)  # searched in order under the dataset folder
+    modality: str = "dermoscopic"  # dermoscopic | clinical (smartphone or camera photos) | both
 
 
 DATASET_INFO: Registry[DatasetInfo] = Registry("dataset description")
+
+#: The ISIC challenge archives (public S3 bucket; no checksums are published, so files are checked by size).
+ISIC_ARCHIVE = "https://isic-challenge-data.s3.amazonaws.com"
 
 HAM_CITATION = (
     "Tschandl, P., Rosendahl, C. & Kittler, H. The HAM10000 dataset, a large collection of multi-source "
@@ -78,10 +105,19 @@ DATASET_INFO.add("isic2019", DatasetInfo(
     description="25,331 images, 8 classes (MEL, NV, BCC, AK, BKL, DF, VASC, SCC) plus patient metadata.",
     manual=(
         "Download ISIC_2019_Training_Input.zip, ISIC_2019_Training_GroundTruth.csv and "
-        "ISIC_2019_Training_Metadata.csv from https://challenge.isic-archive.com/data/#2019 into <root>/isic2019/ "
-        "and unzip the images there (or pass data.image_dir)."
+        "ISIC_2019_Training_Metadata.csv from https://challenge.isic-archive.com/data/#2019 (files under "
+        "https://isic-challenge-data.s3.amazonaws.com/2019/) into <root>/isic2019/ and unzip the images there "
+        "(or pass data.image_dir)."
     ),
     image_folders=("ISIC_2019_Training_Input", "images"),
+    download=UrlTableSource(
+        server=ISIC_ARCHIVE,
+        files=(RemoteSpec("2019/ISIC_2019_Training_Input.zip"), RemoteSpec("2019/ISIC_2019_Training_GroundTruth.csv"),
+               RemoteSpec("2019/ISIC_2019_Training_Metadata.csv"), RemoteSpec("2019/ISIC_2019_Test_Input.zip"),
+               RemoteSpec("2019/ISIC_2019_Test_Metadata.csv"),
+               RemoteSpec("2019/ISIC_2019_Test_GroundTruth.csv", optional=True)),
+        extract=("ISIC_2019_Training_Input.zip", "ISIC_2019_Test_Input.zip"),
+    ),
 ))
 
 DATASET_INFO.add("dermamnist", DatasetInfo(
@@ -103,3 +139,6 @@ DATASET_INFO.add("dermamnist", DatasetInfo(
 
 def get_info(name: str) -> DatasetInfo:
     return DATASET_INFO.get(name)
+
+
+from lesionlab.data import release_info as _release_info  # noqa: E402,F401  (registers the external sets)

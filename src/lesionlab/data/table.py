@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.data.taxonomy import Taxonomy, get_taxonomy, label_map
+from lesionlab.data.taxonomy import AMBIGUOUS, Taxonomy, get_taxonomy, label_map
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,20 @@ class LesionDataset:
             )
         table["label"] = table["label"].map(mapping)
         return replace(self, taxonomy=get_taxonomy(target), table=table)
+
+    def relabel_partial(self, target: str) -> tuple[LesionDataset, pd.DataFrame]:
+        """The rows whose label maps into ``target`` (relabelled) and the rest (original labels).
+
+        For evaluations on sets with diagnoses outside a model's label space (ISIC 2020 "unknown", Derm7pt
+        "miscellaneous"): those images are returned to be reported, never dropped silently.
+        """
+        if target == self.taxonomy.name:
+            return self, self.table.iloc[:0].copy()
+        ambiguous = sorted(set(self.table["label"]) & AMBIGUOUS.get((self.taxonomy.name, target), set()))
+        if ambiguous:  # these have counterparts, just not one each: refuse rather than report them as "outside"
+            return self.relabel(target), self.table.iloc[:0].copy()  # raises, naming the fix
+        inside = self.table["label"].isin(list(label_map(self.taxonomy.name, target))).to_numpy()
+        return self.subset(inside).relabel(target), self.table[~inside].reset_index(drop=True)
 
     def subset(self, mask: np.ndarray | pd.Series) -> LesionDataset:
         return replace(self, table=self.table[np.asarray(mask)].reset_index(drop=True))

@@ -84,8 +84,50 @@ TRIAGE = Taxonomy(
     aliases={"1": "P1", "2": "P2", "3": "P3", "priority-1": "P1", "priority-2": "P2", "priority-3": "P3"},
 )
 
-for _t in (HAM7, ISIC8, TRIAGE):
+#: ISIC 2020's ``diagnosis`` column (most benign images are ``unknown``: only the binary target is known for them).
+ISIC2020_DX = Taxonomy(
+    name="isic2020",
+    classes=("melanoma", "nevus", "seborrheic_keratosis", "lentigo_nos", "lichenoid_keratosis", "solar_lentigo",
+             "cafe_au_lait_macule", "atypical_melanocytic_proliferation", "unknown"),
+    descriptions={
+        "melanoma": "Melanoma", "nevus": "Nevus", "seborrheic_keratosis": "Seborrheic keratosis",
+        "lentigo_nos": "Lentigo, not otherwise specified", "lichenoid_keratosis": "Lichenoid keratosis",
+        "solar_lentigo": "Solar lentigo", "cafe_au_lait_macule": "Cafe-au-lait macule",
+        "atypical_melanocytic_proliferation": "Atypical melanocytic proliferation",
+        "unknown": "Benign, diagnosis not recorded",
+    },
+    aliases={"seborrheic keratosis": "seborrheic_keratosis", "lentigo nos": "lentigo_nos",
+             "lichenoid keratosis": "lichenoid_keratosis", "solar lentigo": "solar_lentigo",
+             "cafe-au-lait macule": "cafe_au_lait_macule",
+             "atypical melanocytic proliferation": "atypical_melanocytic_proliferation"},
+)
+
+_DERM7PT_SPELLINGS = {  # class code -> meta.csv spelling
+    "basal_cell_carcinoma": "basal cell carcinoma", "blue_nevus": "blue nevus", "clark_nevus": "clark nevus",
+    "combined_nevus": "combined nevus", "congenital_nevus": "congenital nevus", "dermal_nevus": "dermal nevus",
+    "recurrent_nevus": "recurrent nevus", "reed_or_spitz_nevus": "reed or spitz nevus",
+    "dermatofibroma": "dermatofibroma", "lentigo": "lentigo", "melanoma": "melanoma",
+    "melanoma_in_situ": "melanoma (in situ)", "melanoma_lt_0.76mm": "melanoma (less than 0.76 mm)",
+    "melanoma_0.76_to_1.5mm": "melanoma (0.76 to 1.5 mm)", "melanoma_gt_1.5mm": "melanoma (more than 1.5 mm)",
+    "melanoma_metastasis": "melanoma metastasis", "melanosis": "melanosis", "miscellaneous": "miscellaneous",
+    "seborrheic_keratosis": "seborrheic keratosis", "vascular_lesion": "vascular lesion",
+}
+
+#: Derm7pt's ``diagnosis`` column (melanoma subtypes by Breslow thickness kept apart).
+DERM7PT_DX = Taxonomy(
+    name="derm7pt",
+    classes=tuple(_DERM7PT_SPELLINGS),
+    descriptions={code: text[0].upper() + text[1:] for code, text in _DERM7PT_SPELLINGS.items()},
+    aliases={text: code for code, text in _DERM7PT_SPELLINGS.items() if text != code},
+)
+
+for _t in (HAM7, ISIC8, TRIAGE, ISIC2020_DX, DERM7PT_DX):
     TAXONOMIES.add(_t.name, _t, help=f"{_t.num_classes} classes: {', '.join(_t.classes)}")
+
+_DERM7PT_NEVI = ("blue_nevus", "clark_nevus", "combined_nevus", "congenital_nevus", "dermal_nevus", "recurrent_nevus",
+                 "reed_or_spitz_nevus")
+_DERM7PT_MELANOMA = ("melanoma", "melanoma_in_situ", "melanoma_lt_0.76mm", "melanoma_0.76_to_1.5mm",
+                     "melanoma_gt_1.5mm", "melanoma_metastasis")
 
 # Direct class maps. HAM akiec -> ISIC8 is ambiguous (AK or SCC) and needs the ISIC 2019 ground truth:
 # see :func:`ham_to_isic8`.
@@ -96,12 +138,34 @@ _MAPS: dict[tuple[str, str], dict[str, str]] = {
     ("ham7", "triage"): {"mel": "P1", "bcc": "P1", "akiec": "P2", "nv": "P2", "bkl": "P3", "df": "P3", "vasc": "P3"},
     ("isic8", "triage"): {"MEL": "P1", "BCC": "P1", "SCC": "P1", "AK": "P2", "NV": "P2", "BKL": "P3", "DF": "P3",
                           "VASC": "P3"},
+    # Partial maps: a diagnosis without a counterpart (ISIC 2020 "unknown", Derm7pt "miscellaneous") stays outside
+    # the target taxonomy; evaluations report such images instead of dropping them silently.
+    ("isic2020", "ham7"): {"melanoma": "mel", "nevus": "nv", "seborrheic_keratosis": "bkl", "lentigo_nos": "bkl",
+                           "lichenoid_keratosis": "bkl", "solar_lentigo": "bkl"},
+    ("isic2020", "isic8"): {"melanoma": "MEL", "nevus": "NV", "seborrheic_keratosis": "BKL", "lentigo_nos": "BKL",
+                            "lichenoid_keratosis": "BKL", "solar_lentigo": "BKL"},
+    ("isic2020", "triage"): {"melanoma": "P1", "nevus": "P2", "seborrheic_keratosis": "P3", "lentigo_nos": "P3",
+                             "lichenoid_keratosis": "P3", "solar_lentigo": "P3", "cafe_au_lait_macule": "P3"},
+    ("derm7pt", "ham7"): {"basal_cell_carcinoma": "bcc", **dict.fromkeys(_DERM7PT_NEVI, "nv"),
+                          **dict.fromkeys(_DERM7PT_MELANOMA, "mel"), "dermatofibroma": "df", "lentigo": "bkl",
+                          "seborrheic_keratosis": "bkl", "vascular_lesion": "vasc"},
+    ("derm7pt", "isic8"): {"basal_cell_carcinoma": "BCC", **dict.fromkeys(_DERM7PT_NEVI, "NV"),
+                           **dict.fromkeys(_DERM7PT_MELANOMA, "MEL"), "dermatofibroma": "DF", "lentigo": "BKL",
+                           "seborrheic_keratosis": "BKL", "vascular_lesion": "VASC"},
+    ("derm7pt", "triage"): {"basal_cell_carcinoma": "P1", **dict.fromkeys(_DERM7PT_NEVI, "P2"),
+                            **dict.fromkeys(_DERM7PT_MELANOMA, "P1"), "dermatofibroma": "P3", "lentigo": "P3",
+                            "seborrheic_keratosis": "P3", "vascular_lesion": "P3", "melanosis": "P3"},
 }
+
+#: Labels with several counterparts in a target taxonomy (HAM akiec is ISIC-8 AK or SCC): never "outside" it.
+AMBIGUOUS: dict[tuple[str, str], set[str]] = {("ham7", "isic8"): {"akiec"}}
 
 #: Triage priority (1 = most urgent) of each class code in any taxonomy; unknown/other diagnoses are priority 3.
 TRIAGE_PRIORITY: dict[str, int] = {
     **{k: int(v[1]) for k, v in _MAPS[("ham7", "triage")].items()},
     **{k: int(v[1]) for k, v in _MAPS[("isic8", "triage")].items()},
+    **{k: int(v[1]) for k, v in _MAPS[("isic2020", "triage")].items()},
+    **{k: int(v[1]) for k, v in _MAPS[("derm7pt", "triage")].items()},
     "P1": 1, "P2": 2, "P3": 3,
 }
 

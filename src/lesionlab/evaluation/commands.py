@@ -122,6 +122,90 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hash-distance", type=int, default=4, help="near-duplicate: pHash within this many bits")
     p.add_argument("--duplicates-only", action="store_true", help="only the near-duplicate scan (no training)")
     p.set_defaults(func=cmd_leakage_audit)
+    _register_transfer(sub)
+
+
+def _register_transfer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("transfer-report", help="one model on several datasets: the shift table in one HTML report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+                           "Score RUN on each dataset with its own crop and size: balanced accuracy, macro AUC, "
+                           "calibration error, melanoma AUC and priority-1 sensitivity/specificity at the model's "
+                           "stored triage operating point (95 % CIs, lesions resampled) and the OOD-flag rate when "
+                           "the model carries an OOD detector. Diagnoses outside the model's classes are reported, "
+                           "not dropped; images, lesions or patients the model trained on are refused.\n\nexample:\n"
+                           "  lesionlab transfer-report runs/default-XXXX --datasets test ph2 isic2020 "
+                           "--data-root ../shared/data"))
+    p.add_argument("run", help="run directory or ensemble folder")
+    p.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
+                   help="dataset names (ph2, isic2018, isic2020, pad_ufes_20, derm7pt, ham10000, ...); 'test' is the "
+                   "run's own held-out test split")
+    p.add_argument("--data-root", default=None, help="data root of the sets (default: $LESIONLAB_DATA, then the cache)")
+    p.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="dataset option, e.g. derm7pt:image=clinic or isic2018:parts=test (repeatable)")
+    p.add_argument("--exclude-seen", action="store_true", help="drop seen images instead of refusing")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of lesions (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-ood", action="store_true", help="skip the OOD detector even when the model has one")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/transfer/<time>)")
+    p.set_defaults(func=cmd_transfer_report)
+
+
+def _dataset_options(items: list[str]) -> dict[str, dict[str, str]]:
+    from lesionlab.config import ConfigError
+
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        if not sep or "=" not in rest:
+            raise ConfigError(f"--option {item!r} must look like DATASET:KEY=VALUE (e.g. derm7pt:image=clinic)")
+        key, value = rest.split("=", 1)
+        out.setdefault(name, {})[key] = value
+    return out
+
+
+def predictor_ood_flagger(run: str):
+    """Per-image OOD flags from the predictor, when the model carries an OOD detector; else ``None``.
+
+    Read defensively: a prediction without an ``ood`` field (or with ``None``) means no detector; an image the
+    predictor rejects as not assessable counts as flagged.
+    """
+    import numpy as np
+
+    from lesionlab.serving.predictor import Predictor
+
+    predictor = Predictor.load(run)
+
+    def flags(paths):
+        if not paths:
+            return None
+        probe, _ = predictor.predict_files(paths[:1])
+        if not probe or getattr(probe[0], "ood", None) is None:
+            return None
+        results, errors = predictor.predict_files(paths)
+        by_path = {r.source: getattr(r, "ood", None) for r in results}
+        rejected = {e.split(": ", 1)[0] for e in errors}
+        return np.array([1.0 if p in rejected else np.nan if by_path.get(p) is None else float(bool(by_path[p]))
+                         for p in paths])
+
+    return flags
+
+
+def cmd_transfer_report(args: argparse.Namespace) -> int:
+    from lesionlab.config import ConfigError
+    from lesionlab.evaluation.transfer_report import transfer_report
+
+    if args.bootstrap < 0:
+        raise ConfigError("--bootstrap must be 0 (no intervals) or more")
+    ood = None if args.no_ood else predictor_ood_flagger(args.run)
+    result = transfer_report(args.run, args.datasets, data_root=args.data_root,
+                             options=_dataset_options(args.option), exclude_seen=args.exclude_seen, ood=ood,
+                             n_boot=args.bootstrap, seed=args.seed, out_dir=args.out)
+    print(result.table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if not result.outside.empty:
+        print("\noutside the model's classes:")
+        print(result.outside.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"report: {(result.directory / 'report.html').resolve()}")
+    return 0
 
 
 def cmd_cv(args: argparse.Namespace) -> int:

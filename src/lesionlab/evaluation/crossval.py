@@ -109,7 +109,8 @@ def run_cv(cfg: ExperimentConfig, folds: int = 5, *, weighting: str = "equal") -
     save_config(cfg, root / "config.yaml")
     data = prepare_data(cfg.data, progress=cfg.train.progress)
     table, classes = data.table, tuple(data.dataset.class_names)
-    table[["image_id", "lesion_id", "label", "split", "fold"]].to_csv(root / "splits.csv", index=False)
+    patients = ["patient_id"] if table["patient_id"].notna().any() else []
+    table[["image_id", "lesion_id", *patients, "label", "split", "fold"]].to_csv(root / "splits.csv", index=False)
     members = [_train_member(cfg, root, k, data) for k in range(folds)]
 
     test = data.indices("test")

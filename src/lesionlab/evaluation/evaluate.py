@@ -11,12 +11,19 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.config import DataConfig
-from lesionlab.data.taxonomy import can_map
+from lesionlab.data.taxonomy import can_map, label_map
 from lesionlab.evaluation.artifacts import write_evaluation
 from lesionlab.evaluation.exceptions import EvaluationInputError
 from lesionlab.evaluation.inference import predict_probs
 from lesionlab.evaluation.post_training import write_shipped_calibration
-from lesionlab.evaluation.run_data import LoadedRun, load_run, load_run_dataset, seen_in_splits
+from lesionlab.evaluation.run_data import (
+    LoadedRun,
+    describe_seen,
+    load_run,
+    load_run_dataset,
+    seen_by_kind,
+    seen_in_splits,
+)
 from lesionlab.evaluation.run_report import write_evaluation_report
 from lesionlab.runs import RunPaths
 
@@ -60,22 +67,28 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
     run, model, prep = RunPaths(loaded.root), loaded.model, loaded.prep
     cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples)
     _, data = load_run_dataset(cfg, data_cfg.root, _stored_root(loaded), progress=progress, with_split=False)
-    dataset = data.dataset
+    dataset, rows = data.dataset, data.rows
+    flags = seen_by_kind(dataset.table, loaded.split_files)
+    seen = flags.any(axis=1).to_numpy()
+    if seen.any() and not exclude_seen:
+        raise SeenDataError(
+            f"{int(seen.sum())} of {len(seen)} images were used to train or validate this run, or share a lesion or "
+            f"patient with one that was ({describe_seen(flags)}; ids compared across ISIC releases); evaluating on "
+            "them would overstate performance. Pass --exclude-seen to drop them.")
+    outside = dataset.table.iloc[:0]
     if dataset.taxonomy.name != prep.taxonomy:
         if not can_map(dataset.taxonomy.name, prep.taxonomy):
             raise ValueError(f"Cannot evaluate a {prep.taxonomy!r} model on {dataset.taxonomy.name!r} labels")
-        dataset = dataset.relabel(prep.taxonomy)
+        inside = dataset.table["label"].isin(list(label_map(dataset.taxonomy.name, prep.taxonomy))).to_numpy()
+        dataset, outside = dataset.relabel_partial(prep.taxonomy)
+        rows, seen = rows[inside], seen[inside]
     if tuple(dataset.class_names) != tuple(prep.class_names):
         raise ValueError(f"Dataset classes {dataset.class_names} differ from the model's {prep.class_names}")
-    seen = seen_in_splits(dataset.table, loaded.split_files)
-    if seen.any() and not exclude_seen:
-        raise SeenDataError(
-            f"{int(seen.sum())} of {len(seen)} images (or their lesions) were used to train or validate this run; "
-            "evaluating on them would overstate performance. Pass --exclude-seen to drop them.")
     keep = ~seen
     if not keep.any():
-        raise SeenDataError("every image of this dataset was used in training/validation; nothing left to evaluate")
-    rows = data.rows[keep]
+        raise SeenDataError("no image of this dataset is left to evaluate: every one was used in training/validation "
+                            "or has no class in the model's taxonomy")
+    rows = rows[keep]
     table = dataset.table[keep].reset_index(drop=True)
     y = dataset.targets()[keep]
     spec = getattr(model, "metadata_spec", None)  # metadata-fusion models read the table's age/sex/site
@@ -86,7 +99,13 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
     directory = Path(out_dir) if out_dir else run.root / "evaluations" / f"{dataset.name.replace(':', '-')}-{stamp}"
     metrics = write_evaluation(directory, table, y, probs, prep.class_names, topk)
     write_shipped_calibration(directory, y, probs, prep.temperature)
-    note = f"{int(seen.sum())} images seen in training/validation were excluded." if seen.any() else ""
+    note = f"{int(seen.sum())} images seen in training/validation were excluded. " if seen.any() else ""
+    if len(outside):
+        outside.to_csv(directory / "outside_taxonomy.csv", index=False)
+        counts = ", ".join(f"{k} {v}" for k, v in outside["label"].value_counts().items())
+        note += (f"{len(outside)} images have diagnoses outside the model's {prep.taxonomy} classes and are not "
+                 f"scored ({counts}); see outside_taxonomy.csv.")
+        logger.warning("%d images outside the %s taxonomy are not scored (%s)", len(outside), prep.taxonomy, counts)
     write_evaluation_report(directory, metrics, title=f"LesionLab evaluation of {run.root.name}",
                             subtitle=f"on {dataset.name} ({len(table)} images, {prep.crop} {prep.image_size}px)",
                             dataset=dataset.name, notes=note)

@@ -34,8 +34,8 @@ CAM_METHODS.add("gradcam", GradCAM, help="Grad-CAM (Selvaraju et al., 2017)")
 CAM_METHODS.add("gradcam++", GradCAMPlusPlus, help="Grad-CAM++ (Chattopadhyay et al., 2018)")
 
 #: Folder names searched (in order) under a dataset's folder for lesion masks.
-MASK_FOLDERS = ("masks_200x150", "masks", "HAM10000_segmentations_lesion_tschandl")
-MASK_PATTERNS = ("{}_segmentation.png", "{}.png", "{}_mask.png")
+MASK_FOLDERS = ("masks_200x150", "masks", "HAM10000_segmentations_lesion_tschandl", "masks_half")
+MASK_PATTERNS = ("{}_segmentation.png", "{}.png", "{}_mask.png", "{}_lesion.png", "{}_lesion.bmp")
 
 # Grad-CAM hooks the target layers of a shared model; one CAM at a time per process keeps requests from mixing.
 _CAM_LOCK = threading.Lock()
@@ -120,20 +120,26 @@ def find_mask_dir(dataset_dir: Path) -> Path | None:
 def load_masks(image_ids: Sequence[str], mask_dir: str | Path, crop: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks ``(N, size, size)`` cropped like the images, and which ids had a mask file."""
     mask_dir = Path(mask_dir)
+    paths = [next((mask_dir / p.format(i) for p in MASK_PATTERNS if (mask_dir / p.format(i)).is_file()), None)
+             for i in image_ids]
+    masks, found = load_mask_files(paths, crop, size)
+    if not found.any():
+        logger.warning("No lesion masks found in %s for %d images", mask_dir, len(image_ids))
+    return masks, found
+
+
+def load_mask_files(paths: Sequence[str | Path | None], crop: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks ``(N, size, size)`` from mask files (None or NaN: no mask), cropped like the images."""
     crop_fn = get_crop(crop)
-    masks = np.zeros((len(image_ids), size, size), dtype=bool)
-    found = np.zeros(len(image_ids), dtype=bool)
-    for i, image_id in enumerate(image_ids):
-        path = next((mask_dir / p.format(image_id) for p in MASK_PATTERNS if (mask_dir / p.format(image_id)).is_file()),
-                    None)
-        if path is None:
+    masks = np.zeros((len(paths), size, size), dtype=bool)
+    found = np.zeros(len(paths), dtype=bool)
+    for i, path in enumerate(paths):
+        if path is None or not isinstance(path, str | Path) or not Path(path).is_file():
             continue
         with Image.open(path) as img:
             cropped = crop_fn(img.convert("L"), size).convert("L")
         masks[i] = np.asarray(cropped) > 128
         found[i] = True
-    if not found.any():
-        logger.warning("No lesion masks found in %s for %d images", mask_dir, len(image_ids))
     return masks, found
 
 

@@ -33,6 +33,7 @@ from lesionlab.evaluation.explain import (
     cam_in_lesion_by_class,
     explain_images,
     find_mask_dir,
+    load_mask_files,
     load_masks,
     overlay,
 )
@@ -127,7 +128,10 @@ def write_gradcam(directory: Path, model: nn.Module, data: PreparedData, test: n
     images = np.asarray(data.images[data.rows[test[pick]]])
     mask_dir = default_mask_dir(cfg)
     masks = None
-    if mask_dir is not None and mask_dir.is_dir():
+    if "mask_path" in table and not cfg.eval.mask_dir:  # the dataset names each image's mask (PH2)
+        masks, _ = load_mask_files(table["mask_path"].tolist(), prep.crop, prep.image_size)
+        mask_dir = Path(str(table["mask_path"].dropna().iloc[0])).parent if table["mask_path"].notna().any() else None
+    elif mask_dir is not None and mask_dir.is_dir():
         masks, _ = load_masks(table["image_id"].astype(str).tolist(), mask_dir, prep.crop, prep.image_size)
     ex = explain_images(model, images, prep.mean, prep.std, table["image_id"].astype(str).tolist(), y[pick],
                         probs[pick], prep.class_names, method=cfg.eval.gradcam_method, masks=masks)

@@ -13,6 +13,7 @@ import pandas as pd
 from torch import nn
 
 from lesionlab.config import DataConfig, ExperimentConfig, load_config
+from lesionlab.data.identity import ID_KINDS, canonical_ids
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import data_root_hint, resolve_run_data_root
 from lesionlab.data.table import DatasetError
@@ -71,18 +72,46 @@ def load_run(path: str | Path) -> LoadedRun:
     return LoadedRun(root, model, prep, members, split_files)
 
 
-def seen_in_splits(table: pd.DataFrame, split_files: Sequence[Path]) -> np.ndarray:
-    """Rows whose image id or lesion id any of the runs used for training or validation."""
-    images: set[str] = set()
-    lesions: set[str] = set()
+def seen_ids(split_files: Sequence[Path]) -> dict[str, set[str]]:
+    """Canonical image, lesion and patient ids any of the runs used for training or validation."""
+    seen: dict[str, set[str]] = {kind: set() for kind in ID_KINDS}
     for path in split_files:
-        splits = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str})
+        splits = pd.read_csv(path, dtype=str)
         used = splits[splits["split"] != "test"]
-        images |= set(used["image_id"])
-        lesions |= set(used["lesion_id"])
-    by_image = table["image_id"].astype(str).isin(images)
-    by_lesion = table["lesion_id"].astype(str).isin(lesions)
-    return (by_image | by_lesion).to_numpy()
+        for kind in ID_KINDS:
+            if kind in used:
+                seen[kind] |= {i for i in canonical_ids(used[kind]) if i is not None}
+    return seen
+
+
+def seen_by_kind(table: pd.DataFrame, split_files: Sequence[Path]) -> pd.DataFrame:
+    """One boolean column per id kind: does this row's image, lesion or patient appear in a run's train/val split?
+
+    Ids are compared in canonical form (:mod:`lesionlab.data.identity`), so an HAM10000 image is recognised when it
+    comes back through ISIC 2018/2019, with a ``_downsampled`` suffix or a merged-source prefix.
+    """
+    seen = seen_ids(split_files)
+    out = {}
+    for kind in ID_KINDS:
+        values = canonical_ids(table[kind]) if kind in table else pd.Series([None] * len(table), dtype=object)
+        out[kind] = values.isin(seen[kind]).to_numpy() & values.notna().to_numpy()
+    return pd.DataFrame(out, index=table.index)
+
+
+def seen_in_splits(table: pd.DataFrame, split_files: Sequence[Path]) -> np.ndarray:
+    """Rows whose image, lesion or patient any of the runs used for training or validation."""
+    return seen_by_kind(table, split_files).any(axis=1).to_numpy()
+
+
+def describe_seen(flags: pd.DataFrame) -> str:
+    """"3 by image id, 2 more by lesion id" — which kind of id matched, each row counted once."""
+    parts, counted = [], np.zeros(len(flags), dtype=bool)
+    for kind in ID_KINDS:
+        new = flags[kind].to_numpy() & ~counted
+        if new.any():
+            parts.append(f"{int(new.sum())} {'more ' if counted.any() else ''}by {kind.replace('_', ' ')}")
+        counted |= new
+    return ", ".join(parts)
 
 
 def run_data_config(data_cfg: DataConfig, data_root: str | None, stored_root: str | None) -> DataConfig:

@@ -124,7 +124,8 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     t_data = time.perf_counter() - t0
     table, classes = data.table, data.dataset.class_names
     check_no_leakage(table, table["split"])  # again, right before training: nothing may have changed it
-    table[["image_id", "lesion_id", "label", "split", *(["fold"] if "fold" in table else [])]].to_csv(
+    patients = ["patient_id"] if table["patient_id"].notna().any() else []  # the seen-data guard compares them too
+    table[["image_id", "lesion_id", *patients, "label", "split", *(["fold"] if "fold" in table else [])]].to_csv(
         run.splits, index=False)
     if len(data.skipped):
         data.skipped.to_csv(run.skipped, index=False)
