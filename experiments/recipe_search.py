@@ -45,9 +45,12 @@ def write_markdown(df: pd.DataFrame, path: Path, spec: dict) -> None:
     for _, r in ranked.iterrows():
         lines.append(f"| {r.candidate} | {r.val_bal_acc:.4f} | {r.val_auc:.4f} | {int(r.best_epoch)} / {int(r.epochs)} "
                      f"| {int(r.image_size)} | {r.fit_min:.1f} | {r.s_per_epoch:.0f} | {r.train_bal_acc:.3f} | "
-                     f"`{r.overrides}` |")
+                     f"`{r.overrides if isinstance(r.overrides, str) and r.overrides else '(none)'}` |")
     queued = [n for n in spec["candidates"] if n not in set(df["candidate"])]
     lines += ["", f"Machine: {df['machine'].iloc[-1]}.", ""]
+    notes = Path(str(path).removesuffix(".md") + "-notes.md")
+    if notes.is_file():  # hand-written findings, kept beside the generated table
+        lines += [notes.read_text().strip(), ""]
     if queued:
         lines += [f"Queued but not run yet (CPU budget): {', '.join(queued)}.", ""]
     path.write_text("\n".join(lines))
