@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                      "per_class": {k.removeprefix("recall_"): v["value"] for k, v in summary["figures"].items()
                                    if k.startswith("recall_")}})
     fmt = lambda f: f"{f['value']:.3f} ({f['lo']:.3f}–{f['hi']:.3f})"  # noqa: E731
-    lines = [f"# {args.title}", "", "Lesion-bootstrap 95 % intervals (1,000 resamples of test lesions). Priority 1 "
-             "= MEL/BCC/SCC by the stored operating point (thresholds chosen on validation).", "",
+    lines = [f"# {args.title}", "", f"Lesion-bootstrap 95 % intervals ({args.bootstrap} resamples of test lesions). "
+             "Priority 1 = MEL/BCC/SCC by the stored operating point (thresholds chosen on validation).", "",
              "| seed | test images | fit min | balanced accuracy | macro AUC | accuracy | P1 sensitivity | "
              "P1 specificity |", "|---:|---:|---:|---|---|---|---|---|"]
     for r in rows:
