@@ -105,3 +105,22 @@ def test_lesion_bootstrap_resamples_whole_lesions() -> None:
     figs = summary["figures"]
     assert figs["priority1_sensitivity"]["value"] == 1.0  # the 0.3 melanoma reaches the 0.25 operating threshold
     assert figs["recall_mel"]["value"] == 0.5 and figs["auc_mel"]["value"] == 1.0
+
+
+def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path, tmp_path: Path) -> None:
+    """The model inside the package: loads without training, matches its ONNX export, refuses its training images."""
+    from lesionlab.config import DataConfig
+    from lesionlab.evaluation.evaluate import SeenDataError, evaluate_run
+    from lesionlab.serving.predictor import Predictor
+
+    folder = registry.released_dir()
+    eager = Predictor.pretrained()
+    assert eager.class_names == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    card = eager.card.model_card
+    assert {"ham10000-test", "ph2"} <= set(card["evaluations"]) and "non-commercial" in card["licence_note"]
+    assert sum(card["files_mb"].values()) <= 25
+    onnx = Predictor.load(folder / "model.onnx")
+    for a, b in zip(eager.predict(unseen_images[:3]), onnx.predict(unseen_images[:3]), strict=True):
+        assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-3)
+    with pytest.raises(SeenDataError):
+        evaluate_run("builtin", DataConfig(root=str(shared_data), max_samples=300), out_dir=tmp_path, progress=False)

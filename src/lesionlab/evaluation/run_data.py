@@ -57,9 +57,10 @@ def _member_dirs(root: Path) -> tuple[Path, ...]:
 
 def load_run(path: str | Path) -> LoadedRun:
     """A run directory, its ``model.pt``, or an ensemble folder / ``ensemble.json`` (loaded like ``predict`` does)."""
+    from lesionlab.released.registry import resolve_model_ref
     from lesionlab.serving.artefacts import load_artefact
 
-    path = Path(path)
+    path = Path(resolve_model_ref(path))  # 'builtin' / a built-in name → the packaged model's folder
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (expected a run directory or an ensemble folder)")
     root = path.parent if path.is_file() else path
