@@ -19,7 +19,7 @@ logger = logging.getLogger("lesionlab")
 COMMAND_MODULES: tuple[str, ...] = ("lesionlab.evaluation.commands",
                                     "lesionlab.serving.commands", "lesionlab.training.commands",
                                     "lesionlab.pretraining.commands", "lesionlab.data.merge_commands",
-                                    "lesionlab.models.commands")
+                                    "lesionlab.models.commands", "lesionlab.evaluation.ood_commands")
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px

@@ -224,6 +224,8 @@ class EvalConfig:
     gradcam_images: int = 70  # test images explained with Grad-CAM in the report (0: no Grad-CAM section)
     gradcam_method: str = "gradcam"  # gradcam or gradcam++
     mask_dir: str | None = None  # lesion masks for CAM-in-lesion; default: <data root>/<dataset>/masks_200x150
+    ood: str = "mahalanobis"  # OOD detector fitted on training features (mahalanobis, energy, knn; none: no detector)
+    ood_coverage: float = 0.975  # share of validation lesions the OOD threshold lets through
 
     def __post_init__(self) -> None:
         from lesionlab.evaluation.tta import get_tta
@@ -239,6 +241,8 @@ class EvalConfig:
                "eval.triage_sensitivity must lie in (0, 1) or be null")
         _check(self.gradcam_images >= 0, "eval.gradcam_images must be >= 0")
         _check(self.gradcam_method in ("gradcam", "gradcam++"), "eval.gradcam_method must be gradcam or gradcam++")
+        _check(self.ood in ("none", "mahalanobis", "energy", "knn"), "eval.ood: mahalanobis, energy, knn or none")
+        _check(0 < self.ood_coverage < 1, "eval.ood_coverage must lie in (0, 1)")
 
 
 @dataclass

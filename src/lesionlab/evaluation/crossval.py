@@ -179,7 +179,8 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
                      members: list[_Member], t0: float) -> float:
     from lesionlab.evaluation.run_data import load_run
 
-    metrics = write_evaluation(root, data.table.iloc[test], y, final, classes, cfg.eval.topk)
+    metrics = write_evaluation(root, data.table.iloc[test], y, final, classes, cfg.eval.topk, thresholds=thresholds,
+                               sensitivity_target=cfg.eval.triage_sensitivity)
     loaded = load_run(root)  # the artefact exactly as `evaluate` / `predict` load it
     check = min(len(test), 32)
     probs = predict_probs(loaded.model, data.images, loaded.prep.mean, loaded.prep.std,

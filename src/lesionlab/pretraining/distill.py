@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesionlab.config import ExperimentConfig, save_config
-from lesionlab.data.splits import check_no_leakage, split_summary
+from lesionlab.data.splits import check_no_leakage, check_test_unseen, split_summary
 from lesionlab.data.table import DatasetError
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.artifacts import write_evaluation
@@ -163,7 +163,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
                                                            "distilled_from": str(teacher_run.root)})
 
     test = data.indices("test")
-    assert not set(table.loc[table["split"] != "test", "lesion_id"]) & set(table.loc[test, "lesion_id"])
+    check_test_unseen(table, test)  # raises LeakageError, also under `python -O`
     y = data.targets()[test]
     student_probs = predict_probs(final, data.images, mean, std, indices=data.rows[test], tta=cfg.eval.tta)
     teacher_probs = predict_probs(teacher_run.model, data.images, teacher_run.prep.mean, teacher_run.prep.std,

@@ -57,7 +57,9 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     values = {"host": args.host, "port": args.port, "workers": args.workers, "max_request_mb": args.max_request_mb,
               "max_pixels": args.max_pixels, "max_batch": args.max_batch, "queue_timeout_s": args.queue_timeout,
               "topk": args.topk}
-    assert set(values) == {f.name for f in fields(ServeConfig)}
+    missing = {f.name for f in fields(ServeConfig)} - set(values)
+    if missing:  # a ServeConfig field without a CLI flag; raised, not asserted, so it holds under `python -O`
+        raise ConfigError(f"lesionlab serve has no flag for ServeConfig fields {sorted(missing)}")
     return ServeConfig(**values)
 
 
