@@ -10,6 +10,7 @@ leaves that class's figure out (NaN-aware percentiles).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -63,7 +64,8 @@ def replicate_metrics(w: np.ndarray, y: np.ndarray, probs: np.ndarray, class_nam
         recalls.append(_ratio(w @ (is_c * correct), w @ is_c))
         aucs.append(weighted_auc(w, y == c, probs[:, c]) if 0 < is_c.sum() < len(y) else np.full(len(w), np.nan))
         out[f"recall:{name}"] = recalls[-1]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # replicates without any class of a column: NaN
         out["balanced_accuracy"] = np.nanmean(np.stack(recalls), axis=0) if recalls else np.nan
         out["auc_macro"] = np.nanmean(np.stack(aucs), axis=0)
     truth_p1, flag_p1 = priority1(y, probs, class_names, thresholds)

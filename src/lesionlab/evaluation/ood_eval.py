@@ -160,20 +160,23 @@ def benchmark_groups(test_images: np.ndarray, prep: Preprocessing, seed: int = 0
 
 
 def _scores_by_method(loaded: LoadedRun, data: PreparedData, images: dict[str, np.ndarray],
-                      methods: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
-    """Scores of every image set under the stored detector ('stored') and freshly fitted ``methods``."""
+                      methods: tuple[str, ...]) -> dict[str, tuple[float, dict[str, np.ndarray]]]:
+    """(threshold, scores of every image set) of the stored detector ('stored') and of freshly fitted ``methods``."""
     model, prep = loaded.model, loaded.prep
-    out: dict[str, dict[str, np.ndarray]] = {}
-    if getattr(model, "ood_detector", None) is not None:
-        out["stored"] = {k: score_images(model, v, prep.mean, prep.std).score for k, v in images.items()}
+    out: dict[str, tuple[float, dict[str, np.ndarray]]] = {}
+    stored = getattr(model, "ood_detector", None)
+    if stored is not None:
+        out["stored"] = (stored.threshold,
+                         {k: score_images(model, v, prep.mean, prep.std).score for k, v in images.items()})
     if methods and not loaded.is_ensemble:
         meta = _encoded_metadata(model, data)
         tr = split_features(model, data, prep, "train", meta)
         va = split_features(model, data, prep, "val", meta)
         feats = {k: extract_features(model, v, prep.mean, prep.std) for k, v in images.items()}
         for method in methods:
-            det = fit_ood_detector(method, (tr.features, tr.logits, tr.labels), (va.features, va.logits))
-            out[method] = {k: det.score(*fz) for k, fz in feats.items()}
+            det = fit_ood_detector(method, (tr.features, tr.logits, tr.labels), (va.features, va.logits),
+                                   getattr(stored, "coverage", DEFAULT_COVERAGE))
+            out[method] = (det.threshold, {k: det.score(*fz) for k, fz in feats.items()})
     return out
 
 
@@ -196,10 +199,13 @@ def evaluate_ood(run_dir: str | Path, *, methods: tuple[str, ...] = ("mahalanobi
         raise EvaluationInputError(f"{run_dir} stores no OOD detector and no method was given; run "
                                    "'lesionlab fit-ood' first")
     stored = getattr(loaded.model, "ood_detector", None)
-    rows = []
-    for detector, by_set in scores.items():
+    rows: list[dict] = []
+    for detector, (threshold, by_set) in scores.items():
         id_scores = by_set["test lesions (ID)"]
-        flag = (lambda s: float((s > stored.threshold).mean())) if detector == "stored" else (lambda s: float("nan"))
+
+        def flag(s: np.ndarray, t: float = threshold) -> float:
+            return float((s > t).mean())
+
         rows.append({"detector": detector, "group": "test lesions (ID)", "kind": "id", "n": len(id_scores),
                      "auroc": float("nan"), "fpr95": float("nan"), "flagged": flag(id_scores), "gate_rejects": 0.0})
         for kind_name in ("far", "near"):
@@ -227,7 +233,7 @@ def evaluate_ood(run_dir: str | Path, *, methods: tuple[str, ...] = ("mahalanobi
 
 
 def ood_markdown(table: pd.DataFrame, stored: object = None) -> str:
-    lines = ["| detector | group | kind | n | AUROC | FPR@95TPR | flagged at stored threshold | quality gate rejects |",
+    lines = ["| detector | group | kind | n | AUROC | FPR@95TPR | flagged at its threshold | quality gate rejects |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         f = (lambda v: "–" if v != v else f"{v:.3f}")  # noqa: E731 - NaN check without numpy

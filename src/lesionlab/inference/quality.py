@@ -34,7 +34,7 @@ class QualityConfig:
     """Thresholds of the gate; ``enabled=False`` turns it off. Defaults: see ``docs/results/quality-gate.md``."""
 
     enabled: bool = True
-    min_side: int = 32  # pixels, short side of the upload
+    min_side: int = 16  # pixels, short side of the upload (DermaMNIST images are 28 px)
     max_aspect: float = 4.0  # long side / short side
     min_contrast: float = 3.0  # std of luminance (0..255) on the working copy: below = near-uniform/blank
     min_brightness: float = 15.0  # mean luminance: below = under-exposed

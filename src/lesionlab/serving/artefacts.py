@@ -87,6 +87,9 @@ def run_metrics(run_dir: Path) -> dict[str, Any] | None:
         return None
     metrics = json.loads(path.read_text())
     summary = {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}
+    for key in ("ci95", "triage_operating_point"):  # lesion-level bootstrap intervals, the triage operating point
+        if key in metrics:
+            summary[key] = metrics[key]
     summary["split"] = "held-out lesion-disjoint test split of the run"
     return summary
 
