@@ -104,6 +104,7 @@ def add_ood_section(report: Report, directory: Path) -> None:
         t.index.name = "detector — group"
         body += table_html(t) + ("<p class='muted'>AUROC: OOD images vs the held-out test lesions, by score. "
                                  "FPR@95TPR: share of OOD images passing at the threshold that keeps 95 % of test "
-                                 "lesions. flagged: share above the detector's threshold (97.5th percentile of validation lesions). gate_rejects: share the input "
+                                 "lesions. flagged: share above the detector's threshold (chosen on validation). "
+                                 "gate_rejects: share the input "
                                  "quality gate refuses before the model. From 'lesionlab ood-eval'.</p>")
     report.add("Out-of-distribution detection", body)

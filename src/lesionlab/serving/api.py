@@ -133,10 +133,12 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/predict", response_model=PredictionOut, responses=ERRORS, tags=["predict"])
     async def predict(
-        image: Annotated[UploadFile, File(description="dermatoscopic image (JPEG, PNG, TIFF, ...)")],
-        age: Annotated[float | None, Form(ge=0, le=MAX_AGE, description="age in years")] = None,
-        sex: Annotated[Sex | None, Form()] = None,
-        site: Annotated[Site | None, Form(description="anatomical site")] = None,
+        image: Annotated[UploadFile, File(description="dermatoscopic image (JPEG, PNG, TIFF, ...)",
+                                          json_schema_extra={"minLength": 1})],
+        # optional form fields are omitted when unknown: a multipart form has no null, so the schema offers none
+        age: Annotated[float, Form(ge=0, le=MAX_AGE, description="age in years")] = None,  # type: ignore[assignment]
+        sex: Annotated[Sex, Form()] = None,  # type: ignore[assignment]
+        site: Annotated[Site, Form(description="anatomical site")] = None,  # type: ignore[assignment]
         heatmap: Annotated[bool, Query(description="include a heat-map overlay (PyTorch backend)")] = False,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
     ) -> dict[str, Any]:
@@ -146,11 +148,18 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         (result,) = await pool.run(infer, [data], [image.filename or "image"], [meta], heatmap, topk)
         return _payload(result)
 
+    # the schema states the batch limits exactly: 1..max_batch non-empty files (a default, not an annotation, so it
+    # can use this app's config)
+    batch_field = File(description="images (at most limits.max_batch, see GET /v1/model)",
+                       json_schema_extra={"minItems": 1, "maxItems": cfg.max_batch,
+                                          "items": {"type": "string", "format": "binary", "minLength": 1}})
+
     @app.post("/v1/predict/batch", response_model=BatchOut, responses=ERRORS, tags=["predict"])
     async def predict_batch(
-        images: Annotated[list[UploadFile], File(description="images (at most limits.max_batch, see GET /v1/model)")],
-        metadata: Annotated[str | None, Form(description='JSON list, one {"age", "sex", "site"} object (or null) '
-                                             "per image")] = None,
+        images: list[UploadFile] = batch_field,
+        metadata: Annotated[str, Form(description='JSON list, one {"age", "sex", "site"} object (or null) per '
+                                      "image", json_schema_extra={"contentMediaType": "application/json"})
+                            ] = None,  # type: ignore[assignment]
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
     ) -> dict[str, Any]:
         """Several images in one request; an unreadable image gets its own error entry, the others still run."""
