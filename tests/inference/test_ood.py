@@ -102,6 +102,7 @@ def test_features_come_from_the_model_and_ensembles_average_members() -> None:
     pair = Pair()
     pair.ood_detector = EnsembleDetector(dets)
     both = score_images(pair, images, mean, std)
-    expected = np.mean([d.normalised(score_images(m, images, mean, std).score) for m, d in zip(models, dets)], 0)
+    expected = np.mean([d.normalised(score_images(m, images, mean, std).score)
+                        for m, d in zip(models, dets, strict=True)], 0)
     np.testing.assert_allclose(both.score, expected, rtol=1e-6)
     assert (both.ood == (expected > 1)).all() and "members" in pair.ood_detector.rule

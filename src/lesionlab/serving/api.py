@@ -48,6 +48,16 @@ Sex = Literal["female", "male", "unknown"]
 Site = Literal[SITES]  # type: ignore[valid-type]
 
 
+def omit_null(schema: dict[str, Any]) -> None:
+    """An optional multipart field is omitted when unknown (a form has no null): document it without the null
+    branch pydantic adds for ``X | None``, so the schema offers exactly what the API accepts."""
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+
+
 def _version() -> str:
     try:
         return importlib_metadata.version("lesionlab")
@@ -135,10 +145,10 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     async def predict(
         image: Annotated[UploadFile, File(description="dermatoscopic image (JPEG, PNG, TIFF, ...)",
                                           json_schema_extra={"minLength": 1})],
-        # optional form fields are omitted when unknown: a multipart form has no null, so the schema offers none
-        age: Annotated[float, Form(ge=0, le=MAX_AGE, description="age in years")] = None,  # type: ignore[assignment]
-        sex: Annotated[Sex, Form()] = None,  # type: ignore[assignment]
-        site: Annotated[Site, Form(description="anatomical site")] = None,  # type: ignore[assignment]
+        age: Annotated[float | None, Form(ge=0, le=MAX_AGE, description="age in years",
+                                          json_schema_extra=omit_null)] = None,
+        sex: Annotated[Sex | None, Form(json_schema_extra=omit_null)] = None,
+        site: Annotated[Site | None, Form(description="anatomical site", json_schema_extra=omit_null)] = None,
         heatmap: Annotated[bool, Query(description="include a heat-map overlay (PyTorch backend)")] = False,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
     ) -> dict[str, Any]:
@@ -157,9 +167,8 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     @app.post("/v1/predict/batch", response_model=BatchOut, responses=ERRORS, tags=["predict"])
     async def predict_batch(
         images: list[UploadFile] = batch_field,
-        metadata: Annotated[str, Form(description='JSON list, one {"age", "sex", "site"} object (or null) per '
-                                      "image", json_schema_extra={"contentMediaType": "application/json"})
-                            ] = None,  # type: ignore[assignment]
+        metadata: Annotated[str | None, Form(description='JSON list, one {"age", "sex", "site"} object (or null) '
+                                             "per image", json_schema_extra=omit_null)] = None,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
     ) -> dict[str, Any]:
         """Several images in one request; an unreadable image gets its own error entry, the others still run."""
