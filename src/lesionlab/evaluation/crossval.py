@@ -22,6 +22,7 @@ import pandas as pd
 from lesionlab.config import ConfigError, ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.evaluation.artifacts import _json_safe, write_evaluation
+from lesionlab.evaluation.bootstrap import bootstrap_cis
 from lesionlab.evaluation.calibration import calibration_summary, probs_from_view_logits
 from lesionlab.evaluation.crossval_report import cv_sections
 from lesionlab.evaluation.ensemble import combine_member_probs, write_manifest
@@ -136,6 +137,10 @@ def run_cv(cfg: ExperimentConfig, folds: int = 5, *, weighting: str = "equal") -
         logits = [getattr(m, key) for m in members]
         ensembles[label] = (combine_member_probs(logits, None, weights), combine_member_probs(logits, temps, weights))
     summary = _summary(fold_frame, ensembles, y, classes, topk, bins, cfg.eval.tta)
+    lesions = data.table["lesion_id"].astype(str).to_numpy()[test]
+    for label, (_, after) in ensembles.items():  # lesion-level bootstrap 95 % CI of the ensembles' balanced accuracy
+        low, high = bootstrap_cis(y, after, lesions, classes)["balanced_accuracy"] or (np.nan, np.nan)
+        summary.loc[label, ["balanced_accuracy_ci_low", "balanced_accuracy_ci_high"]] = [low, high]
 
     final = ensembles[f"ensemble + TTA ({cfg.eval.tta})"][1]
     thresholds = (severity_thresholds(y_pool, oof[pool], classes, cfg.eval.triage_sensitivity)
