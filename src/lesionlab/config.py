@@ -224,7 +224,7 @@ class EvalConfig:
     gradcam_images: int = 70  # test images explained with Grad-CAM in the report (0: no Grad-CAM section)
     gradcam_method: str = "gradcam"  # gradcam or gradcam++
     mask_dir: str | None = None  # lesion masks for CAM-in-lesion; default: <data root>/<dataset>/masks_200x150
-    ood: str = "mahalanobis"  # OOD detector fitted on training features (mahalanobis, energy, knn; none: no detector)
+    ood: str = "knn"  # OOD detector fitted on training features (knn, mahalanobis, energy; none: no detector)
     ood_coverage: float = 0.975  # share of validation lesions the OOD threshold lets through
 
     def __post_init__(self) -> None:

@@ -79,7 +79,7 @@ def test_batch_gives_not_assessable_its_own_error_row(client: TestClient, jpeg_b
 
 def test_model_info_reports_detector_gate_and_operating_point(client: TestClient) -> None:
     info = client.get("/v1/model").json()
-    assert info["ood"]["available"] and info["ood"]["method"] == "mahalanobis"
+    assert info["ood"]["available"] and info["ood"]["method"] == "knn"
     assert "validation" in info["ood"]["rule"]
     assert info["quality_gate"]["min_side"] == 16 and info["quality_gate"]["enabled"]
     op = info["triage"]["operating_point"]
@@ -132,7 +132,7 @@ def test_fit_ood_attaches_a_detector_to_an_existing_run(serving_run: Path, share
     assert after.ood_detector.threshold == pytest.approx(stored["threshold"], rel=1e-4)  # same data, same fit
     assert json.loads((run / "ood.json").read_text())["test_images"] > 0
     assert "Out-of-distribution detection" in (run / "report.html").read_text()
-    assert main(["-q", "ood-eval", str(run), "--data-root", str(shared_data), "--methods", "mahalanobis,energy"]) == 0
+    assert main(["-q", "ood-eval", str(run), "--data-root", str(shared_data), "--methods", "knn,energy"]) == 0
     table = (run / "ood_eval.csv").read_text()
     for group in ("natural", "noise", "checkerboard", "text", "corrupted (severity 5)", "all far-OOD"):
         assert group in table
@@ -144,7 +144,7 @@ def test_detector_travels_to_onnx_and_ensembles(serving_run: Path, tmp_path: Pat
     out = tmp_path / "model.onnx"
     assert main(["-q", "export", str(serving_run), "--out", str(out)]) == 0
     sidecar = json.loads(out.with_name("model.preprocessing.json").read_text())
-    assert sidecar["ood"]["method"] == "mahalanobis" and sidecar["features"]["name"] == "features"
+    assert sidecar["ood"]["method"] == "knn" and sidecar["features"]["name"] == "features"
     onnx = Predictor.load(out)
     images = [Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
     a, b = predictor.predict(images), onnx.predict(images)

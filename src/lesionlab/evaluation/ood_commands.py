@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-METHODS_HELP = "mahalanobis (default; Lee et al. 2018), energy (Liu et al. 2020) or knn (Sun et al. 2022)"
+METHODS_HELP = "knn (default; Sun et al. 2022), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,10 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "on the validation split, store it in model.pt (every member's, for an ensemble folder), write "
                        "ood.json (with the share of test lesions flagged) and refresh the report. Runs trained by "
                        "'lesionlab train' already have one; this attaches one afterwards.",
-                       epilog="example:\n  lesionlab fit-ood runs/default-XXXX --method mahalanobis --coverage 0.975",
+                       epilog="example:\n  lesionlab fit-ood runs/default-XXXX --method knn --coverage 0.975",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run directory or ensemble folder")
-    p.add_argument("--method", default="mahalanobis", help=METHODS_HELP)
+    p.add_argument("--method", default="knn", help=METHODS_HELP)
     p.add_argument("--coverage", type=float, default=0.975,
                    help="share of validation lesions the threshold lets through (default 0.975)")
     p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")

@@ -24,6 +24,7 @@ from lesionlab.evaluation.ood_benchmark import FAR_GROUPS, far_ood_set, near_ood
 from lesionlab.evaluation.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.inference.ood import (
     DEFAULT_COVERAGE,
+    DEFAULT_METHOD,
     OOD_METHODS,
     OODDetector,
     extract_features,
@@ -55,7 +56,7 @@ def split_features(model: nn.Module, data: PreparedData, prep: Preprocessing, sp
     return SplitFeatures(f, z, data.targets()[idx])
 
 
-def fit_run_detector(model: nn.Module, data: PreparedData, prep: Preprocessing, method: str = "mahalanobis",
+def fit_run_detector(model: nn.Module, data: PreparedData, prep: Preprocessing, method: str = DEFAULT_METHOD,
                      coverage: float = DEFAULT_COVERAGE, metadata: np.ndarray | None = None,
                      batch_size: int = 256) -> OODDetector | None:
     """Fit ``method`` on the training split, threshold on validation; None (with a warning) without validation."""
@@ -93,7 +94,7 @@ def _encoded_metadata(model: nn.Module, data: PreparedData) -> np.ndarray | None
     return None if spec is None else spec.encode(data.table)
 
 
-def fit_ood_run(run_dir: str | Path, method: str = "mahalanobis", coverage: float = DEFAULT_COVERAGE,
+def fit_ood_run(run_dir: str | Path, method: str = DEFAULT_METHOD, coverage: float = DEFAULT_COVERAGE,
                 data_root: str | None = None) -> dict:
     """Fit and store the detector of an existing run (``model.pt`` in place) or of every member of an ensemble
     folder; write ``ood.json`` and refresh the run's report. Returns the summary."""
@@ -165,14 +166,18 @@ def _scores_by_method(loaded: LoadedRun, data: PreparedData, images: dict[str, n
     model, prep = loaded.model, loaded.prep
     out: dict[str, tuple[float, dict[str, np.ndarray]]] = {}
     stored = getattr(model, "ood_detector", None)
+    if loaded.is_ensemble:  # members' features: through the ensemble detector
+        if stored is not None:
+            out["stored"] = (stored.threshold,
+                             {k: score_images(model, v, prep.mean, prep.std).score for k, v in images.items()})
+        return out
+    feats = {k: extract_features(model, v, prep.mean, prep.std) for k, v in images.items()}  # once for all detectors
     if stored is not None:
-        out["stored"] = (stored.threshold,
-                         {k: score_images(model, v, prep.mean, prep.std).score for k, v in images.items()})
-    if methods and not loaded.is_ensemble:
+        out["stored"] = (stored.threshold, {k: stored.score(*fz) for k, fz in feats.items()})
+    if methods:
         meta = _encoded_metadata(model, data)
         tr = split_features(model, data, prep, "train", meta)
         va = split_features(model, data, prep, "val", meta)
-        feats = {k: extract_features(model, v, prep.mean, prep.std) for k, v in images.items()}
         for method in methods:
             det = fit_ood_detector(method, (tr.features, tr.logits, tr.labels), (va.features, va.logits),
                                    getattr(stored, "coverage", DEFAULT_COVERAGE))
