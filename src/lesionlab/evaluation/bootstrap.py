@@ -131,7 +131,8 @@ def subgroup_table(table: pd.DataFrame, y: np.ndarray, probs: np.ndarray, class_
     overall = replicate_metrics(np.ones((1, len(y))), y, probs, class_names, thresholds)
     rows = []
     for field, labels in subgroup_columns(table.reset_index(drop=True)).items():
-        for value in sorted(labels.unique(), key=str):
+        bands = [label for *_, label in AGE_BANDS]
+        for value in sorted(labels.unique(), key=lambda v: (bands.index(v) if v in bands else len(bands), str(v))):
             mask = (labels == value).to_numpy()
             if mask.sum() < min_n:
                 continue
