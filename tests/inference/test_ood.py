@@ -49,8 +49,9 @@ def test_energy_scores_low_confidence_logits_higher() -> None:
     assert det.score(np.zeros((1, 1)), flat)[0] > det.score(np.zeros((1, 1)), confident)[0]
 
 
-def test_round_trip_numpy_and_json() -> None:
-    det = fit_ood_detector("mahalanobis", _clusters(300, 0, 0), _clusters(100, 0, 1)[:2])
+@pytest.mark.parametrize("method", ["mahalanobis", "knn", "energy"])
+def test_round_trip_numpy_and_json(method: str) -> None:
+    det = fit_ood_detector(method, _clusters(300, 0, 0), _clusters(100, 0, 1)[:2])
     probe = _clusters(20, 3, 5)
     for form in ("numpy", "base64"):
         data = det.to_dict(form)

@@ -97,7 +97,8 @@ def _score_knn(state: Mapping[str, np.ndarray], features: np.ndarray, logits: np
     bank = torch.as_tensor(np.asarray(state["bank"], dtype=np.float32))
     q = torch.as_tensor(_normalise(features))
     d = torch.cdist(q, bank)
-    return d.kthvalue(int(state["k"]), dim=1).values.numpy().astype(np.float64)
+    k = int(np.asarray(state["k"]).reshape(-1)[0])
+    return d.kthvalue(k, dim=1).values.numpy().astype(np.float64)
 
 
 OOD_METHODS.add("mahalanobis", OODMethod(_fit_mahalanobis, _score_mahalanobis),
@@ -145,8 +146,9 @@ class OODDetector:
 
 
 def _encode(a: np.ndarray) -> dict[str, Any]:
+    shape = list(np.shape(a))  # before ascontiguousarray, which turns 0-d arrays into 1-d ones
     a = np.ascontiguousarray(a)
-    return {"dtype": str(a.dtype), "shape": list(a.shape), "base64": base64.b64encode(a.tobytes()).decode()}
+    return {"dtype": str(a.dtype), "shape": shape, "base64": base64.b64encode(a.tobytes()).decode()}
 
 
 def _decode(d: Mapping[str, Any]) -> np.ndarray:
