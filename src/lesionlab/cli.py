@@ -19,7 +19,7 @@ logger = logging.getLogger("lesionlab")
 COMMAND_MODULES: tuple[str, ...] = ("lesionlab.evaluation.commands",
                                     "lesionlab.serving.commands", "lesionlab.training.commands",
                                     "lesionlab.pretraining.commands", "lesionlab.data.merge_commands",
-                                    "lesionlab.models.commands",
+                                    "lesionlab.models.commands", "lesionlab.evaluation.ood_commands",
                                     "lesionlab.released.commands")
 
 EPILOG = """examples:
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=3, help="how many diagnoses to list (default 3)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
     p.add_argument("--output", default=None, help="write to this file instead of stdout")
+    p.add_argument("--quality", action="append", default=[], metavar="KEY=VALUE",
+                   help="input quality gate setting (min_side, max_aspect, min_contrast, min_brightness, "
+                   "max_brightness, max_clipped, min_sharpness, enabled=false); repeatable")
     p.set_defaults(func=cmd_predict)
 
     for module_name in COMMAND_MODULES:
@@ -198,18 +201,19 @@ def _expand_images(items: Sequence[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from lesionlab.inference.quality import QualityConfig
     from lesionlab.serving.formatting import format_predictions
     from lesionlab.serving.predictor import Predictor
 
     if args.topk < 1:
         raise ConfigError("--topk must be at least 1")
     model, images = split_model_argument(args.model, args.images)
-    predictor = Predictor.load(model)
+    predictor = Predictor.load(model, quality=QualityConfig.from_overrides(args.quality))
     paths = _expand_images(images)
     if not paths:
         raise ConfigError("no images found in the given paths")
     results, errors = predictor.predict_files(paths, topk=args.topk)
-    text = format_predictions(results, predictor.class_names, args.format)
+    text = format_predictions(results, predictor.class_names, args.format, errors)
     if args.output:
         Path(args.output).write_text(text)
     else:

@@ -11,6 +11,7 @@ from lesionlab.data.table import DatasetError
 from lesionlab.data.taxonomy import LabelMappingError
 from lesionlab.evaluation.evaluate import SeenDataError
 from lesionlab.evaluation.exceptions import EvaluationInputError
+from lesionlab.inference.quality import NotAssessableError
 from lesionlab.models.attention import NoAttentionError
 from lesionlab.models.backbones import PretrainedWeightsUnavailable
 from lesionlab.registry import UnknownNameError
@@ -21,5 +22,5 @@ from lesionlab.training.module import TrainingDivergedError
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, DatasetError, LabelMappingError, ImageReadError, BadImagesError, LeakageError, SeenDataError,
     UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError, DownloadError,
-    MetadataError, OnnxExportError, EvaluationInputError, NoAttentionError, TrainingDivergedError,
+    MetadataError, OnnxExportError, EvaluationInputError, NoAttentionError, TrainingDivergedError, NotAssessableError,
 )

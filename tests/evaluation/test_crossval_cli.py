@@ -102,4 +102,10 @@ def test_calibrate_explain_robustness_compare_commands(cv_dir: Path, ham_masks_d
                  "--out", str(tmp_path / "c")]) == 0
     compared = pd.read_csv(tmp_path / "c" / "compare.csv", index_col=0)
     assert len(compared) == 3 and np.isfinite(compared["balanced accuracy"]).all()
+    assert compared["bal. acc. 95% CI"].str.match(r"^0\.\d{3} – [01]\.\d{3}$").all()  # lesion-level bootstrap
+    summary = pd.read_csv(cv_dir / "cv_summary.csv", index_col=0)
+    ensemble = summary.loc[summary.index.str.startswith("ensemble")]
+    assert (ensemble["balanced_accuracy_ci_low"] <= ensemble["balanced_accuracy"]).all()
+    assert (ensemble["balanced_accuracy"] <= ensemble["balanced_accuracy_ci_high"]).all()
+    assert "Confidence intervals (95 %)" in (cv_dir / "report.html").read_text()
     assert "Training dynamics: fold-0" in (tmp_path / "c" / "report.html").read_text()

@@ -66,3 +66,33 @@ def test_upload_renders_result(browser, live_url: str, unseen_images: list[Path]
     page.wait_for_selector("#error:not([hidden])")
     assert "unsupported_image" in page.inner_text("#error")
     assert not errors, errors
+
+
+def test_ood_image_shows_the_not_assessable_banner(browser, live_url: str, tmp_path: Path) -> None:
+    import httpx
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    candidates = {"noise.png": Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3),
+                                                                                dtype=np.uint8)),
+                  "astronaut.png": Image.fromarray(data.astronaut()), "coffee.png": Image.fromarray(data.coffee())}
+    flagged = None
+    for name, img in candidates.items():
+        img.save(tmp_path / name)
+        with (tmp_path / name).open("rb") as f:
+            if httpx.post(f"{live_url}/v1/predict", files={"image": (name, f, "image/png")}, timeout=60).json()["ood"]:
+                flagged = tmp_path / name
+                break
+    assert flagged is not None, "no far-OOD image was flagged"
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(live_url + "/", wait_until="networkidle")
+    page.wait_for_function("document.getElementById('operating-point').textContent.length > 0")
+    assert "chosen on validation" in page.inner_text("#operating-point")
+    page.set_input_files("#file", str(flagged))
+    page.click("#submit")
+    page.wait_for_selector("#ood:not([hidden])", timeout=30_000)
+    assert page.inner_text("#ood").startswith("NOT ASSESSABLE")
+    assert page.inner_text("#triage").startswith("Not assessable") and "na" in page.get_attribute("#triage", "class")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serving-page-ood.png"), full_page=True)

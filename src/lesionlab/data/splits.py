@@ -68,6 +68,15 @@ def kfold_assignment(table: pd.DataFrame, k: int, seed: int = 0) -> pd.Series:
     return folds
 
 
+def check_test_unseen(table: pd.DataFrame, test: np.ndarray) -> None:
+    """Raise :class:`LeakageError` when a lesion of the test rows ``test`` also appears outside the test split (a
+    raised error, not an ``assert``, so the guard holds under ``python -O``)."""
+    overlap = set(table.loc[table["split"] != "test", "lesion_id"]) & set(table.iloc[test]["lesion_id"])
+    if overlap:
+        raise LeakageError(f"{len(overlap)} test lesions also appear in the training/validation splits (e.g. "
+                           f"{sorted(map(str, overlap))[:3]}); refusing to report test metrics")
+
+
 def check_no_leakage(table: pd.DataFrame, split: pd.Series) -> None:
     """Raise :class:`LeakageError` if any lesion id (or patient id, when known) occurs in two splits."""
     frame = pd.DataFrame({"split": split.to_numpy(), "lesion": table["lesion_id"].astype(str).to_numpy()})

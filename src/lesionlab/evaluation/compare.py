@@ -39,6 +39,12 @@ def _run_row(root: Path) -> dict:
         row.update({"backbone": cfg.get("model", {}).get("backbone"), "px": cfg.get("data", {}).get("image_size"),
                     "epochs": cfg.get("train", {}).get("epochs"), "loss": cfg.get("train", {}).get("loss")})
     row.update({label: m.get(key) for key, label in METRICS})
+    ci = (m.get("ci95") or {}).get("balanced_accuracy")  # lesion-level bootstrap 95 % CI (runs since issue 13)
+    row["bal. acc. 95% CI"] = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "–"
+    op = m.get("triage_operating_point") or {}
+    sens = op.get("sensitivity_ci95")
+    row["priority-1 sens. (95% CI)"] = (f"{op['sensitivity']:.3f} ({sens[0]:.3f} – {sens[1]:.3f})"
+                                        if sens and op.get("sensitivity") is not None else "–")
     row["macro F1"] = m.get("macro", {}).get("f1")
     cal = root / "calibration.json"
     if cal.is_file():

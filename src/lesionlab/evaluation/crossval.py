@@ -23,6 +23,7 @@ from lesionlab.config import ConfigError, ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import absolute_data_config
 from lesionlab.evaluation.artifacts import _json_safe, write_evaluation
+from lesionlab.evaluation.bootstrap import bootstrap_cis
 from lesionlab.evaluation.calibration import calibration_summary, probs_from_view_logits
 from lesionlab.evaluation.crossval_report import cv_sections
 from lesionlab.evaluation.ensemble import combine_member_probs, write_manifest
@@ -139,6 +140,10 @@ def run_cv(cfg: ExperimentConfig, folds: int = 5, *, weighting: str = "equal") -
         logits = [getattr(m, key) for m in members]
         ensembles[label] = (combine_member_probs(logits, None, weights), combine_member_probs(logits, temps, weights))
     summary = _summary(fold_frame, ensembles, y, classes, topk, bins, cfg.eval.tta)
+    lesions = data.table["lesion_id"].astype(str).to_numpy()[test]
+    for label, (_, after) in ensembles.items():  # lesion-level bootstrap 95 % CI of the ensembles' balanced accuracy
+        low, high = bootstrap_cis(y, after, lesions, classes)["balanced_accuracy"] or (np.nan, np.nan)
+        summary.loc[label, ["balanced_accuracy_ci_low", "balanced_accuracy_ci_high"]] = [low, high]
 
     final = ensembles[f"ensemble + TTA ({cfg.eval.tta})"][1]
     thresholds = (severity_thresholds(y_pool, oof[pool], classes, cfg.eval.triage_sensitivity)
@@ -182,7 +187,8 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
                      members: list[_Member], t0: float) -> float:
     from lesionlab.evaluation.run_data import load_run
 
-    metrics = write_evaluation(root, data.table.iloc[test], y, final, classes, cfg.eval.topk)
+    metrics = write_evaluation(root, data.table.iloc[test], y, final, classes, cfg.eval.topk, thresholds=thresholds,
+                               sensitivity_target=cfg.eval.triage_sensitivity)
     loaded = load_run(root)  # the artefact exactly as `evaluate` / `predict` load it
     check = min(len(test), 32)
     probs = predict_probs(loaded.model, data.images, loaded.prep.mean, loaded.prep.std,

@@ -16,8 +16,14 @@ LABELS = {"balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC", "a
           "brier_before": "Brier before T", "brier_after": "Brier after T"}
 
 
+CI_COLUMNS = ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high")
+
+
 def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
-    """Single-fold rows as 'mean ± std' strings, ensemble rows as numbers formatted alike."""
+    """Single-fold rows as 'mean ± std' strings, ensemble rows as numbers formatted alike, with the lesion-level
+    bootstrap 95 % CI of the ensembles' balanced accuracy."""
+    ci = summary[[c for c in CI_COLUMNS if c in summary]]
+    summary = summary.drop(columns=list(ci.columns))
     rows = {}
     for name in summary.index:
         if name.endswith(": std"):
@@ -28,6 +34,10 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
             rows[f"{base} (mean ± std)"] = {c: f"{summary.loc[name, c]:.4f} ± {std[c]:.4f}" for c in summary.columns}
         else:
             rows[name] = {c: f"{summary.loc[name, c]:.4f}" for c in summary.columns}
+        if len(ci.columns) == 2:
+            low, high = ci.loc[name]
+            key = f"{name[: -len(': mean')]} (mean ± std)" if name.endswith(": mean") else name
+            rows[key]["balanced accuracy 95% CI"] = "–" if pd.isna(low) else f"{low:.4f} – {high:.4f}"
     frame = pd.DataFrame(rows).T.rename(columns=LABELS)
     frame.index.name = "model (held-out test split)"
     return frame

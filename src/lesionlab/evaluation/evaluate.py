@@ -97,7 +97,7 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
                           metadata=None if spec is None else spec.encode(table))
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     directory = Path(out_dir) if out_dir else run.root / "evaluations" / f"{dataset.name.replace(':', '-')}-{stamp}"
-    metrics = write_evaluation(directory, table, y, probs, prep.class_names, topk)
+    metrics = write_evaluation(directory, table, y, probs, prep.class_names, topk, thresholds=prep.thresholds)
     write_shipped_calibration(directory, y, probs, prep.temperature)
     note = f"{int(seen.sum())} images seen in training/validation were excluded. " if seen.any() else ""
     if len(outside):

@@ -112,6 +112,8 @@ def write_operating_points(directory: Path, y_val: np.ndarray, p_val: np.ndarray
     table.to_csv(directory / "operating_points.csv", index=False)
     rule = rule_summary(y_test, p_test, prep.class_names, prep.thresholds)
     rule["sensitivity_target"] = cfg.eval.triage_sensitivity
+    val_rule = rule_summary(y_val, p_val, prep.class_names, prep.thresholds)["most_severe"]
+    rule["validation"] = {k: val_rule[k] for k in ("priority1_sensitivity", "priority1_specificity")}
     (directory / "triage_rule.json").write_text(json.dumps(_json_safe(rule), indent=2))
     return table
 

@@ -16,6 +16,12 @@ from lesionlab.evaluation.artifacts import headline, per_class_table
 from lesionlab.evaluation.depth_report import add_dynamics_section, add_test_depth_sections
 from lesionlab.evaluation.plots import plot_learning_curves, plot_split_counts
 from lesionlab.evaluation.report import Report, image_html, table_html
+from lesionlab.evaluation.safety_report import (
+    add_ci_section,
+    add_ood_section,
+    add_operating_point_section,
+    add_subgroup_section,
+)
 from lesionlab.evaluation.triage_task import add_priority_section
 from lesionlab.runs import RunPaths
 
@@ -35,12 +41,16 @@ def _licence_block(dataset: str) -> str:
 def _metric_sections(report: Report, directory: Path, metrics: dict, prefix: str = "") -> None:
     add_priority_section(report, metrics)  # triage models: per-priority sensitivity comes first
     report.add_cards("Headline metrics (held-out test split)" if not prefix else "Headline metrics", headline(metrics))
+    add_operating_point_section(report, metrics)
+    add_ci_section(report, metrics)
+    add_subgroup_section(report, directory)
     report.add("Per-class metrics", table_html(per_class_table(metrics)) +
                "<p class='muted'>Recall = sensitivity. Balanced accuracy is the mean recall over classes present "
                "in the truth (the ISIC challenge metric). AUC is one-vs-rest.</p>")
     report.add("Confusion matrix", image_html(directory / "figures" / f"{prefix}confusion.png", "confusion matrix"))
     report.add("ROC curves", image_html(directory / "figures" / f"{prefix}roc.png", "ROC curves"))
     add_test_depth_sections(report, directory, prefix)
+    add_ood_section(report, directory)
 
 
 def write_run_report(run: RunPaths, metrics: dict, *, cfg, split_counts: pd.DataFrame, summary: dict,
@@ -85,3 +95,26 @@ def write_evaluation_report(directory: Path, metrics: dict, *, title: str, subti
     _metric_sections(report, directory, metrics, prefix="")
     report.add("Data", _licence_block(dataset))
     return report.write(directory / "report.html")
+
+
+def refresh_run_report(root: str | Path) -> Path:
+    """Re-render a finished run's ``report.html`` from the artefacts in its directory (after ``fit-ood``,
+    ``ood-eval`` or ``calibrate`` added or changed some)."""
+    import json
+
+    import torch
+
+    from lesionlab.config import load_config
+    from lesionlab.data.splits import split_summary
+
+    run = RunPaths(Path(root))
+    cfg = load_config(run.config)
+    metrics = json.loads(run.metrics.read_text())
+    splits = pd.read_csv(run.splits, dtype={"image_id": str, "lesion_id": str})
+    counts = split_summary(splits, splits["split"], tuple(metrics["class_names"]))
+    summary = json.loads(run.data_summary.read_text())
+    timings = run.root / "timings.json"
+    seconds = json.loads(timings.read_text()) if timings.is_file() else {}
+    extra = torch.load(run.model, map_location="cpu", weights_only=False).get("extra", {})
+    return write_run_report(run, metrics, cfg=cfg, split_counts=counts, summary=summary, seconds=seconds,
+                            best_epoch=int(extra.get("best_epoch", 0)))

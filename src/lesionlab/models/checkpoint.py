@@ -34,14 +34,15 @@ class Preprocessing:
 
 
 def save_model(path: str | Path, model: LesionClassifier, model_cfg: ModelConfig, prep: Preprocessing,
-               extra: dict[str, Any] | None = None) -> None:
+               extra: dict[str, Any] | None = None, ood: dict[str, Any] | None = None) -> None:
+    """Weights, architecture, preprocessing, metadata encoder and (``ood``) the fitted OOD detector's dict."""
     cfg = asdict(model_cfg)
     cfg["pretrained"] = False  # the weights are in the file; never re-download at load time
     cfg["weights"] = None
     spec = getattr(model, "metadata_spec", None)  # the metadata encoder travels with the weights
     torch.save({"format": FORMAT, "model": cfg, "preprocessing": asdict(prep),
                 "state_dict": model.state_dict(), "extra": extra or {},
-                "metadata": spec.to_dict() if spec is not None else None}, path)
+                "metadata": spec.to_dict() if spec is not None else None, "ood": ood}, path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LesionClassifier, Preprocessing]:
@@ -62,6 +63,24 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, prep
+
+
+def read_ood(path: str | Path) -> dict[str, Any] | None:
+    """The stored OOD detector dict of a model file (None: fitted before LesionLab stored one, or never)."""
+    blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+    return blob.get("ood") if isinstance(blob, dict) else None
+
+
+def store_ood(path: str | Path, ood: dict[str, Any] | None) -> None:
+    """Attach (or, with ``None``, remove) an OOD detector dict to an existing model file, in place."""
+    path = Path(path)
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a LesionLab model file (expected format {FORMAT})")
+    blob["ood"] = ood
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
 
 
 def update_preprocessing(path: str | Path, **changes: Any) -> Preprocessing:

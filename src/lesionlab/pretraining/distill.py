@@ -24,11 +24,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesionlab.config import ExperimentConfig, save_config
-from lesionlab.data.splits import check_no_leakage, split_summary
+from lesionlab.data.splits import check_no_leakage, check_test_unseen, split_summary
 from lesionlab.data.table import DatasetError
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.artifacts import write_evaluation
 from lesionlab.evaluation.inference import predict_probs
+from lesionlab.evaluation.ood_eval import fit_run_detector
 from lesionlab.evaluation.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.evaluation.run_report import write_run_report
 from lesionlab.models.checkpoint import Preprocessing, save_model
@@ -159,11 +160,13 @@ def distill(cfg: DistillConfig) -> DistillResult:
                          class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
     history = pd.read_csv(run.history)
     best_epoch = int(history.loc[history[cfg.train.monitor].idxmax(), "epoch"]) if len(history) else 0
+    detector = fit_run_detector(final, data, prep, cfg.eval.ood, cfg.eval.ood_coverage)  # the student's own
     save_model(run.model, final, cfg.student, prep, extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
-                                                           "distilled_from": str(teacher_run.root)})
+                                                           "distilled_from": str(teacher_run.root)},
+               ood=detector.to_dict() if detector is not None else None)
 
     test = data.indices("test")
-    assert not set(table.loc[table["split"] != "test", "lesion_id"]) & set(table.loc[test, "lesion_id"])
+    check_test_unseen(table, test)  # raises LeakageError, also under `python -O`
     y = data.targets()[test]
     student_probs = predict_probs(final, data.images, mean, std, indices=data.rows[test], tta=cfg.eval.tta)
     teacher_probs = predict_probs(teacher_run.model, data.images, teacher_run.prep.mean, teacher_run.prep.std,

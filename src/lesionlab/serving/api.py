@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 
 from lesionlab.data.images import ImageReadError
 from lesionlab.data.taxonomy import triage_priority
+from lesionlab.inference.ood import summary as ood_summary
+from lesionlab.inference.quality import NotAssessableError
 from lesionlab.serving.api_errors import (
     ApiError,
     BodySizeLimit,
@@ -38,10 +41,21 @@ STATIC_DIR = Path(__file__).with_name("static")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text} for status, text in {
         400: "empty or malformed upload", 413: "request or image too large (decompression bomb)",
-        415: "not an image", 422: "truncated/corrupt image or invalid metadata", 503: "all workers busy"}.items()}
+        415: "not an image", 422: "truncated/corrupt image, invalid metadata, or not_assessable (blank, tiny, extreme "
+        "aspect ratio, under/over-exposed or blurred image: the input quality gate)", 503: "all workers busy"}.items()}
 
 Sex = Literal["female", "male", "unknown"]
 Site = Literal[SITES]  # type: ignore[valid-type]
+
+
+def omit_null(schema: dict[str, Any]) -> None:
+    """An optional multipart field is omitted when unknown (a form has no null): document it without the null
+    branch pydantic adds for ``X | None``, so the schema offers exactly what the API accepts."""
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
 
 
 def _version() -> str:
@@ -66,7 +80,10 @@ def model_info(predictor: Predictor, cfg: ServeConfig) -> dict[str, Any]:
                         "calibrated": prep.temperature != 1.0},
         "unsure": {"available": predictor.unsure_available, "threshold": prep.unsure_threshold,
                    "rule": predictor.unsure_rule},
+        "ood": ood_summary(predictor.ood_detector),
+        "quality_gate": asdict(predictor.quality),
         "triage": {"thresholds": dict(prep.thresholds),
+                   "operating_point": _operating_point(card),
                    "rules": ["operating-threshold: a class reaching its stored threshold raises the priority",
                              "top-1: the priority of the most probable diagnosis"]},
         "heatmap": predictor.heatmap_method,
@@ -82,6 +99,12 @@ def model_info(predictor: Predictor, cfg: ServeConfig) -> dict[str, Any]:
                    "workers": cfg.workers},
         "notice": NOTICE,
     }
+
+
+def _operating_point(card: Any) -> dict[str, Any] | None:
+    """The triage operating point from the run's test metrics: 'priority-1 sensitivity ≥ X chosen on validation'
+    with the test sensitivity/specificity and their 95 % CIs."""
+    return (card.metrics or {}).get("triage_operating_point") if card else None
 
 
 def _payload(p: Prediction) -> dict[str, Any]:
@@ -122,10 +145,12 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/predict", response_model=PredictionOut, responses=ERRORS, tags=["predict"])
     async def predict(
-        image: Annotated[UploadFile, File(description="dermatoscopic image (JPEG, PNG, TIFF, ...)")],
-        age: Annotated[float | None, Form(ge=0, le=MAX_AGE, description="age in years")] = None,
-        sex: Annotated[Sex | None, Form()] = None,
-        site: Annotated[Site | None, Form(description="anatomical site")] = None,
+        image: Annotated[UploadFile, File(description="dermatoscopic image (JPEG, PNG, TIFF, ...)",
+                                          json_schema_extra={"minLength": 1})],
+        age: Annotated[float | None, Form(ge=0, le=MAX_AGE, description="age in years",
+                                          json_schema_extra=omit_null)] = None,
+        sex: Annotated[Sex | None, Form(json_schema_extra=omit_null)] = None,
+        site: Annotated[Site | None, Form(description="anatomical site", json_schema_extra=omit_null)] = None,
         heatmap: Annotated[bool, Query(description="include a heat-map overlay (PyTorch backend)")] = False,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
     ) -> dict[str, Any]:
@@ -135,11 +160,17 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         (result,) = await pool.run(infer, [data], [image.filename or "image"], [meta], heatmap, topk)
         return _payload(result)
 
+    # the schema states the batch limits exactly: 1..max_batch non-empty files (a default, not an annotation, so it
+    # can use this app's config)
+    batch_field = File(description="images (at most limits.max_batch, see GET /v1/model)",
+                       json_schema_extra={"minItems": 1, "maxItems": cfg.max_batch,
+                                          "items": {"type": "string", "format": "binary", "minLength": 1}})
+
     @app.post("/v1/predict/batch", response_model=BatchOut, responses=ERRORS, tags=["predict"])
     async def predict_batch(
-        images: Annotated[list[UploadFile], File(description="images (at most limits.max_batch, see GET /v1/model)")],
+        images: list[UploadFile] = batch_field,
         metadata: Annotated[str | None, Form(description='JSON list, one {"age", "sex", "site"} object (or null) '
-                                             "per image")] = None,
+                                             "per image", json_schema_extra=omit_null)] = None,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
     ) -> dict[str, Any]:
         """Several images in one request; an unreadable image gets its own error entry, the others still run."""
@@ -177,12 +208,18 @@ def _predict_each(predictor: Predictor, blobs: list[bytes], names: list[str], me
     arrays, keep, out = [], [], []
     for i, (blob, name) in enumerate(zip(blobs, names, strict=True)):
         try:
-            arrays.append(predictor.decode(blob, name))
-            keep.append(i)
-            out.append(None)
+            img = predictor.decode(blob, name)
+            predictor.assess(img, name)  # the quality gate, per image
         except ImageReadError as exc:
             err = image_error(exc)
             out.append({"filename": name, "error": {"code": err.code, "message": err.message}})
+            continue
+        except NotAssessableError as exc:
+            out.append({"filename": name, "error": {"code": "not_assessable", "message": str(exc)}})
+            continue
+        arrays.append(img)
+        keep.append(i)
+        out.append(None)
     preds = predictor.predict(arrays, topk=topk, names=[names[i] for i in keep], metadata=[meta[i] for i in keep])
     for i, p in zip(keep, preds, strict=True):
         out[i] = {"filename": names[i], "prediction": _payload(p)}

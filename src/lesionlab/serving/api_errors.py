@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lesionlab.data.images import ImageReadError
+from lesionlab.inference.quality import NotAssessableError
 from lesionlab.serving.metadata import MetadataError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _image_error(request: Request, exc: ImageReadError) -> JSONResponse:
         err = image_error(exc)
         return error_response(err.status, err.code, err.message)
+
+    @app.exception_handler(NotAssessableError)
+    async def _not_assessable(request: Request, exc: NotAssessableError) -> JSONResponse:
+        return error_response(422, "not_assessable", str(exc))
 
     @app.exception_handler(MetadataError)
     async def _metadata_error(request: Request, exc: MetadataError) -> JSONResponse:

@@ -35,7 +35,8 @@ class HeatmapOut(BaseModel):
 class PredictionOut(BaseModel):
     image: str
     label: str
-    triage_priority: int = Field(description="1 = malignant (refer), 2 = AK / nevus (monitor), 3 = benign")
+    triage_priority: int | None = Field(description="1 = malignant (refer), 2 = AK / nevus (monitor), 3 = benign; "
+                                        "null = not assessable (out of distribution): no priority is given")
     triage_rule: str
     triage_reason: str
     unsure: bool | None = Field(description="low confidence / possibly out of distribution; null when the model "
@@ -49,6 +50,10 @@ class PredictionOut(BaseModel):
                                           "(by image id = file name, or by lesion id): its prediction says nothing "
                                           "about accuracy; null when the model has no record of its training images")
     seen_reason: str = ""
+    ood: bool | None = Field(default=None, description="out of distribution (unlike the training lesions); null when "
+                             "the model stores no OOD detector")
+    ood_score: float | None = Field(default=None, description="the detector's score (higher = more unusual)")
+    ood_reason: str = ""
     notice: str
 
 
@@ -78,6 +83,8 @@ class ModelInfoOut(BaseModel):
     input: dict[str, Any]
     calibration: dict[str, Any]
     unsure: dict[str, Any]
+    ood: dict[str, Any]
+    quality_gate: dict[str, Any]
     triage: dict[str, Any]
     heatmap: str | None
     metrics: dict[str, Any] | None

@@ -17,6 +17,7 @@ from torch import nn
 
 from lesionlab.config import ConfigError
 from lesionlab.data.info import DATASET_INFO
+from lesionlab.inference.ood import EnsembleDetector, OODDetector
 from lesionlab.models.checkpoint import Preprocessing, load_model
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,9 @@ def run_metrics(run_dir: Path) -> dict[str, Any] | None:
         return None
     metrics = json.loads(path.read_text())
     summary = {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}
+    for key in ("ci95", "triage_operating_point"):  # lesion-level bootstrap intervals, the triage operating point
+        if key in metrics:
+            summary[key] = metrics[key]
     summary["split"] = "held-out lesion-disjoint test split of the run"
     return summary
 
@@ -107,7 +111,9 @@ def load_torch(model_file: Path, device: str = "cpu") -> tuple[nn.Module, Prepro
     from lesionlab.released.card import load_card
 
     model, prep = load_model(model_file, map_location=device)
-    blob_extra = torch.load(model_file, map_location="cpu", weights_only=False).get("extra", {})
+    blob = torch.load(model_file, map_location="cpu", weights_only=False)
+    blob_extra = blob.get("extra", {})
+    attach_ood(model, blob.get("ood"))
     run_dir = model_file.parent
     released = load_card(run_dir)
     card = ModelCard(name=released["name"] if released else run_dir.name, backend="torch", source=str(model_file),
@@ -121,6 +127,7 @@ def load_onnx_artefact(path: Path) -> tuple[nn.Module, Preprocessing, ModelCard]
     from lesionlab.serving.onnx import load_onnx
 
     module, prep, stored = load_onnx(path)
+    attach_ood(module, stored.get("ood"))
     card = ModelCard(name=stored.get("name", path.stem), backend="onnx", source=str(path), sha256=file_sha256(path),
                      metrics=stored.get("metrics"), training=dict(stored.get("training") or {}),
                      **_dataset_card(stored.get("dataset")))
@@ -151,6 +158,12 @@ def load_ensemble(paths: Sequence[Path], device: str = "cpu", manifest: dict[str
                    unsure_threshold=None if threshold is None else float(threshold),
                    unsure_rule=str(manifest.get("unsure_rule", "")) if threshold is not None else "")
     model = Ensemble([m for m, _, _ in loaded], [p.temperature for _, p, _ in loaded], manifest.get("weights"))
+    detectors = [getattr(m, "ood_detector", None) for m, _, _ in loaded]
+    if all(d is not None for d in detectors):  # the ensemble flags by the members' mean normalised score
+        model.ood_detector = EnsembleDetector(detectors)
+    elif any(d is not None for d in detectors):
+        logger.warning("Only some ensemble members store an OOD detector: the ensemble has none "
+                       "(run 'lesionlab fit-ood' on the ensemble folder)")
     cards = [c for _, _, c in loaded]
     datasets = {c.dataset for c in cards}
     card = ModelCard(name=name, backend="ensemble", source=", ".join(c.source for c in cards),
@@ -159,6 +172,11 @@ def load_ensemble(paths: Sequence[Path], device: str = "cpu", manifest: dict[str
                      members=[{"name": c.name, "backend": c.backend, "source": c.source, "metrics": c.metrics}
                               for c in cards])
     return model, prep, card
+
+
+def attach_ood(model: nn.Module, stored: dict[str, Any] | None) -> None:
+    """Restore a stored OOD detector onto ``model.ood_detector`` (where the predictor looks for it)."""
+    model.ood_detector = OODDetector.from_dict(stored) if stored else None
 
 
 def load_single(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-timeout", type=float, default=defaults.queue_timeout_s,
                    help=f"seconds a request may wait for a worker before 503 (default {defaults.queue_timeout_s:g})")
     p.add_argument("--topk", type=int, default=defaults.topk, help=f"diagnoses listed (default {defaults.topk})")
+    p.add_argument("--quality", action="append", default=[], metavar="KEY=VALUE",
+                   help="input quality gate setting, e.g. min_side=64 or enabled=false (repeatable; see GET /v1/model)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -58,17 +60,20 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     values = {"host": args.host, "port": args.port, "workers": args.workers, "max_request_mb": args.max_request_mb,
               "max_pixels": args.max_pixels, "max_batch": args.max_batch, "queue_timeout_s": args.queue_timeout,
               "topk": args.topk}
-    assert set(values) == {f.name for f in fields(ServeConfig)}
+    missing = {f.name for f in fields(ServeConfig)} - set(values)
+    if missing:  # a ServeConfig field without a CLI flag; raised, not asserted, so it holds under `python -O`
+        raise ConfigError(f"lesionlab serve has no flag for ServeConfig fields {sorted(missing)}")
     return ServeConfig(**values)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from lesionlab.inference.quality import QualityConfig
     from lesionlab.serving.api import serve
     from lesionlab.serving.predictor import Predictor
 
     cfg = serve_config(args)
     model = args.model if len(args.model) > 1 else (args.model[0] if args.model else None)
-    predictor = Predictor.load(model, max_pixels=cfg.max_pixels)
+    predictor = Predictor.load(model, max_pixels=cfg.max_pixels, quality=QualityConfig.from_overrides(args.quality))
     print(f"Serving {predictor.card.name} ({predictor.backend}) on http://{cfg.host}:{cfg.port}/ "
           f"(API docs: /docs). Decision support, not a diagnosis.", flush=True)
     serve(predictor, cfg, log_level="warning" if args.quiet else "info")

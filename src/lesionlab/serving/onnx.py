@@ -2,8 +2,9 @@
 
 The exported graph is the classifier alone: normalised float32 ``(N, 3, H, W)`` in, logits ``(N, C)`` out. Crop,
 resize, normalisation, temperature, TTA and thresholds are described in ``<name>.preprocessing.json`` so a
-non-Python client can reproduce them; :class:`OnnxModule` lets the Python predictor run the graph through the
-same code path as the PyTorch model (:func:`lesionlab.evaluation.inference.predict_probs`).
+non-Python client can reproduce them. A second output, ``features``, holds the pooled backbone features the OOD
+detector (stored in the JSON, arrays as base64) scores. :class:`OnnxModule` lets the Python predictor run the graph
+through the same code path as the PyTorch model (:func:`lesionlab.evaluation.inference.predict_probs`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,20 @@ from lesionlab.models.checkpoint import Preprocessing
 logger = logging.getLogger(__name__)
 
 FORMAT = "lesionlab-onnx/1"
-INPUT_NAME, METADATA_NAME, OUTPUT_NAME = "input", "metadata", "logits"
+INPUT_NAME, METADATA_NAME, OUTPUT_NAME, FEATURES_NAME = "input", "metadata", "logits", "features"
 DEFAULT_OPSET = 18
+
+
+class _LogitsAndFeatures(nn.Module):
+    """The exported graph: ``(logits, features)`` so ONNX Runtime can feed the OOD detector."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.features(x)
+        return self.model.classify_features(features, meta), features
 
 
 class OnnxExportError(RuntimeError):
@@ -82,7 +95,8 @@ def export_onnx(model: nn.Module, prep: Preprocessing, out: str | Path, *, card:
         names.append(METADATA_NAME)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with _quiet("onnxscript", "onnx_ir", "torch.onnx", "torch.export"):
-        program = torch.onnx.export(model, example, dynamo=True, input_names=names, output_names=[OUTPUT_NAME],
+        program = torch.onnx.export(_LogitsAndFeatures(model), example, dynamo=True, input_names=names,
+                                    output_names=[OUTPUT_NAME, FEATURES_NAME],
                                     dynamic_shapes=tuple({0: batch} for _ in example), opset_version=opset,
                                     verbose=False)
     program.save(str(out))
@@ -90,7 +104,10 @@ def export_onnx(model: nn.Module, prep: Preprocessing, out: str | Path, *, card:
             "dtype": "float32", "layout": "NCHW, RGB scaled to [0, 1] then (x - mean) / std"},
             "output": {"name": OUTPUT_NAME, "shape": ["batch", len(prep.class_names)],
                        "meaning": "logits; probabilities = softmax(logits / temperature), averaged over the TTA views"},
+            "features": {"name": FEATURES_NAME, "shape": ["batch", "F"],
+                         "meaning": "pooled backbone features, scored by the OOD detector under 'ood'"},
             "preprocessing": asdict(prep), "card": card or {},
+            "ood": detector.to_dict("base64") if (detector := getattr(model, "ood_detector", None)) else None,
             "metadata_spec": spec.to_dict() if spec is not None else None}
     preprocessing_path(out).write_text(json.dumps(meta, indent=2))
     diff = check_parity(model, OnnxModule(out, metadata_spec=spec), torch.randn(check_batch, 3, size, size))
@@ -123,8 +140,22 @@ class OnnxModule(nn.Module):
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        (logits,) = self.session.run([self.output_names[0]], self._feeds(x, meta))
+        return torch.from_numpy(logits)
+
+    def forward_with_features(self, x: torch.Tensor, meta: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, logits)``; exports older than the features output give ``(N, 0)`` features."""
+        if FEATURES_NAME not in self.output_names:
+            logits = self.forward(x, meta)
+            return torch.zeros(len(logits), 0), logits
+        logits, features = self.session.run([self.output_names[0], FEATURES_NAME], self._feeds(x, meta))
+        return torch.from_numpy(features), torch.from_numpy(logits)
+
+    def _feeds(self, x: torch.Tensor, meta: torch.Tensor | None) -> dict[str, np.ndarray]:
         feeds = {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
         if self.metadata_spec is not None:
             missing = np.broadcast_to(self.metadata_spec.missing_vector(), (len(x), self.metadata_spec.dim))
@@ -132,8 +163,7 @@ class OnnxModule(nn.Module):
                                                         dtype=np.float32)
         elif meta is not None:
             raise ValueError("this ONNX model was exported without metadata; pass meta=None")
-        (logits,) = self.session.run(None, feeds)
-        return torch.from_numpy(logits)
+        return feeds
 
 
 def load_onnx(path: str | Path) -> tuple[OnnxModule, Preprocessing, dict[str, Any]]:
@@ -158,7 +188,7 @@ def load_onnx(path: str | Path) -> tuple[OnnxModule, Preprocessing, dict[str, An
         from lesionlab.models.metadata import MetadataSpec
 
         spec = MetadataSpec.from_dict(meta["metadata_spec"])
-    return OnnxModule(path, metadata_spec=spec), prep, dict(meta.get("card") or {})
+    return OnnxModule(path, metadata_spec=spec), prep, {**dict(meta.get("card") or {}), "ood": meta.get("ood")}
 
 
 def export_run(run: str | Path, out: str | Path | None = None, *, opset: int | None = None) -> dict[str, Any]:

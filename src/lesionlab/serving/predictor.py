@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from lesionlab.data.images import DEFAULT_MAX_PIXELS, ImageReadError, open_image
 from lesionlab.data.taxonomy import TAXONOMIES
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.inference import predict_probs
+from lesionlab.inference.ood import OODResult, score_images
+from lesionlab.inference.quality import NotAssessableError, QualityConfig, check_quality
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.serving.heatmap import colorize, compute_heatmap, default_method, png_data_url
 from lesionlab.serving.metadata import MetadataError, PatientMetadata
@@ -46,7 +48,7 @@ class Prediction:
     source: str
     top: tuple[Diagnosis, ...]
     probabilities: dict[str, float]
-    triage_priority: int
+    triage_priority: int | None  # None: not assessable (out of distribution), no priority is given
     triage_rule: str
     triage_reason: str = ""
     unsure: bool | None = None  # None: the artefact has no threshold (see ``unsure_reason``)
@@ -55,6 +57,9 @@ class Prediction:
     heatmap: dict[str, str] | None = None
     seen_in_training: bool | None = None  # image or lesion id in the training/validation data; None: unknown
     seen_reason: str = ""
+    ood: bool | None = None  # None: the artefact stores no OOD detector (see ``ood_reason``)
+    ood_score: float | None = None
+    ood_reason: str = ""
 
     @property
     def label(self) -> str:
@@ -66,7 +71,23 @@ class Prediction:
                 "unsure": self.unsure, "unsure_reason": self.unsure_reason,
                 "top": [d.__dict__ for d in self.top], "probabilities": self.probabilities,
                 "metadata": self.metadata, "heatmap": self.heatmap,
-                "seen_in_training": self.seen_in_training, "seen_reason": self.seen_reason}
+                "seen_in_training": self.seen_in_training, "seen_reason": self.seen_reason,
+                "ood": self.ood, "ood_score": self.ood_score, "ood_reason": self.ood_reason}
+
+
+@dataclass(frozen=True)
+class ImageError:
+    """An image that got no prediction: unreadable (``ImageReadError`` reason) or ``not_assessable``."""
+
+    source: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict:
+        return {"image": self.source, "error": {"code": self.code, "message": self.message}}
 
 
 class Predictor:
@@ -77,7 +98,8 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, prep: Preprocessing, device: str = "cpu", *,
-                 backend: str = "torch", card: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 backend: str = "torch", card: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 quality: QualityConfig | None = None) -> None:
         self.model = model.eval().to(device)
         self.prep = prep
         self.device = device
@@ -85,13 +107,14 @@ class Predictor:
         self.card = card
         self.max_pixels = max_pixels
         self.seen: SeenImages | None = None  # which images the model trained/validated on (None: unknown)
+        self.quality = quality or QualityConfig()  # the input quality gate (``enabled=False`` turns it off)
         self._crop = get_crop(prep.crop)
         tax = TAXONOMIES.get(prep.taxonomy) if prep.taxonomy in TAXONOMIES else None
         self._describe = (lambda c: tax.descriptions.get(c, c)) if tax else (lambda c: c)
 
     @classmethod
     def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu", *,
-             max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+             max_pixels: int = DEFAULT_MAX_PIXELS, quality: QualityConfig | None = None) -> Predictor:
         """Load a run directory, a ``model.pt``, an ``.onnx`` export (ONNX Runtime is used automatically), an
         ensemble manifest (``.json``/``.yaml`` listing member runs), a list of runs (an ensemble), or a built-in
         model (``None``, ``"builtin"``, ``"builtin:NAME"`` or a built-in name)."""
@@ -101,17 +124,17 @@ class Predictor:
         if path is None or isinstance(path, str | Path):
             path = resolve_model_ref(path)
         model, prep, card = load_artefact(path, device)
-        predictor = cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels)
+        predictor = cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels, quality=quality)
         predictor.seen = SeenImages.for_sources([m["source"] for m in card.members] or [card.source])
         return predictor
 
     @classmethod
-    def pretrained(cls, name: str | None = None, device: str = "cpu", *,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+    def pretrained(cls, name: str | None = None, device: str = "cpu", *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   quality: QualityConfig | None = None) -> Predictor:
         """The built-in released model ``name`` (default: ``lesionlab.released.DEFAULT_MODEL``)."""
         from lesionlab.released.registry import released_dir
 
-        return cls.load(released_dir(name), device, max_pixels=max_pixels)
+        return cls.load(released_dir(name), device, max_pixels=max_pixels, quality=quality)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -132,6 +155,11 @@ class Predictor:
         return self.prep.unsure_rule or f"max softmax probability < {self.prep.unsure_threshold:.3f}"
 
     @property
+    def ood_detector(self) -> Any:
+        """The OOD detector stored with the model (an ensemble's members' detectors), or None."""
+        return getattr(self.model, "ood_detector", None)
+
+    @property
     def heatmap_method(self) -> str | None:
         """The heat-map method this backend supports (None for ONNX Runtime, which has no gradients)."""
         return None if self.backend == "onnx" else default_method()
@@ -142,8 +170,13 @@ class Predictor:
             return open_image_from_pil(image)
         return open_image(image, max_pixels=self.max_pixels, name=name)
 
+    def assess(self, img: Image.Image, name: str) -> None:
+        """The input quality gate: raises :class:`NotAssessableError` (blank, tiny, extreme shape, exposure, blur)."""
+        check_quality(img, self.quality, name)
+
     def preprocess(self, image: ImageInput, name: str | None = None) -> np.ndarray:
         img = self.decode(image, name)
+        self.assess(img, name or "image")
         return np.asarray(self._crop(img, self.prep.image_size), dtype=np.uint8)
 
     def predict_arrays(self, batch: np.ndarray,
@@ -158,13 +191,20 @@ class Predictor:
         return predict_probs(self.model, batch, self.prep.mean, self.prep.std, temperature=self.prep.temperature,
                              tta=self.prep.tta, device=self.device, batch_size=64, metadata=encoded)
 
+    def ood_scores(self, batch: np.ndarray, metadata: Sequence[Mapping[str, Any] | None] | None = None
+                   ) -> OODResult | None:
+        """The OOD detector's verdict on preprocessed uint8 ``(N, H, W, 3)`` images (None: no detector stored)."""
+        spec = getattr(self.model, "metadata_spec", None)
+        encoded = None if spec is None else spec.encode(list(metadata) if metadata is not None else [None] * len(batch))
+        return score_images(self.model, batch, self.prep.mean, self.prep.std, device=self.device, metadata=encoded)
+
     def predict(self, images: Sequence[ImageInput], topk: int = 3, names: Sequence[str] | None = None,
                 metadata: Sequence[MetadataInput] | None = None, heatmap: bool = False,
                 lesion_ids: Sequence[str | None] | None = None) -> list[Prediction]:
         """Predict a batch. ``metadata`` (one entry per image) is validated, used by metadata-fusion models
         (missing fields allowed) and echoed in the result. ``heatmap`` adds a PNG overlay of the top-1 class's
-        evidence. Images whose name (image id) or lesion id (``lesion_ids``, else looked up) the model trained or
-        validated on are marked ``seen_in_training``."""
+        evidence. Images failing the quality gate raise :class:`NotAssessableError`. Images whose name (image id) or
+        lesion id (``lesion_ids``, else looked up) the model trained or validated on are marked ``seen_in_training``."""
         if not images:
             return []
         meta = _parse_metadata(metadata, len(images))
@@ -173,24 +213,30 @@ class Predictor:
         names = list(names) if names else [str(im) if isinstance(im, str | Path) else f"image-{i}"
                                            for i, im in enumerate(images)]
         batch = np.stack([self.preprocess(im, n) for im, n in zip(images, names, strict=True)])
-        probs = self.predict_arrays(batch, [m.as_dict() if m is not None else None for m in meta])
+        raw_meta = [m.as_dict() if m is not None else None for m in meta]
+        probs = self.predict_arrays(batch, raw_meta)
+        ood = self.ood_scores(batch, raw_meta)
         results = []
         for i, (name, p) in enumerate(zip(names, probs, strict=True)):
             heat = self._heatmap(batch[i], int(np.argmax(p)), meta[i]) if heatmap else None
-            results.append(self._result(name, p, topk, meta[i], heat, lesion_ids[i] if lesion_ids else None))
+            results.append(self._with_ood(self._result(name, p, topk, meta[i], heat,
+                                                        lesion_ids[i] if lesion_ids else None), ood, i))
         return results
 
     def predict_files(self, paths: Sequence[str | Path], topk: int = 3,
-                      batch_size: int = 64) -> tuple[list[Prediction], list[str]]:
-        """Predict files in batches; unreadable ones are reported (path: reason) instead of stopping the rest."""
+                      batch_size: int = 64) -> tuple[list[Prediction], list[ImageError]]:
+        """Predict files in batches; unreadable or not assessable ones are reported (an :class:`ImageError`, whose
+        ``str`` is "path: reason") instead of stopping the rest."""
         results: list[Prediction] = []
-        errors: list[str] = []
+        errors: list[ImageError] = []
         arrays, names = [], []
 
         def flush() -> None:
             if arrays:
-                probs = self.predict_arrays(np.stack(arrays))
-                results.extend(self._result(n, p, topk) for n, p in zip(names, probs, strict=True))
+                batch = np.stack(arrays)
+                probs, ood = self.predict_arrays(batch), self.ood_scores(batch)
+                results.extend(self._with_ood(self._result(n, p, topk), ood, i)
+                               for i, (n, p) in enumerate(zip(names, probs, strict=True)))
                 arrays.clear()
                 names.clear()
 
@@ -199,7 +245,9 @@ class Predictor:
                 arrays.append(self.preprocess(path))
                 names.append(str(path))
             except ImageReadError as exc:
-                errors.append(str(exc))
+                errors.append(ImageError(str(path), exc.reason, str(exc)))
+            except NotAssessableError as exc:
+                errors.append(ImageError(str(path), "not_assessable", str(exc)))
             if len(arrays) >= batch_size:
                 flush()
         flush()
@@ -242,6 +290,19 @@ class Predictor:
                           triage_priority=triage.priority, triage_rule=triage.rule, triage_reason=triage.rule_text,
                           unsure=unsure, unsure_reason=why, metadata=meta.as_dict() if meta else {}, heatmap=heat,
                           seen_in_training=seen, seen_reason=seen_why)
+
+
+    def _with_ood(self, result: Prediction, ood: OODResult | None, i: int) -> Prediction:
+        """Attach the OOD verdict; an out-of-distribution image gets no triage priority."""
+        if ood is None:
+            return replace(result, ood=None, ood_reason="not available: this model stores no OOD detector (fit one "
+                           "with 'lesionlab fit-ood RUN')")
+        flagged = bool(ood.ood[i])
+        result = replace(result, ood=flagged, ood_score=float(ood.score[i]), ood_reason=ood.reasons[i])
+        if flagged:
+            result = replace(result, triage_priority=None, triage_rule="not-assessable",
+                             triage_reason="not assessable: " + ood.reasons[i])
+        return result
 
 
 class _MetadataBound(torch.nn.Module):

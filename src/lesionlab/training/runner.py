@@ -19,12 +19,13 @@ from torch.utils.data import DataLoader
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import absolute_data_config, absolute_path
-from lesionlab.data.splits import LeakageError, check_no_leakage, split_summary
+from lesionlab.data.splits import check_no_leakage, check_test_unseen, split_summary
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
 from lesionlab.evaluation.artifacts import write_evaluation
 from lesionlab.evaluation.calibration import probs_from_view_logits
 from lesionlab.evaluation.inference import predict_probs, predict_view_logits
+from lesionlab.evaluation.ood_eval import fit_run_detector, write_ood_summary
 from lesionlab.evaluation.post_training import tune_on_validation, write_depth_artifacts
 from lesionlab.evaluation.run_report import write_run_report
 from lesionlab.models.checkpoint import Preprocessing, save_model
@@ -183,24 +184,28 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
                                                      batch_size=cfg.eval.batch_size, temperature=prep.temperature,
                                                      tta=cfg.eval.tta, metadata=None if meta is None else meta[val]),
                                data.targets()[val])
+    detector = fit_run_detector(final_model, data, prep, cfg.eval.ood, cfg.eval.ood_coverage, meta,
+                                cfg.eval.batch_size)  # training features, threshold on validation
+    final_model.ood_detector = detector
     save_model(run.model, final_model, cfg.model, prep,
                extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
-                      "train_images": len(data.indices("train"))})
+                      "train_images": len(data.indices("train"))},
+               ood=detector.to_dict() if detector is not None else None)
 
     if not cfg.eval.test:  # a recipe search: judged on validation, the test split is never predicted
         return _validation_only(run, cfg, best_epoch, {"data": t_data, "fit": t_fit,
                                                        "total": time.perf_counter() - t0})
     t2 = time.perf_counter()
     test = data.indices("test")
-    seen = set(table.loc[table["split"] != "test", "lesion_id"])
-    if seen & set(table.loc[test, "lesion_id"]):
-        raise LeakageError("test lesions overlap the training/validation lesions; refusing to evaluate")
+    check_test_unseen(table, test)  # raises LeakageError (an assert would vanish under `python -O`)
     test_logits = predict_view_logits(final_model, data.images, mean, std, indices=data.rows[test],
                                       batch_size=cfg.eval.batch_size, tta=cfg.eval.tta,
                                       metadata=None if meta is None else meta[test])
     probs = probs_from_view_logits(test_logits, prep.temperature)  # what the saved model (and `evaluate`) gives
-    metrics = write_evaluation(run.root, table.iloc[test], data.targets()[test], probs, classes, cfg.eval.topk)
+    metrics = write_evaluation(run.root, table.iloc[test], data.targets()[test], probs, classes, cfg.eval.topk,
+                               thresholds=prep.thresholds, sensitivity_target=cfg.eval.triage_sensitivity)
     write_depth_artifacts(run.root, final_model, data, test, test_logits, prep, cfg, val_outputs)
+    write_ood_summary(run.root, final_model, data, prep, meta)  # share of test lesions the detector flags
     t_eval = time.perf_counter() - t2
     seconds = {"data": t_data, "fit": t_fit, "evaluate": t_eval, "total": time.perf_counter() - t0}
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))

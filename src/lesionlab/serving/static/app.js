@@ -7,6 +7,7 @@ const TRIAGE = {
   2: "Priority 2 — monitor",
   3: "Priority 3 — likely benign",
 };
+const NOT_ASSESSABLE = "Not assessable — no triage priority";
 let chosen = null;
 
 function el(tag, text, cls) {
@@ -39,7 +40,13 @@ async function loadModel() {
       $("site").append(el("option", site));
     }
     const m = info.metrics;
-    const metrics = m ? ` · test balanced accuracy ${(100 * m.balanced_accuracy).toFixed(1)}% on ${m.n} images` : "";
+    const ci = m && m.ci95 && m.ci95.balanced_accuracy;
+    const ciText = ci ? ` (95% CI ${(100 * ci[0]).toFixed(1)}–${(100 * ci[1]).toFixed(1)}%)` : "";
+    const metrics = m ? ` · test balanced accuracy ${(100 * m.balanced_accuracy).toFixed(1)}%${ciText} on ${m.n} ` +
+      "images" : "";
+    const op = info.triage && info.triage.operating_point;
+    $("operating-point").textContent = op ? "Triage operating point: " + op.statement + "." :
+      "Triage operating point: not recorded for this model.";
     const data = info.training_data;
     $("model-info").textContent = `Model ${info.name} (${info.backend}, ${info.input.image_size} px, ` +
       `LesionLab ${info.version.lesionlab})${metrics} · trained on ${data.dataset || "unknown data"}` +
@@ -65,9 +72,15 @@ async function loadModel() {
 function render(p) {
   $("placeholder").hidden = true;
   $("result").hidden = false;
+  const ood = $("ood");
+  ood.hidden = p.ood !== true;
+  ood.textContent = p.ood ? "NOT ASSESSABLE: this image does not look like the dermatoscopic lesion images the " +
+    "model was trained on, so no triage priority is given and the diagnoses below must not be used. " +
+    p.ood_reason : "";
   const badge = $("triage");
-  badge.className = "badge p" + p.triage_priority;
-  badge.textContent = TRIAGE[p.triage_priority] || "Priority " + p.triage_priority;
+  badge.className = p.triage_priority == null ? "badge na" : "badge p" + p.triage_priority;
+  badge.textContent = p.triage_priority == null ? NOT_ASSESSABLE :
+    TRIAGE[p.triage_priority] || "Priority " + p.triage_priority;
   $("triage-reason").textContent = `Rule (${p.triage_rule}): ${p.triage_reason}`;
 
   const unsure = $("unsure");
