@@ -104,7 +104,7 @@ def test_predict_formats(trained_run: Path, shared_data: Path, tmp_path: Path,
     assert main(["-q", "predict", str(trained_run), str(images[0]), "--format", "csv", "--output", str(out_csv)]) == 0
     frame = pd.read_csv(out_csv)
     assert list(frame.columns) == ["image", "prediction", "triage_priority", "triage_rule", "triage_reason", "unsure",
-                                   "seen_in_training", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+                                   "ood", "seen_in_training", "error", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     assert frame.loc[0, "triage_rule"] in ("top-1", "operating-threshold")
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")

@@ -75,9 +75,9 @@ def test_bad_parameters_are_named(params: dict, match: str) -> None:
 
 
 def test_unknown_preset_lists_valid_ones() -> None:
-    with pytest.raises(UnknownNameError, match="heavy, light, none, standard"):
+    with pytest.raises(UnknownNameError, match="heavy, light, none, randaugment, standard, trivial"):
         get_augmentation("strong", 16)
-    assert AUGMENTATIONS.names() == ["heavy", "light", "none", "standard"]
+    assert AUGMENTATIONS.names() == ["heavy", "light", "none", "randaugment", "standard", "trivial"]
 
 
 def test_selectable_from_yaml_and_cli(tmp_path) -> None:

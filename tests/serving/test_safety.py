@@ -98,7 +98,7 @@ def test_predict_cli_writes_an_error_row(tmp_path: Path, serving_run: Path, unse
     assert code == 1  # an image got no prediction
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["image"] for r in rows] == [str(unseen_images[0]), str(dot)]
-    assert rows[0]["ood"] in ("True", "False") and rows[1]["error"].startswith("not_assessable:")
+    assert rows[0]["ood"] in ("true", "false") and rows[1]["error"].startswith("not_assessable:")
     assert "too small" in capsys.readouterr().err
     assert main(["-q", "predict", str(serving_run), str(dot), "--quality", "enabled=false"]) == 0
     assert main(["-q", "predict", str(serving_run), str(dot), "--quality", "size=3"]) == 2

@@ -83,7 +83,7 @@ def test_sweep_over_smote_spaces_on_real_data(shared_data: Path, tmp_path: Path)
     ("train.class_weights=sqrt", "effective, inverse, none"),
     ("train.sampler=weighted", "balanced, random"),
     ("train.oversample=adasyn", "duplicate, none, smote"),
-    ("train.augment=strong", "heavy, light, none, standard"),
+    ("train.augment=strong", "heavy, light, none, randaugment, standard, trivial"),
     ("train.optimizer=lamb", "adam, adamw, rmsprop, schedulefree-adamw, sgd"),
     ("train.scheduler=step", "constant, cosine, onecycle, plateau"),
     ("train.stages=[{epochs: 1, lr: 0.1, unfreeze: top}]", "all, head, last"),

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_METHOD = "knn"
 DEFAULT_COVERAGE = 0.975
 KNN_BANK, KNN_K = 4000, 10
+KNN_COMPACT_BANK = 600  # the built-in model's bank: its folder stays under 25 MB with the ONNX sidecar
 FORMAT = "lesionlab-ood/1"
 
 
@@ -86,11 +87,17 @@ def _normalise(f: np.ndarray) -> np.ndarray:
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 
-def _fit_knn(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    bank = _normalise(features)
-    if len(bank) > KNN_BANK:
-        bank = bank[np.sort(np.random.default_rng(0).choice(len(bank), KNN_BANK, replace=False))]
-    return {"bank": bank.astype(np.float16), "k": np.array(min(KNN_K, len(bank)))}
+def _knn_fitter(bank_size: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+    def fit(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        bank = _normalise(features)
+        if len(bank) > bank_size:
+            bank = bank[np.sort(np.random.default_rng(0).choice(len(bank), bank_size, replace=False))]
+        return {"bank": bank.astype(np.float16), "k": np.array(min(KNN_K, len(bank)))}
+
+    return fit
+
+
+_fit_knn = _knn_fitter(KNN_BANK)
 
 
 def _score_knn(state: Mapping[str, np.ndarray], features: np.ndarray, logits: np.ndarray) -> np.ndarray:
@@ -107,6 +114,8 @@ OOD_METHODS.add("energy", OODMethod(_fit_energy, _score_energy, uses_features=Fa
                 help="negative free energy of the logits (Liu et al. 2020)")
 OOD_METHODS.add("knn", OODMethod(_fit_knn, _score_knn),
                 help=f"distance to the {KNN_K}th nearest normalised training feature (Sun et al. 2022)")
+OOD_METHODS.add("knn-compact", OODMethod(_knn_fitter(KNN_COMPACT_BANK), _score_knn),
+                help=f"knn with a {KNN_COMPACT_BANK}-image bank (~1.5 MB): for models shipped under a size budget")
 
 
 @dataclass
