@@ -119,6 +119,7 @@ def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path,
     card = eager.card.model_card
     assert {"ham10000-test", "ph2"} <= set(card["evaluations"]) and "non-commercial" in card["licence_note"]
     assert sum(card["files_mb"].values()) <= 25
+    assert eager.predict(unseen_images[:1])[0].ood is not None  # it carries its OOD detector
     onnx = Predictor.load(folder / "model.onnx")
     for a, b in zip(eager.predict(unseen_images[:3]), onnx.predict(unseen_images[:3]), strict=True):
         assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-3)
