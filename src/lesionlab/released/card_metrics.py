@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from lesionlab.data.taxonomy import triage_priority
+from lesionlab.evaluation.bootstrap import bootstrap_ci
 from lesionlab.serving.triage import decide_triage
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -18,24 +19,13 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 
 def lesion_bootstrap(y: np.ndarray, probs: np.ndarray, groups: Sequence[str], metrics: Mapping[str, Metric],
                      n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
-    """``{name: {value, lo, hi}}``: each metric on the data and the 2.5/97.5 percentiles over ``n_boot``
-    resamples of whole groups (lesions) with replacement. Resamples where a metric is undefined are skipped."""
-    groups = np.asarray(groups)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {k: [] for k in metrics}
-    for _ in range(n_boot):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
-        for name, fn in metrics.items():
-            value = _safe(fn, y[idx], probs[idx])
-            if np.isfinite(value):
-                draws[name].append(value)
+    """``{name: {value, lo, hi}}``: each metric on the data and its 95 % percentile interval over ``n_boot``
+    resamples of whole groups (lesions), from :func:`lesionlab.evaluation.bootstrap.bootstrap_ci` (the same seed
+    gives every metric the same resamples)."""
     out = {}
     for name, fn in metrics.items():
-        d = np.asarray(draws[name])
-        lo, hi = (np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan))
-        out[name] = {"value": _safe(fn, y, probs), "lo": float(lo), "hi": float(hi)}
+        lo, hi = bootstrap_ci(lambda idx, fn=fn: _safe(fn, y[idx], probs[idx]), groups, n_boot=n_boot, seed=seed)
+        out[name] = {"value": _safe(fn, y, probs), "lo": lo, "hi": hi}
     return out
 
 
