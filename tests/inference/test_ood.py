@@ -71,7 +71,15 @@ def test_bad_inputs_are_refused() -> None:
         fit_ood_detector("energy", _clusters(50, 0, 0), _clusters(1, 0, 1)[:2])
     with pytest.raises(ValueError, match="format"):
         OODDetector.from_dict({"method": "energy"})
-    assert set(OOD_METHODS.names()) == {"mahalanobis", "energy", "knn"}
+    assert set(OOD_METHODS.names()) == {"mahalanobis", "energy", "knn", "knn-compact"}
+
+
+def test_compact_knn_keeps_a_small_bank() -> None:
+    from lesionlab.inference.ood import KNN_COMPACT_BANK
+
+    features, logits, labels = _clusters(1500, 0, 0)
+    state = OOD_METHODS.get("knn-compact").fit(features, logits, labels)
+    assert state["bank"].shape[0] == KNN_COMPACT_BANK and state["bank"].dtype == np.float16
 
 
 def test_features_come_from_the_model_and_ensembles_average_members() -> None:
