@@ -57,7 +57,8 @@ def main() -> None:
     root = Path(ARGS.data_root)
     sets = {"HAM10000 200x150 (all)": sorted((root / "ham10000" / "images_200x150").glob("*.jpg")),
             "HAM10000 600x450 originals": sorted((root / "ham10000" / "images_600x450").glob("*.jpg")),
-            "PH2 (external)": sorted(p for p in (root / "ph2").rglob("*") if p.suffix.lower() in (".jpg", ".bmp", ".png")
+            "PH2 (external)": sorted(p for p in (root / "ph2").rglob("*")
+                                     if p.suffix.lower() in (".jpg", ".bmp", ".png")
                                      and "mask" not in str(p).lower() and "lesion" not in p.stem.lower())}
     cfg = QualityConfig()
     lines = ["# Input quality gate: measured distribution and default thresholds", "",
@@ -72,7 +73,8 @@ def main() -> None:
             frames[name] = measure(paths)
     for name, frame in frames.items():
         lines += ["", f"## {name}: {len(frame)} images, {int(frame['rejected'].sum())} rejected by the defaults", "",
-                  "| statistic | min | 0.1 % | 1 % | median | 99 % | 99.9 % | max |", "|---|---|---|---|---|---|---|---|"]
+                  "| statistic | min | 0.1 % | 1 % | median | 99 % | 99.9 % | max |",
+                  "|---|---|---|---|---|---|---|---|"]
         for k in STATS:
             q = frame[k].quantile([0, 0.001, 0.01, 0.5, 0.99, 0.999, 1]).to_numpy()
             lines.append(f"| {k} | " + " | ".join(f"{v:.3g}" for v in q) + " |")
