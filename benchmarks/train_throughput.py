@@ -33,7 +33,7 @@ def lesionlab_side(args: argparse.Namespace) -> dict:
     import pandas as pd
 
     from lesionlab.config import load_config
-    from lesionlab.training.runner import train
+    from lesionlab.engine.train import train
 
     cfg = load_config(None, _overrides(args))
     result = train(cfg)

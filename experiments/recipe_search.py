@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from lesionlab.config import load_config
-from lesionlab.training.runner import train
+from lesionlab.engine.train import train
 
 COLUMNS = ["candidate", "val_bal_acc", "val_auc", "best_epoch", "epochs", "image_size", "fit_min", "s_per_epoch",
            "train_bal_acc", "overrides", "run_dir", "machine"]

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from lesionlab.config import DataConfig, load_config
-from lesionlab.released.card_metrics import card_metrics
+from lesionlab.evaluation.card_metrics import card_metrics
 
 KEYS = ("balanced_accuracy", "auc_macro", "accuracy", "priority1_sensitivity", "priority1_specificity")
 
@@ -27,7 +27,7 @@ KEYS = ("balanced_accuracy", "auc_macro", "accuracy", "priority1_sensitivity", "
 def run_predictions(run: Path, data_root: str) -> pd.DataFrame:
     if (run / "predictions.csv").is_file():
         return pd.read_csv(run / "predictions.csv", dtype={"image_id": str})
-    from lesionlab.evaluation.evaluate import evaluate_run
+    from lesionlab.engine.evaluate import evaluate_run
 
     cfg = load_config(run / "config.yaml")
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,10 +16,12 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
+from lesionlab.errors import LesionLabError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(LesionLabError, ValueError):
     """A configuration value is missing, unknown or out of range; the message says what to do."""
 
 
@@ -256,12 +258,6 @@ class EvalConfig:
     ood_coverage: float = 0.975  # share of validation lesions the OOD threshold lets through
 
     def __post_init__(self) -> None:
-        from lesionlab.evaluation.tta import get_tta
-
-        try:
-            get_tta(self.tta)
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(f"eval.tta: {exc}") from None
         _check(self.ece_bins >= 1, "eval.ece_bins must be at least 1")
         _check(all(0 < v < 1 for v in (*self.specificities, *self.sensitivities)),
                "eval.specificities and eval.sensitivities must lie in (0, 1)")

@@ -1,26 +1,20 @@
-"""The exceptions that mean "the user's input is wrong": the CLI prints them as one line and exits 2."""
+"""The one base of the errors that mean "the user's input is wrong".
+
+Every such error derives from :class:`LesionLabError` (and keeps its built-in base, e.g. ``ValueError``, so callers
+that caught those still do). The CLI prints them as one line and exits with status 2. This module imports nothing,
+so any layer may raise these errors.
+"""
 
 from __future__ import annotations
 
-from lesionlab.config import ConfigError
-from lesionlab.data.cache import BadImagesError
-from lesionlab.data.download import DownloadError
-from lesionlab.data.images import ImageReadError
-from lesionlab.data.splits import LeakageError
-from lesionlab.data.table import DatasetError
-from lesionlab.data.taxonomy import LabelMappingError
-from lesionlab.evaluation.evaluate import SeenDataError
-from lesionlab.evaluation.exceptions import EvaluationInputError
-from lesionlab.inference.quality import NotAssessableError
-from lesionlab.models.attention import NoAttentionError
-from lesionlab.models.backbones import PretrainedWeightsUnavailable
-from lesionlab.registry import UnknownNameError
-from lesionlab.serving.metadata import MetadataError
-from lesionlab.serving.onnx import OnnxExportError
-from lesionlab.training.module import TrainingDivergedError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, DatasetError, LabelMappingError, ImageReadError, BadImagesError, LeakageError, SeenDataError,
-    UnknownNameError, PretrainedWeightsUnavailable, FileNotFoundError, DownloadError,
-    MetadataError, OnnxExportError, EvaluationInputError, NoAttentionError, TrainingDivergedError, NotAssessableError,
-)
+class LesionLabError(Exception):
+    """A problem with the user's input (config, data, files, model): the message says what is wrong and what to do."""
+
+
+class EvaluationInputError(LesionLabError, ValueError):
+    """Predictions, labels or runs handed to an evaluation do not fit together."""
+
+
+#: What the CLI reports as one line with exit status 2 (``FileNotFoundError``: a path the user gave is missing).
+USER_ERRORS: tuple[type[BaseException], ...] = (LesionLabError, FileNotFoundError)

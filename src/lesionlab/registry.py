@@ -7,10 +7,12 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from lesionlab.errors import LesionLabError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(LesionLabError, KeyError):
     """Raised when a name is not registered; the message lists valid names and the closest match."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

@@ -41,3 +41,12 @@ class RunPaths:
     predictions = property(lambda self: self.root / "predictions.csv")
     figures = property(lambda self: self.root / "figures")
     report = property(lambda self: self.root / "report.html")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run returns: its directory, its metrics (test, or validation with eval.test=false), timings."""
+
+    run: RunPaths
+    metrics: dict
+    seconds: dict[str, float]

@@ -12,7 +12,8 @@ import pytest
 from lesionlab.config import DataConfig
 from lesionlab.data.cache import build_or_load
 from lesionlab.data.datasets import DATASETS, load_dataset
-from lesionlab.data.dermamnist import build_dermamnist, dermamnist_filename
+from lesionlab.data.dermamnist import dermamnist_filename
+from lesionlab.data.dermamnist_build import build_dermamnist
 from lesionlab.data.prepare import prepare_data
 from lesionlab.data.table import DatasetError
 from lesionlab.data.taxonomy import HAM7

@@ -9,15 +9,15 @@ import pytest
 import torch
 from scipy.special import softmax
 
-from lesionlab.evaluation.calibration import (
+from lesionlab.inference.calibration import (
     brier_score,
     expected_calibration_error,
     fit_temperature,
     probs_from_view_logits,
     reliability_bins,
 )
-from lesionlab.evaluation.inference import predict_probs, predict_view_logits
-from lesionlab.evaluation.tta import get_tta
+from lesionlab.inference.predict import predict_probs, predict_view_logits
+from lesionlab.inference.tta import get_tta
 from lesionlab.models.checkpoint import load_model
 
 
@@ -115,12 +115,12 @@ def test_a_temperature_at_its_bound_warns(caplog: pytest.LogCaptureFixture) -> N
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, size=200)
     flat = np.eye(7)[y] * 0.01 + rng.normal(0, 1e-4, size=(200, 7))  # right but nearly flat: T wants to go to 0
-    with caplog.at_level(logging.WARNING, logger="lesionlab.evaluation.calibration"):
+    with caplog.at_level(logging.WARNING, logger="lesionlab.inference.calibration"):
         t = fit_temperature(flat, y)
     assert t == pytest.approx(0.05, rel=0.02)
     assert "sits at its bound 0.05" in caplog.text and "nearly flat" in caplog.text and "200 validation" in caplog.text
     caplog.clear()
     logits, _, labels = calibrated_predictor(5_000, 5, 1)
-    with caplog.at_level(logging.WARNING, logger="lesionlab.evaluation.calibration"):
+    with caplog.at_level(logging.WARNING, logger="lesionlab.inference.calibration"):
         fit_temperature(2.0 * logits, labels)
     assert not caplog.records

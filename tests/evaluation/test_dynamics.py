@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlab.evaluation.dynamics import default_ranges, dynamics_table, overfitting_gap, run_dynamics
+from lesionlab.reports.dynamics import default_ranges, dynamics_table, overfitting_gap, run_dynamics
 
 
 def history(epochs: int = 12) -> pd.DataFrame:

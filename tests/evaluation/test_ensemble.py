@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 
 from lesionlab.config import DataConfig
-from lesionlab.evaluation.calibration import probs_from_view_logits
-from lesionlab.evaluation.ensemble import combine_member_probs, normalise_weights, read_manifest, write_manifest
-from lesionlab.evaluation.evaluate import SeenDataError, evaluate_run
-from lesionlab.evaluation.exceptions import EvaluationInputError
-from lesionlab.evaluation.inference import predict_probs, predict_view_logits
-from lesionlab.evaluation.run_data import load_run
+from lesionlab.engine.evaluate import SeenDataError, evaluate_run
+from lesionlab.engine.run_data import load_run
+from lesionlab.errors import EvaluationInputError
+from lesionlab.inference.calibration import probs_from_view_logits
+from lesionlab.inference.predict import predict_probs, predict_view_logits
 from lesionlab.models.checkpoint import load_model
+from lesionlab.models.ensemble import combine_member_probs, normalise_weights, read_manifest, write_manifest
 from lesionlab.serving.predictor import Predictor
 
 from .conftest import CLASSES

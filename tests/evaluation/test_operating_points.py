@@ -17,7 +17,7 @@ from lesionlab.evaluation.operating_points import (
     threshold_for_sensitivity,
     threshold_for_specificity,
 )
-from lesionlab.serving.triage import decide_triage
+from lesionlab.inference.triage import decide_triage
 
 CLASSES = HAM7.classes
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lesionlab.engine.robustness import _check_names, robustness_table
 from lesionlab.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt_batch
-from lesionlab.evaluation.robustness import _check_names, robustness_table
 from lesionlab.models.checkpoint import load_model
 from lesionlab.registry import UnknownNameError
 
@@ -45,7 +45,7 @@ def test_bad_severity_and_unknown_corruption_are_errors(lesion_like: np.ndarray)
         corrupt_batch(lesion_like, "jpeg", 6)
     with pytest.raises(UnknownNameError, match="Did you mean 'jpeg'"):
         _check_names(["jpg"], SEVERITIES)
-    from lesionlab.evaluation.exceptions import EvaluationInputError
+    from lesionlab.errors import EvaluationInputError
 
     with pytest.raises(EvaluationInputError, match="severities"):
         _check_names(["jpeg"], [0, 7])

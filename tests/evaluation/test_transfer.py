@@ -11,9 +11,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from lesionlab.cli import main
+from lesionlab.engine.evaluate import SeenDataError
+from lesionlab.engine.transfer_report import transfer_report
 from lesionlab.evaluation.bootstrap import binary_auc, bootstrap_ci
-from lesionlab.evaluation.evaluate import SeenDataError
-from lesionlab.evaluation.transfer_report import transfer_report
 from lesionlab.models.checkpoint import update_preprocessing
 from tests.fixtures.external import write_derm7pt, write_isic2018, write_isic2020, write_pad_ufes, write_ph2_official
 
@@ -123,7 +123,7 @@ def test_cli(tmp_path: Path, data_root: Path, run_factory, capsys: pytest.Captur
 def test_predictor_ood_flagger_reads_the_detector_defensively(tmp_path: Path, run_factory, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from lesionlab.evaluation.commands import predictor_ood_flagger
+    from lesionlab.commands.evaluation import predictor_ood_flagger
     from lesionlab.serving.predictor import Predictor
 
     release = write_ph2_official(tmp_path / "ph2")

@@ -9,8 +9,8 @@ import pytest
 
 from lesionlab.config import ConfigError, load_config
 from lesionlab.evaluation.metrics import classification_metrics
-from lesionlab.evaluation.report import Report
-from lesionlab.evaluation.triage_task import add_priority_section, is_triage, missed_urgent, priority_table
+from lesionlab.reports.html import Report
+from lesionlab.reports.triage_section import add_priority_section, is_triage, missed_urgent, priority_table
 
 
 def test_task_triage_sets_the_taxonomy() -> None:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from lesionlab.config import load_config
+from lesionlab.engine.train import train
 from lesionlab.models.checkpoint import load_model
 from lesionlab.models.features import weights_fingerprint
-from lesionlab.training.runner import train
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from lesionlab.cli import main
 from lesionlab.config import ConfigError, load_typed_config
 from lesionlab.data.prepare import prepare_data
 from lesionlab.data.splits import LeakageError
-from lesionlab.pretraining.compare import (
+from lesionlab.engine.compare_pretraining import (
     VAERun,
     arm_experiment,
     assert_identical_recipes,

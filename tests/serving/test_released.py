@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from lesionlab.cli import main, split_model_argument
+from lesionlab.cli import main
+from lesionlab.commands.common import split_model_argument
 from lesionlab.config import ConfigError
+from lesionlab.evaluation.card_metrics import card_metrics, lesion_bootstrap
 from lesionlab.released import registry
-from lesionlab.released.card_metrics import card_metrics, lesion_bootstrap
 
 
 @pytest.fixture(scope="module")
 def released(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lesionlab.released.package import package_release
+    from lesionlab.engine.release import package_release
 
     out = tmp_path_factory.mktemp("released") / "ham7-lite0"
     package_release(serving_run, out, name="ham7-lite0", data_root=shared_data, command="lesionlab train ...",
@@ -52,7 +53,7 @@ def test_packaged_model_predicts_like_the_run(released: Path, serving_run: Path,
 def test_builtin_model_is_the_default_everywhere(released: Path, monkeypatch: pytest.MonkeyPatch,
                                                  unseen_images: list[Path], capsys: pytest.CaptureFixture,
                                                  shared_data: Path, tmp_path: Path) -> None:
-    from lesionlab.evaluation.evaluate import SeenDataError
+    from lesionlab.engine.evaluate import SeenDataError
     from lesionlab.serving.predictor import Predictor
 
     monkeypatch.setattr(registry, "PACKAGE_DIR", released.parent)
@@ -66,7 +67,7 @@ def test_builtin_model_is_the_default_everywhere(released: Path, monkeypatch: py
     assert "# Model card: ham7-lite0" in text and "95 %" in text and "non-commercial" in text
     with pytest.raises(SeenDataError):  # the images it trained on are refused
         from lesionlab.config import DataConfig
-        from lesionlab.evaluation.evaluate import evaluate_run
+        from lesionlab.engine.evaluate import evaluate_run
 
         evaluate_run(released, DataConfig(root=str(shared_data), max_samples=400), out_dir=tmp_path, progress=False)
 
@@ -110,7 +111,7 @@ def test_lesion_bootstrap_resamples_whole_lesions() -> None:
 def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path, tmp_path: Path) -> None:
     """The model inside the package: loads without training, matches its ONNX export, refuses its training images."""
     from lesionlab.config import DataConfig
-    from lesionlab.evaluation.evaluate import SeenDataError, evaluate_run
+    from lesionlab.engine.evaluate import SeenDataError, evaluate_run
     from lesionlab.serving.predictor import Predictor
 
     folder = registry.released_dir()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lesionlab.inference.triage import decide_triage
+from lesionlab.inference.unsure import fit_unsure_threshold, is_unsure, with_unsure_threshold
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.serving.metadata import MetadataError, PatientMetadata
-from lesionlab.serving.triage import decide_triage
-from lesionlab.serving.unsure import fit_unsure_threshold, is_unsure, with_unsure_threshold
 
 HAM = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 

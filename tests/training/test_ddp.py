@@ -16,8 +16,8 @@ import torchmetrics
 
 from lesionlab.config import load_config
 from lesionlab.data.prepare import prepare_data
-from lesionlab.evaluation.inference import predict_probs
 from lesionlab.evaluation.metrics import classification_metrics
+from lesionlab.inference.predict import predict_probs
 from lesionlab.models.classifier import create_model
 from lesionlab.training.distributed import ShardSampler, shard_sizes, split_fingerprint
 

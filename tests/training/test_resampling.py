@@ -7,10 +7,10 @@ import pytest
 
 from lesionlab.config import ConfigError, ExperimentConfig, load_config
 from lesionlab.data.splits import LeakageError
+from lesionlab.engine.train import make_loaders
 from lesionlab.registry import UnknownNameError
 from lesionlab.training import train_set
 from lesionlab.training.resampling import TrainingSet, assert_train_only, smote, undersample
-from lesionlab.training.runner import make_loaders
 from lesionlab.training.train_set import build_training_set
 
 from .conftest import HELD_OUT_VALUE, TRAIN_MAX, make_prepared

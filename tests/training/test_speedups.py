@@ -94,7 +94,7 @@ def test_selective_backprop_backpropagates_the_kept_fraction_only() -> None:
 def test_batch_mode_loader_yields_raw_cache_pixels_and_the_module_augments(prepared) -> None:
     from lesionlab.config import load_config
     from lesionlab.data.batch_augment import BatchAugment
-    from lesionlab.training.runner import make_loaders
+    from lesionlab.engine.train import make_loaders
 
     cfg = load_config(None, ["data.image_size=8", "train.batch_size=16", "train.augment=standard",
                              "train.augment_on=batch"])

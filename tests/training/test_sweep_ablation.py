@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 
 from lesionlab.config import ConfigError, ExperimentConfig
+from lesionlab.engine import train as runner
+from lesionlab.engine.ablation import ablation_configs, run_ablation
+from lesionlab.engine.ablation_factors import ABLATIONS, parse_factors
+from lesionlab.engine.sweep import grid_cells, parse_grid, resolve_key, run_sweep
+from lesionlab.engine.train import TrainResult
 from lesionlab.registry import UnknownNameError
+from lesionlab.reports.comparison import BEST_MARK, marked_frame
 from lesionlab.runs import RunPaths
-from lesionlab.training import runner
-from lesionlab.training.ablation import ablation_configs, run_ablation
-from lesionlab.training.ablation_factors import ABLATIONS, parse_factors
-from lesionlab.training.comparison import BEST_MARK, marked_frame
-from lesionlab.training.runner import TrainResult
-from lesionlab.training.sweep import grid_cells, parse_grid, resolve_key, run_sweep
 
 CLASSES = ("a", "b")
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from lesionlab.data.crops import get_crop
 from lesionlab.data.images import ImageReadError, open_image
+from lesionlab.errors import LesionLabError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ CACHE_VERSION = 1
 NPZ_SCHEME = "npz://"
 
 
-class BadImagesError(ValueError):
+class BadImagesError(LesionLabError, ValueError):
     """Some images could not be decoded; ``failures`` lists them (image_id, path, reason, detail)."""
 
     def __init__(self, failures: list[dict]) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from lesionlab.config import DataConfig
+from lesionlab.data import (  # noqa: F401  (each registers its loaders in DATASETS)
+    derm7pt,
+    dermamnist,
+    isic_releases,
+    merge,
+    pad_ufes,
+    ph2,
+)
 from lesionlab.data.info import get_info
+from lesionlab.data.loaders import DATASETS, DatasetRequest, dataset_dir, first_existing, image_folders, read_table
 from lesionlab.data.roots import DATA_ENV, resolve_data_root
 from lesionlab.data.table import (
     IMAGE_EXTENSIONS,
@@ -22,65 +28,17 @@ from lesionlab.data.table import (
     normalise_table,
 )
 from lesionlab.data.taxonomy import HAM7, ISIC8, TAXONOMIES, Taxonomy, ham_to_isic8, onehot_to_labels
-from lesionlab.registry import Registry
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DatasetRequest:
-    """What a loader gets: where to look and how strict to be."""
-
-    root: Path
-    image_dir: Path | None = None
-    csv: Path | None = None
-    skip_missing: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-Loader = Callable[[DatasetRequest], LesionDataset]
-DATASETS: Registry[Loader] = Registry("dataset")
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DatasetError(f"Table not found: {path}")
-    sep = "\t" if path.suffix.lower() in (".tab", ".tsv") else ","
-    try:
-        return pd.read_csv(path, sep=sep)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DatasetError(f"Cannot parse {path}: {exc}") from exc
-
-
-def _dataset_dir(req: DatasetRequest, folder: str) -> Path:
-    sub = req.root / folder
-    return sub if sub.is_dir() else req.root
-
-
-def _image_folders(req: DatasetRequest, base: Path, candidates: tuple[str, ...]) -> list[Path]:
-    if req.image_dir is not None:
-        if not req.image_dir.is_dir():
-            raise DatasetError(f"Image folder not found: {req.image_dir}")
-        return [req.image_dir]
-    present = [base / c for c in candidates if (base / c).is_dir()]
-    official = [p for p in present if p.name.startswith("HAM10000_images_part")]
-    return official or present[:1]
-
-
-def _first_existing(base: Path, names: tuple[str, ...], what: str, manual: str) -> Path:
-    for n in names:
-        if (base / n).is_file():
-            return base / n
-    raise DatasetError(f"{what} not found in {base} (looked for {', '.join(names)}).", manual)
 
 
 @DATASETS.register("ham10000", help="HAM10000: HAM10000_metadata.csv + official image folders (or data.image_dir)")
 def load_ham10000(req: DatasetRequest) -> LesionDataset:
     info = get_info("ham10000")
-    base = _dataset_dir(req, info.folder)
-    meta_path = req.csv or _first_existing(base, ("HAM10000_metadata.csv", "HAM10000_metadata.tab"),
+    base = dataset_dir(req, info.folder)
+    meta_path = req.csv or first_existing(base, ("HAM10000_metadata.csv", "HAM10000_metadata.tab"),
                                            "HAM10000 metadata", info.manual)
-    meta = _read_table(Path(meta_path))
+    meta = read_table(Path(meta_path))
     need = {"image_id", "lesion_id", "dx"}
     if not need <= set(meta.columns):
         raise DatasetError(f"{meta_path} lacks columns {sorted(need - set(meta.columns))}")
@@ -89,7 +47,7 @@ def load_ham10000(req: DatasetRequest) -> LesionDataset:
         "age": meta.get("age"), "sex": meta.get("sex"), "site": meta.get("localization"),
         "dx_type": meta.get("dx_type"),
     })
-    folders = _image_folders(req, base, info.image_folders)
+    folders = image_folders(req, base, info.image_folders)
     if not folders:
         raise DatasetError(f"No HAM10000 image folder under {base} (looked for {info.image_folders}).", info.manual)
     table = normalise_table(table, HAM7, "ham10000")
@@ -105,10 +63,10 @@ def load_ham10000(req: DatasetRequest) -> LesionDataset:
 @DATASETS.register("isic2019", help="ISIC 2019: one-hot ground truth + metadata CSV + ISIC_2019_Training_Input/")
 def load_isic2019(req: DatasetRequest) -> LesionDataset:
     info = get_info("isic2019")
-    base = _dataset_dir(req, info.folder)
-    gt_path = req.csv or _first_existing(base, ("ISIC_2019_Training_GroundTruth.csv",), "ISIC 2019 ground truth",
+    base = dataset_dir(req, info.folder)
+    gt_path = req.csv or first_existing(base, ("ISIC_2019_Training_GroundTruth.csv",), "ISIC 2019 ground truth",
                                          info.manual)
-    gt = _read_table(Path(gt_path))
+    gt = read_table(Path(gt_path))
     if "UNK" in gt.columns and (gt["UNK"].astype(float) >= 0.5).any():
         n = int((gt["UNK"].astype(float) >= 0.5).sum())
         logger.warning("isic2019: dropping %d rows labelled UNK (outside the 8 classes)", n)
@@ -116,12 +74,12 @@ def load_isic2019(req: DatasetRequest) -> LesionDataset:
     table = pd.DataFrame({"image_id": gt["image"].astype(str), "label": onehot_to_labels(gt, ISIC8.classes)})
     meta_name = req.options.get("metadata", "ISIC_2019_Training_Metadata.csv")
     if (base / meta_name).is_file():
-        meta = _read_table(base / meta_name).rename(columns={
+        meta = read_table(base / meta_name).rename(columns={
             "image": "image_id", "age_approx": "age", "anatom_site_general": "site"})
         table = table.merge(meta[["image_id", "age", "sex", "site", "lesion_id"]], on="image_id", how="left")
     else:
         logger.warning("isic2019: %s not found; no lesion ids or patient metadata", base / meta_name)
-    folders = _image_folders(req, base, info.image_folders)
+    folders = image_folders(req, base, info.image_folders)
     if not folders:
         raise DatasetError(f"No ISIC 2019 image folder under {base}.", info.manual)
     table = normalise_table(table, ISIC8, "isic2019")
@@ -148,7 +106,7 @@ def _taxonomy_for_labels(labels: list[str], name: str, explicit: str | None) -> 
 def load_onehot_csv(req: DatasetRequest) -> LesionDataset:
     if req.csv is None:
         raise DatasetError("onehot-csv needs data.csv (the one-hot ground-truth table)")
-    gt = _read_table(req.csv)
+    gt = read_table(req.csv)
     id_col = req.options.get("image_column", "image")
     if id_col not in gt.columns:
         raise DatasetError(f"{req.csv} has no {id_col!r} column; set data.options.image_column")
@@ -177,7 +135,7 @@ _CSV_ALIASES = {
 def load_csv(req: DatasetRequest) -> LesionDataset:
     if req.csv is None:
         raise DatasetError("the csv dataset needs data.csv")
-    raw = _read_table(req.csv)
+    raw = read_table(req.csv)
     cols: dict[str, str] = {}
     lower = {c.lower(): c for c in raw.columns}
     for field_name, aliases in _CSV_ALIASES.items():
@@ -233,6 +191,7 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
         csv=Path(cfg.csv).expanduser() if cfg.csv else None,
         skip_missing=cfg.skip_bad,
         options=dict(cfg.options),
+        load=load_dataset,
     )
     try:
         dataset = loader(req)
@@ -244,11 +203,3 @@ def load_dataset(cfg: DataConfig) -> LesionDataset:
     if len(dataset) == 0:
         raise DatasetError(f"{cfg.dataset}: no samples left to use")
     return dataset.relabel(cfg.taxonomy) if cfg.taxonomy else dataset
-
-
-from lesionlab.data import derm7pt as _derm7pt  # noqa: E402,F401  (registers derm7pt)
-from lesionlab.data import dermamnist as _dermamnist  # noqa: E402,F401  (registers the loader)
-from lesionlab.data import isic_releases as _isic_releases  # noqa: E402,F401  (registers isic2018, isic2020)
-from lesionlab.data import merge as _merge  # noqa: E402,F401  (registers the merged-dataset loader)
-from lesionlab.data import pad_ufes as _pad_ufes  # noqa: E402,F401  (registers pad_ufes_20)
-from lesionlab.data import ph2 as _ph2  # noqa: E402,F401  (registers the PH2 loader)

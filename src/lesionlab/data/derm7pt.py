@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.data.datasets import DATASETS, DatasetRequest, _dataset_dir, _read_table
 from lesionlab.data.info import get_info
+from lesionlab.data.loaders import DATASETS, DatasetRequest, dataset_dir, read_table
 from lesionlab.data.table import DatasetError, LesionDataset, attach_paths, normalise_table
 from lesionlab.data.taxonomy import DERM7PT_DX
 
@@ -27,7 +27,7 @@ def _official_split(meta_dir: Path, n: int) -> pd.Series | None:
         return None
     split = pd.Series([None] * n, dtype=object)
     for name, file in _INDEX_FILES.items():
-        idx = _read_table(meta_dir / file)["indexes"].astype(int)
+        idx = read_table(meta_dir / file)["indexes"].astype(int)
         if ((idx < 0) | (idx >= n)).any():
             raise DatasetError(f"{meta_dir / file}: indexes outside 0..{n - 1}")
         split.iloc[idx.to_numpy()] = name
@@ -38,7 +38,7 @@ def _official_split(meta_dir: Path, n: int) -> pd.Series | None:
                    "checklist kept as metadata; official_split from the index files")
 def load_derm7pt(req: DatasetRequest) -> LesionDataset:
     info = get_info("derm7pt")
-    base = _dataset_dir(req, info.folder)
+    base = dataset_dir(req, info.folder)
     kind = str(req.options.get("image", "derm"))
     if kind not in IMAGE_KINDS:
         raise DatasetError(f"derm7pt: options.image must be one of {sorted(IMAGE_KINDS)}, got {kind!r}")
@@ -46,7 +46,7 @@ def load_derm7pt(req: DatasetRequest) -> LesionDataset:
     if path is None:
         raise DatasetError(f"Derm7pt meta/meta.csv not found in {base}. "
                            + info.manual.replace("<root>", str(req.root)))
-    meta = _read_table(Path(path))
+    meta = read_table(Path(path))
     need = {"case_num", "diagnosis", "derm", "clinic"}
     if not need <= set(meta.columns):
         raise DatasetError(f"{path} lacks columns {sorted(need - set(meta.columns))}")

@@ -22,6 +22,7 @@ from urllib.request import Request, urlopen
 from tqdm.auto import tqdm
 
 from lesionlab.data.info import DataverseSource, UrlTableSource, get_info
+from lesionlab.errors import LesionLabError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ _ORIGINAL_SUFFIX = {"text/csv": ".csv", "text/comma-separated-values": ".csv", "
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(LesionLabError, RuntimeError):
     """A dataset could not be fetched (offline, server error, bad checksum); the message says what to do."""
 
 

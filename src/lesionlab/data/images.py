@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lesionlab.errors import LesionLabError
+
 #: Refuse images with more pixels than this (decompression bombs); ~16k x 16k.
 DEFAULT_MAX_PIXELS = 268_000_000
 
 
-class ImageReadError(ValueError):
+class ImageReadError(LesionLabError, ValueError):
     """An image could not be used; ``reason`` is a short machine-readable code, ``source`` the file or name."""
 
     def __init__(self, source: str, reason: str, detail: str) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.data.datasets import DATASETS, DatasetRequest, _dataset_dir, _read_table
 from lesionlab.data.info import get_info
+from lesionlab.data.loaders import DATASETS, DatasetRequest, dataset_dir, read_table
 from lesionlab.data.table import DatasetError, LesionDataset, attach_paths, index_images, normalise_table
 from lesionlab.data.taxonomy import HAM7, ISIC2020_DX, onehot_to_labels
 
@@ -55,14 +55,14 @@ def _parts(req: DatasetRequest, base: Path) -> list[str]:
 @DATASETS.register("isic2018", help="ISIC 2018 Task 3: one-hot ground truth of training/validation/test (option "
                    "parts=training,test), lesion groupings, official_split column")
 def load_isic2018(req: DatasetRequest) -> LesionDataset:
-    base = _dataset_dir(req, get_info("isic2018").folder)
+    base = dataset_dir(req, get_info("isic2018").folder)
     frames, folders = [], []
     for part in _parts(req, base):
         stem, split = ISIC2018_PARTS[part]
         gt_path = find_release_file(base, f"ISIC2018_Task3_{stem}_GroundTruth.csv")
         if gt_path is None:
             raise DatasetError(f"ISIC2018_Task3_{stem}_GroundTruth.csv not found in {base}. {_manual(req, 'isic2018')}")
-        gt = _read_table(gt_path)
+        gt = read_table(gt_path)
         if "image" not in gt.columns:
             raise DatasetError(f"{gt_path} has no 'image' column; columns: {list(gt.columns)}")
         labels = onehot_to_labels(gt, ISIC2018_CLASSES)
@@ -72,7 +72,7 @@ def load_isic2018(req: DatasetRequest) -> LesionDataset:
     table = pd.concat(frames, ignore_index=True)
     groupings = find_release_file(base, "ISIC2018_Task3_Training_LesionGroupings.csv")
     if groupings is not None:
-        groups = _read_table(groupings).rename(columns={"image": "image_id"})
+        groups = read_table(groupings).rename(columns={"image": "image_id"})
         table = table.merge(groups[["image_id", "lesion_id"]].astype(str), on="image_id", how="left")
     elif (table["official_split"] == "train").any():
         logger.warning("isic2018: ISIC2018_Task3_Training_LesionGroupings.csv not found; each image is its own lesion")
@@ -99,12 +99,12 @@ def drop_listed_duplicates(table: pd.DataFrame, duplicates: pd.DataFrame, source
 @DATASETS.register("isic2020", help="ISIC 2020: ground truth v2 (patient and lesion ids, diagnosis, target), the "
                    "duplicate list dropped, ISIC_2020_Training_JPEG/; patient-disjoint splits")
 def load_isic2020(req: DatasetRequest) -> LesionDataset:
-    base = _dataset_dir(req, get_info("isic2020").folder)
+    base = dataset_dir(req, get_info("isic2020").folder)
     gt_path = req.csv or next((p for p in (find_release_file(base, n) for n in _ISIC2020_GT) if p), None)
     if gt_path is None:
         raise DatasetError(f"ISIC 2020 ground truth not found in {base} (looked for {', '.join(_ISIC2020_GT)}). "
                            + _manual(req, "isic2020"))
-    gt = _read_table(Path(gt_path))
+    gt = read_table(Path(gt_path))
     need = {"image_name", "patient_id", "diagnosis", "target"}
     if not need <= set(gt.columns):
         raise DatasetError(f"{gt_path} lacks columns {sorted(need - set(gt.columns))}")
@@ -123,7 +123,7 @@ def load_isic2020(req: DatasetRequest) -> LesionDataset:
                        int(odd.sum()), table.loc[odd, "image_id"].head(3).tolist())
     dup_path = find_release_file(base, "ISIC_2020_Training_Duplicates.csv")
     if dup_path is not None and not req.options.get("keep_duplicates"):
-        table = drop_listed_duplicates(table, _read_table(dup_path), "isic2020")
+        table = drop_listed_duplicates(table, read_table(dup_path), "isic2020")
     elif dup_path is None:
         logger.warning("isic2020: ISIC_2020_Training_Duplicates.csv not found in %s; 425 known duplicates are kept "
                        "(they can leak across splits)", base)

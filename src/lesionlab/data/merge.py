@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lesionlab.config import ConfigError, DataConfig, from_dict
-from lesionlab.data.datasets import DATASETS, DatasetRequest, load_dataset
+from lesionlab.data.loaders import DATASETS, DatasetRequest
 from lesionlab.data.table import DatasetError, LesionDataset
 from lesionlab.data.taxonomy import get_taxonomy
 from lesionlab.registry import Registry
@@ -132,7 +132,9 @@ def load_merged(req: DatasetRequest) -> LesionDataset:
         raise ConfigError(f"unknown data.options {sorted(unknown)} for the merged dataset; valid: sources, taxonomy, "
                           "duplicates")
     specs = source_configs(req.options, req)
-    datasets = [load_dataset(cfg) for _, cfg, _ in specs]
+    if req.load is None:
+        raise ConfigError("the merged dataset is loaded through lesionlab.data.datasets.load_dataset")
+    datasets = [req.load(cfg) for _, cfg, _ in specs]
     return merge_datasets(datasets, [name for name, _, _ in specs], taxonomy=req.options.get("taxonomy"),
                           duplicates=str(req.options.get("duplicates", "keep-first")),
                           prefix=[p for _, _, p in specs])

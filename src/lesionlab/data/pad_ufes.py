@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lesionlab.data.datasets import DATASETS, DatasetRequest, _dataset_dir, _read_table
 from lesionlab.data.info import get_info
+from lesionlab.data.loaders import DATASETS, DatasetRequest, dataset_dir, read_table
 from lesionlab.data.table import DatasetError, LesionDataset, attach_paths, index_images, normalise_table
 from lesionlab.data.taxonomy import ISIC8
 
@@ -17,12 +17,12 @@ PAD_TO_ISIC8 = {"ACK": "AK", "BCC": "BCC", "MEL": "MEL", "NEV": "NV", "SCC": "SC
                    "images/ or imgs_part_1..3/; clinical smartphone photos")
 def load_pad_ufes_20(req: DatasetRequest) -> LesionDataset:
     info = get_info("pad_ufes_20")
-    base = _dataset_dir(req, info.folder)
+    base = dataset_dir(req, info.folder)
     path = req.csv or base / "metadata.csv"
     if not path.is_file():
         raise DatasetError(f"PAD-UFES-20 metadata.csv not found in {base}. "
                            + info.manual.replace("<root>", str(req.root)))
-    meta = _read_table(path)
+    meta = read_table(path)
     need = {"img_id", "patient_id", "lesion_id", "diagnostic"}
     if not need <= set(meta.columns):
         raise DatasetError(f"{path} lacks columns {sorted(need - set(meta.columns))}")

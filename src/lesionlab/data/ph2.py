@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.data.datasets import DATASETS, DatasetRequest, _dataset_dir, _read_table
 from lesionlab.data.info import get_info
+from lesionlab.data.loaders import DATASETS, DatasetRequest, dataset_dir, read_table
 from lesionlab.data.table import DatasetError, LesionDataset, attach_paths, index_images, normalise_table
 from lesionlab.data.taxonomy import HAM7
 
@@ -75,7 +75,7 @@ def parse_ph2_txt(path: Path) -> pd.DataFrame:
 
 
 def _labels_csv(path: Path) -> pd.DataFrame:
-    table = _read_table(path)
+    table = read_table(path)
     need = {"image_id", "diagnosis"}
     if not need <= set(table.columns):
         raise DatasetError(f"{path} lacks columns {sorted(need - set(table.columns))}")
@@ -118,7 +118,7 @@ def _check_agreement(labels: pd.DataFrame, txt: pd.DataFrame, where: Path) -> No
                    "half-resolution copy (PH2_labels.csv, images_half/, masks_half/); nevi -> nv, melanoma -> mel")
 def load_ph2(req: DatasetRequest) -> LesionDataset:
     info = get_info("ph2")
-    base = _dataset_dir(req, info.folder)
+    base = dataset_dir(req, info.folder)
     release = _release_dir(base)
     txt_path = next((p for p in ((release or base) / "PH2_dataset.txt", base / "PH2_dataset.txt") if p.is_file()),
                     None)

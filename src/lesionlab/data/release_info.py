@@ -3,11 +3,14 @@ PAD-UFES-20 and Derm7pt (classes, layout, official URLs, licence, citation, how 
 
 from __future__ import annotations
 
-from lesionlab.data.info import DATASET_INFO, HAM_CITATION, ISIC_ARCHIVE, DatasetInfo, RemoteSpec, UrlTableSource
+from lesionlab.data.info_types import HAM_CITATION, ISIC_ARCHIVE, DatasetInfo, RemoteSpec, UrlTableSource
 
 _T3 = "2018/ISIC2018_Task3_"
 
-DATASET_INFO.add("isic2018", DatasetInfo(
+#: The external and challenge sets, added to ``lesionlab.data.info.DATASET_INFO``.
+RELEASE_INFO: dict[str, DatasetInfo] = {}
+
+RELEASE_INFO["isic2018"] = DatasetInfo(
     name="isic2018",
     title="ISIC 2018 Challenge Task 3 (lesion diagnosis)",
     taxonomy="ham7",
@@ -32,9 +35,9 @@ DATASET_INFO.add("isic2018", DatasetInfo(
             "Training_Input", "Training_GroundTruth", "Validation_Input", "Validation_GroundTruth", "Test_Input",
             "Test_GroundTruth")),
     ),
-))
+)
 
-DATASET_INFO.add("isic2020", DatasetInfo(
+RELEASE_INFO["isic2020"] = DatasetInfo(
     name="isic2020",
     title="ISIC 2020 Challenge training set (SIIM-ISIC melanoma classification)",
     taxonomy="isic2020",
@@ -57,9 +60,9 @@ DATASET_INFO.add("isic2020", DatasetInfo(
                RemoteSpec("2020/ISIC_2020_Training_Duplicates.csv")),
         extract=("ISIC_2020_Training_JPEG.zip",),
     ),
-))
+)
 
-DATASET_INFO.add("pad_ufes_20", DatasetInfo(
+RELEASE_INFO["pad_ufes_20"] = DatasetInfo(
     name="pad_ufes_20",
     title="PAD-UFES-20 (smartphone clinical photos, Brazil)",
     taxonomy="isic8",
@@ -76,9 +79,9 @@ DATASET_INFO.add("pad_ufes_20", DatasetInfo(
             "(imgs_part_1..3) into <root>/pad_ufes_20/images/ (or leave them as imgs_part_1/ ... folders)."),
     image_folders=("images", "imgs_part_1", "imgs_part_2", "imgs_part_3"),
     modality="clinical",
-))
+)
 
-DATASET_INFO.add("derm7pt", DatasetInfo(
+RELEASE_INFO["derm7pt"] = DatasetInfo(
     name="derm7pt",
     title="Derm7pt (seven-point checklist dermatology dataset)",
     taxonomy="derm7pt",
@@ -95,10 +98,10 @@ DATASET_INFO.add("derm7pt", DatasetInfo(
             "<root>/derm7pt/meta/meta.csv and <root>/derm7pt/images/ exist."),
     image_folders=("images",),
     modality="both",
-))
+)
 
 
-DATASET_INFO.add("ph2", DatasetInfo(
+RELEASE_INFO["ph2"] = DatasetInfo(
     name="ph2",
     title="PH2 (Hospital Pedro Hispano dermoscopic database)",
     taxonomy="ham7",
@@ -119,4 +122,4 @@ DATASET_INFO.add("ph2", DatasetInfo(
         "in <root>/ph2/."
     ),
     image_folders=("images_half", "images"),
-))
+)

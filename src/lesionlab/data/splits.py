@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from lesionlab.errors import LesionLabError
+
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 _UNITS = 20  # fractions are realised in steps of 1/_UNITS (5 %)
 
 
-class LeakageError(AssertionError):
+class LeakageError(LesionLabError, AssertionError):
     """A lesion or patient appears in more than one split."""
 
 

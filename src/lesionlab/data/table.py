@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.data.taxonomy import AMBIGUOUS, Taxonomy, get_taxonomy, label_map
+from lesionlab.errors import LesionLabError
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ COLUMNS = ("image_id", "path", "label", "lesion_id", "patient_id", "age", "sex",
 SEXES = ("male", "female", "unknown")
 
 
-class DatasetError(ValueError):
+class DatasetError(LesionLabError, ValueError):
     """A dataset could not be loaded: missing files, unreadable tables, unknown labels, missing images.
 
     ``problem`` says what is wrong, ``hint`` how to get the files (a caller with a better hint can replace it).

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from lesionlab.errors import LesionLabError
 from lesionlab.registry import Registry
 
 
-class LabelMappingError(ValueError):
+class LabelMappingError(LesionLabError, ValueError):
     """A label has no counterpart in the target taxonomy (or is unknown in its own)."""
 
 

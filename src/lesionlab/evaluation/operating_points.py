@@ -4,7 +4,7 @@ For every class (one vs rest) and for the triage grouping (priority 1 — MEL/BC
 summed priority-1 probability) this gives sensitivity at fixed specificities and specificity at fixed
 sensitivities. :func:`severity_thresholds` picks the per-class thresholds stored in ``Preprocessing.thresholds``
 and :func:`most_severe_suspected` is the decision rule they drive (the same rule as
-:func:`lesionlab.serving.triage.decide_triage`): a class whose probability reaches its threshold wins over a
+:func:`lesionlab.inference.triage.decide_triage`): a class whose probability reaches its threshold wins over a
 less urgent top-1 diagnosis.
 """
 

@@ -14,13 +14,14 @@ import numpy as np
 from PIL import Image
 
 from lesionlab.config import ConfigError
+from lesionlab.errors import LesionLabError
 
 #: Short side (pixels) of the working copy the photometric statistics are measured on.
 WORK_SIDE = 128
 DARK, BRIGHT = 8, 247  # luminance at or below / at or above counts as clipped (0..255)
 
 
-class NotAssessableError(ValueError):
+class NotAssessableError(LesionLabError, ValueError):
     """The image is valid but the model cannot judge it (blank, tiny, extreme shape, exposure, blur)."""
 
     def __init__(self, name: str, reasons: list[str]) -> None:

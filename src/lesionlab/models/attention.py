@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lesionlab.errors import LesionLabError
 from lesionlab.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ ATTENTIONS: Registry[AttentionBuilder | None] = Registry("attention")
 ATTENTIONS.add("none", None, help="no attention block (the backbone's own pooled features)")
 
 
-class NoAttentionError(ValueError):
+class NoAttentionError(LesionLabError, ValueError):
     """Attention maps were asked of a model trained without an attention block."""
 
 

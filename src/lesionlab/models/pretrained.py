@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lesionlab.errors import LesionLabError
 from lesionlab.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ OFF_VALUES = frozenset({"false", "no", "none", "off", "scratch", ""})
 IMAGENET_VALUES = frozenset({"true", "yes", "imagenet"})
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(LesionLabError, RuntimeError):
     """ImageNet weights were requested but cannot be fetched (offline, no cache, package not installed)."""
 
 

@@ -56,7 +56,7 @@ class Ensemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.temperatures = tuple(float(t) for t in temperatures)
-        # optional manifest weights (lesionlab.evaluation.ensemble): a weighted mean; None = the plain mean
+        # optional manifest weights (lesionlab.models.ensemble): a weighted mean; None = the plain mean
         self.weights = None if weights is None else tuple(float(w) / sum(weights) for w in weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lesionlab.errors import LesionLabError
+
 #: Accepted sexes; ``unknown`` is what the datasets use for a missing value.
 SEXES: tuple[str, ...] = ("female", "male", "unknown")
 
@@ -20,7 +22,7 @@ SITES: tuple[str, ...] = (
 MAX_AGE = 120
 
 
-class MetadataError(ValueError):
+class MetadataError(LesionLabError, ValueError):
     """A metadata value is out of range or unknown; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -4,7 +4,7 @@ The exported graph is the classifier alone: normalised float32 ``(N, 3, H, W)`` 
 resize, normalisation, temperature, TTA and thresholds are described in ``<name>.preprocessing.json`` so a
 non-Python client can reproduce them. A second output, ``features``, holds the pooled backbone features the OOD
 detector (stored in the JSON, arrays as base64) scores. :class:`OnnxModule` lets the Python predictor run the graph
-through the same code path as the PyTorch model (:func:`lesionlab.evaluation.inference.predict_probs`).
+through the same code path as the PyTorch model (:func:`lesionlab.inference.predict.predict_probs`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lesionlab.errors import LesionLabError
 from lesionlab.models.checkpoint import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class _LogitsAndFeatures(nn.Module):
         return self.model.classify_features(features, meta), features
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(LesionLabError, RuntimeError):
     """Export is not possible (missing packages) or the exported graph disagrees with the PyTorch model."""
 
 
@@ -189,18 +190,3 @@ def load_onnx(path: str | Path) -> tuple[OnnxModule, Preprocessing, dict[str, An
 
         spec = MetadataSpec.from_dict(meta["metadata_spec"])
     return OnnxModule(path, metadata_spec=spec), prep, {**dict(meta.get("card") or {}), "ood": meta.get("ood")}
-
-
-def export_run(run: str | Path, out: str | Path | None = None, *, opset: int | None = None) -> dict[str, Any]:
-    """Export a run directory (or ``model.pt``) to ``RUN/model.onnx`` (or ``out``) with its card."""
-    from lesionlab.serving.artefacts import load_torch
-
-    run = Path(run)
-    model_file = run / "model.pt" if run.is_dir() else run
-    if not model_file.is_file():
-        raise FileNotFoundError(f"{run} is not a LesionLab run directory or model file (no {model_file.name})")
-    model, prep, card = load_torch(model_file)
-    card_dict = {"name": card.name, "dataset": card.dataset, "metrics": card.metrics, "training": card.training,
-                 "exported_from": str(model_file), "source_sha256": card.sha256}
-    target = Path(out) if out else model_file.with_suffix(".onnx")
-    return export_onnx(model, prep, target, card=card_dict, opset=opset or DEFAULT_OPSET)

@@ -18,15 +18,15 @@ from lesionlab.data.crops import get_crop
 from lesionlab.data.images import DEFAULT_MAX_PIXELS, ImageReadError, open_image
 from lesionlab.data.taxonomy import TAXONOMIES
 from lesionlab.data.transforms import to_model_input
-from lesionlab.evaluation.inference import predict_probs
 from lesionlab.inference.ood import OODResult, score_images
+from lesionlab.inference.predict import predict_probs
 from lesionlab.inference.quality import NotAssessableError, QualityConfig, check_quality
+from lesionlab.inference.triage import decide_triage
+from lesionlab.inference.unsure import is_unsure
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.serving.heatmap import colorize, compute_heatmap, default_method, png_data_url
 from lesionlab.serving.metadata import MetadataError, PatientMetadata
 from lesionlab.serving.seen import SeenImages
-from lesionlab.serving.triage import decide_triage
-from lesionlab.serving.unsure import is_unsure
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 from lesionlab.config import TrainConfig
 from lesionlab.data.batch_augment import batch_augmentation, rank_generator
 from lesionlab.data.transforms import to_model_input
+from lesionlab.errors import LesionLabError
 from lesionlab.training.mixing import batch_mixer, mix_batch
 from lesionlab.training.optim import SELF_AVERAGING, OptimizerModeHooks, create_optimizer, lightning_schedulers
 from lesionlab.training.param_groups import parameter_groups
@@ -46,7 +47,7 @@ def ema_with_warmup(decay: float):
 
     return update
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(LesionLabError, RuntimeError):
     """The training loss became NaN or infinite: the recipe (learning rate, precision, speed-ups) needs changing."""
 
 

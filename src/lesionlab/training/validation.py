@@ -8,6 +8,7 @@ from lesionlab.config import ConfigError, ExperimentConfig
 def check_component_names(cfg: ExperimentConfig) -> None:
     """Look up each named component; an unknown name raises the registry's error listing the valid ones."""
     from lesionlab.data.transforms import augmentation_params
+    from lesionlab.inference.tta import get_tta
     from lesionlab.models.backbones import resolve_backbone
     from lesionlab.models.heads import HEADS
     from lesionlab.training.losses import CLASS_WEIGHTS, LOSSES
@@ -30,3 +31,7 @@ def check_component_names(cfg: ExperimentConfig) -> None:
         UNFREEZE.get(stage.unfreeze)
     resolve_backbone(cfg.model.backbone)
     HEADS.get(cfg.model.head)
+    try:
+        get_tta(cfg.eval.tta)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"eval.tta: {exc}") from None

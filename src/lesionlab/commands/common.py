@@ -1,0 +1,76 @@
+"""Argument helpers shared by the command modules (data arguments, image lists, model arguments, quiet Lightning)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from lesionlab.config import ConfigError, DataConfig
+
+
+def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
+    p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "ham10000",
+                   help="dataset name (ham10000, isic2018, isic2019, isic2020, ph2, pad_ufes_20, derm7pt, onehot-csv, "
+                   "csv, folder, dermamnist)")
+    p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
+    p.add_argument("--image-dir", default=None, help="image folder (overrides the dataset's default layout)")
+    p.add_argument("--csv", default=None, help="table for the csv / onehot-csv datasets")
+    p.add_argument("--taxonomy", default=None, help="express labels in this taxonomy (ham7, isic8, triage)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset-specific option, e.g. isic_ground_truth=PATH (repeatable)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable/missing images (listed) instead of failing")
+
+
+def data_config_from_args(args: argparse.Namespace, **extra: object) -> DataConfig:
+    options = {}
+    for text in args.option:
+        if "=" not in text:
+            raise ConfigError(f"--option {text!r} must look like KEY=VALUE")
+        k, v = text.split("=", 1)
+        options[k] = v
+    return DataConfig(dataset=args.dataset, root=args.data_root, image_dir=args.image_dir, csv=args.csv,
+                      taxonomy=args.taxonomy, options=options, skip_bad=args.skip_bad, **extra)
+
+
+def expand_images(items: Sequence[str]) -> list[Path]:
+    from lesionlab.data.table import IMAGE_EXTENSIONS
+
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            paths.append(p)
+    return paths
+
+
+def looks_like_model(arg: str) -> bool:
+    from lesionlab.released.registry import is_released_ref
+
+    path = Path(arg)
+    if path.is_dir():
+        return any((path / f).is_file() for f in ("model.pt", "model.onnx", "ensemble.json"))
+    return path.suffix in (".pt", ".onnx", ".json", ".yaml", ".yml") or (not path.exists() and is_released_ref(arg))
+
+
+def split_model_argument(model: str | None, args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``(model, images)``: ``--model``, else a leading model argument, else None (the built-in model)."""
+    args = list(args)
+    if model is None and len(args) > 1 and looks_like_model(args[0]):
+        return args[0], args[1:]
+    if model is None and len(args) == 1 and looks_like_model(args[0]):
+        raise ConfigError(f"{args[0]} is a model: give the images to predict after it")
+    return model, args
+
+
+def quiet_lightning(verbose: bool) -> None:
+    """Lightning installs its own handler at import; keep its INFO lines (tips, device banners) out."""
+    if verbose:
+        return
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.WARNING)
+        lg.propagate = False

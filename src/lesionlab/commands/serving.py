@@ -1,0 +1,90 @@
+"""``lesionlab serve`` (REST API + web page) and ``lesionlab export`` (ONNX)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from lesionlab.config import ConfigError
+from lesionlab.serving.config import ServeConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="REST API + web page for a trained run, ensemble or ONNX export",
+        description="Serve MODEL over HTTP: the web page at /, POST /v1/predict (multipart image + optional age, "
+        "sex, site), POST /v1/predict/batch, GET /v1/model, GET /healthz, OpenAPI docs at /docs. Decision support, "
+        "not a diagnosis. Binds to 127.0.0.1 unless --host says otherwise.",
+        epilog="examples:\n  lesionlab serve runs/default-... --port 8000\n"
+        "  lesionlab serve runs/default-.../model.onnx --workers 4\n"
+        "  curl -F image=@lesion.jpg -F age=55 -F sex=female http://127.0.0.1:8000/v1/predict",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="*", metavar="MODEL",
+                   help="run directory, model.pt, model.onnx or ensemble manifest; several = an ensemble; none = the "
+                   "built-in model")
+    defaults = ServeConfig()
+    p.add_argument("--host", default=defaults.host, help=f"interface to bind (default {defaults.host}: this machine "
+                   "only; use 0.0.0.0 to expose it)")
+    p.add_argument("--port", type=int, default=defaults.port, help=f"TCP port (default {defaults.port})")
+    p.add_argument("--workers", type=int, default=defaults.workers,
+                   help=f"concurrent inferences (default {defaults.workers}); more requests wait")
+    p.add_argument("--max-request-mb", type=float, default=defaults.max_request_mb,
+                   help=f"largest request body in MiB (default {defaults.max_request_mb:g}; 413 above)")
+    p.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
+                   help=f"largest decoded image in pixels (default {defaults.max_pixels:,}; 413 above)")
+    p.add_argument("--max-batch", type=int, default=defaults.max_batch,
+                   help=f"images per batch request (default {defaults.max_batch})")
+    p.add_argument("--queue-timeout", type=float, default=defaults.queue_timeout_s,
+                   help=f"seconds a request may wait for a worker before 503 (default {defaults.queue_timeout_s:g})")
+    p.add_argument("--topk", type=int, default=defaults.topk, help=f"diagnoses listed (default {defaults.topk})")
+    p.add_argument("--quality", action="append", default=[], metavar="KEY=VALUE",
+                   help="input quality gate setting, e.g. min_side=64 or enabled=false (repeatable; see GET /v1/model)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "export", help="export a trained run to ONNX (dynamic batch) + its preprocessing JSON",
+        description="Write MODEL.onnx (normalised float32 NCHW in, logits out, dynamic batch axis) and "
+        "MODEL.preprocessing.json (size, crop, mean/std, classes, temperature, TTA, thresholds, training-data "
+        "licence, test metrics) and check ONNX Runtime against PyTorch. 'lesionlab serve' and 'predict' use ONNX "
+        "Runtime automatically for .onnx files.")
+    p.add_argument("run", help="run directory or model.pt")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    p.add_argument("--out", default=None, help="output file (default: RUN/model.onnx)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.set_defaults(func=cmd_export)
+
+
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    values = {"host": args.host, "port": args.port, "workers": args.workers, "max_request_mb": args.max_request_mb,
+              "max_pixels": args.max_pixels, "max_batch": args.max_batch, "queue_timeout_s": args.queue_timeout,
+              "topk": args.topk}
+    missing = {f.name for f in fields(ServeConfig)} - set(values)
+    if missing:  # a ServeConfig field without a CLI flag; raised, not asserted, so it holds under `python -O`
+        raise ConfigError(f"lesionlab serve has no flag for ServeConfig fields {sorted(missing)}")
+    return ServeConfig(**values)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lesionlab.inference.quality import QualityConfig
+    from lesionlab.serving.api import serve
+    from lesionlab.serving.predictor import Predictor
+
+    cfg = serve_config(args)
+    model = args.model if len(args.model) > 1 else (args.model[0] if args.model else None)
+    predictor = Predictor.load(model, max_pixels=cfg.max_pixels, quality=QualityConfig.from_overrides(args.quality))
+    print(f"Serving {predictor.card.name} ({predictor.backend}) on http://{cfg.host}:{cfg.port}/ "
+          f"(API docs: /docs). Decision support, not a diagnosis.", flush=True)
+    serve(predictor, cfg, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lesionlab.serving.export import export_run
+
+    if args.opset is not None and not 7 <= args.opset <= 30:
+        raise ConfigError(f"--opset must lie between 7 and 30, got {args.opset}")
+    summary = export_run(Path(args.run), args.out, opset=args.opset)
+    print(json.dumps(summary, indent=2))
+    return 0

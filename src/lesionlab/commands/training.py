@@ -1,0 +1,108 @@
+"""``lesionlab sweep``, ``lesionlab ablate`` and ``lesionlab augment-preview``."""
+
+from __future__ import annotations
+
+import argparse
+
+SWEEP_EPILOG = """examples:
+  lesionlab sweep configs/default.yaml --grid optimizer=adam,sgd,rmsprop lr=1e-2,1e-3
+  lesionlab sweep configs/default.yaml --grid model.backbone=resnet10t,resnet18 --set train.epochs=5
+keys: short names resolve against train.*, then model.*, data.*, eval.*; or give the dotted key.
+each cell is a full run (its own run directory under the sweep directory); cells are ranked by the
+validation metric train.monitor, never by test metrics."""
+
+ABLATE_EPILOG = """examples:
+  lesionlab ablate configs/focal-ablation.yaml --factors dropout,augment,class_weights,focal
+  lesionlab ablate configs/default.yaml --factors augment,ema --set train.epochs=5 data.image_size=32
+factors (what removing each one means):
+{factors}"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: built-in defaults)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="config overrides applied to every run (e.g. train.epochs=5 data.image_size=32)")
+    p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
+    p.add_argument("--output-dir", default=None, help="parent folder of the sweep/ablation directory "
+                   "(default: the config's output_dir)")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    extra = [f"data.root={args.data_root}"] if args.data_root else []
+    return [*args.overrides, *extra]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from lesionlab.engine.ablation_factors import ABLATIONS
+
+    p = subparsers.add_parser(
+        "sweep", help="grid search: one run per cell + results table (markdown, HTML) + validation curves",
+        description="Train one run per combination of the --grid values and compare them: results.csv, "
+        "results.md, report.html and figures/val_curves.png in a new sweep directory.",
+        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
+                   help="grid axes, e.g. optimizer=adam,sgd,rmsprop lr=1e-2,1e-3")
+    p.set_defaults(func=cmd_sweep)
+
+    factors = "\n".join(f"  {n:16s} {ABLATIONS.describe(n)}" for n in ABLATIONS)
+    p = subparsers.add_parser(
+        "ablate", help="leave-one-out ablation: full config + one run per removed factor, comparison table",
+        description="Train the full configuration and, for each factor, the same configuration without it; "
+        "compare accuracy, balanced accuracy, macro precision/recall/F1 and per-class recall on the held-out "
+        "test split (results.md, report.html; best value per column marked with ★).",
+        epilog=ABLATE_EPILOG.format(factors=factors), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--factors", required=True, help="comma-separated factors, e.g. dropout,augment,class_weights")
+    p.set_defaults(func=cmd_ablate)
+
+    p = subparsers.add_parser(
+        "augment-preview", help="write a PNG grid of augmented training images (what the network sees)",
+        description="Apply the config's augmentation (train.augment + train.augment_params) to a few training "
+        "images, several random views each, and save the grid as a PNG.",
+        epilog="example:\n  lesionlab augment-preview --config configs/default.yaml --out /tmp/aug.png "
+        "--set train.augment=heavy 'train.augment_params={degrees: 10}'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML experiment file (data + train.augment settings)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides", help="config overrides")
+    p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
+    p.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/augment-preview-<time>.png)")
+    p.add_argument("--output-dir", default=None, help="shortcut for output_dir=... (where the default PNG goes)")
+    p.add_argument("--images", type=int, default=6, help="number of training images, one row each (default 6)")
+    p.add_argument("--views", type=int, default=6, help="augmented views per image (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_augment_preview)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lesionlab.commands.common import quiet_lightning
+    from lesionlab.engine.sweep import run_sweep
+
+    quiet_lightning(args.verbose)
+    result = run_sweep(args.config, args.grid, _overrides(args), output_dir=args.output_dir)
+    print(f"{len(result.table)} cells; best by validation: {result.best}")
+    print(f"results: {(result.directory / 'results.md').resolve()}")
+    print(f"report: {(result.directory / 'report.html').resolve()}")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from lesionlab.commands.common import quiet_lightning
+    from lesionlab.engine.ablation import run_ablation
+
+    quiet_lightning(args.verbose)
+    result = run_ablation(args.config, args.factors, _overrides(args), output_dir=args.output_dir)
+    print(f"{len(result.table)} runs (full + {len(result.table) - 1} leave-one-out)")
+    print(f"results: {(result.directory / 'results.md').resolve()}")
+    print(f"report: {(result.directory / 'report.html').resolve()}")
+    return 0
+
+
+def cmd_augment_preview(args: argparse.Namespace) -> int:
+    from lesionlab.config import load_config
+    from lesionlab.training.augment_preview import augment_preview
+
+    cfg = load_config(args.config, [*_overrides(args), *([f"output_dir={args.output_dir}"] if args.output_dir else [])])
+    path = augment_preview(cfg, args.out, n_images=args.images, views=args.views, seed=args.seed)
+    print(f"augment preview: {path.resolve()}")
+    return 0

@@ -1,0 +1,190 @@
+"""``lesionlab distill``: knowledge distillation of a trained teacher (run or ensemble) into a small student.
+
+Loss per batch (Hinton et al. 2015): ``α · T² · KL(softmax(t / T) ‖ softmax(s / T)) + (1 − α) · hard(s, y)``, where
+``s`` are the student's logits, ``t`` the teacher's output on the *same augmented images* (logits of a single run,
+log of the averaged member probabilities of an ensemble) and ``hard`` the configured, class-weighted loss.
+
+Data and split come from the teacher: its config re-creates the data and the split, which must reproduce the
+teacher's recorded test split; the student trains on the teacher's training split only, and both are scored on the
+held-out test split that no teacher member ever trained or validated on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+from torch.nn import functional as F
+
+from lesionlab.config import ExperimentConfig, save_config
+from lesionlab.data.splits import check_no_leakage, check_test_unseen, split_summary
+from lesionlab.data.table import DatasetError
+from lesionlab.data.transforms import to_model_input
+from lesionlab.engine.ood import fit_run_detector
+from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
+from lesionlab.engine.train import make_loaders, resolve_precision
+from lesionlab.inference.predict import predict_probs
+from lesionlab.models.checkpoint import Preprocessing, save_model
+from lesionlab.models.classifier import create_model, default_normalisation
+from lesionlab.pretraining.config import DistillConfig
+from lesionlab.reports.artifacts import write_evaluation
+from lesionlab.reports.distill_report import STUDENT_REPORT
+from lesionlab.reports.run_report import write_run_report
+from lesionlab.runs import RunPaths
+from lesionlab.training.callbacks import HistoryWriter
+from lesionlab.training.losses import loss_from_config
+from lesionlab.training.module import LesionModule
+
+logger = logging.getLogger(__name__)
+
+
+
+class FrozenTeacher(nn.Module):
+    """The teacher in eval mode for good (Lightning's ``train()`` calls cannot switch it), without gradients."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def train(self, mode: bool = True) -> FrozenTeacher:
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images → the teacher's output (logits or ensemble log-probabilities)."""
+        return self.model(to_model_input(images, self.mean, self.std)).float()
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_output: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T² · KL(softmax(t / T) ‖ softmax(s / T))``, averaged over the batch (zero when student == teacher)."""
+    t = float(temperature)
+    target = F.softmax(teacher_output / t, dim=-1)
+    return F.kl_div(F.log_softmax(student_logits.float() / t, dim=-1), target, reduction="batchmean") * t * t
+
+
+class DistillModule(LesionModule):
+    """:class:`LesionModule` whose training loss mixes soft teacher targets with the hard labels."""
+
+    def __init__(self, student: nn.Module, hard_loss: nn.Module, cfg: DistillConfig, num_classes: int,
+                 mean: tuple[float, ...], std: tuple[float, ...], teacher: FrozenTeacher) -> None:
+        super().__init__(student, hard_loss, cfg.train, num_classes, mean, std)
+        self._teacher = (teacher,)  # not a registered sub-module: never optimised, never in the student's checkpoint
+        self.temperature, self.alpha = cfg.temperature, cfg.alpha
+
+    @property
+    def teacher(self) -> FrozenTeacher:
+        return self._teacher[0]
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.teacher.to(self.device)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        images = self.augment_batch(images)  # train.augment_on=batch
+        logits = self(images)
+        soft = distillation_loss(logits, self.teacher(images), self.temperature)
+        hard = self.loss_fn(logits, targets)
+        loss = self.alpha * soft + (1 - self.alpha) * hard
+        n = len(targets)
+        self.train_bal_acc.update(logits.detach(), targets)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train_soft_loss", soft, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train_hard_loss", hard, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train_bal_acc", self.train_bal_acc, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    run: RunPaths
+    summary: pd.DataFrame  # rows teacher / student
+    metrics: dict[str, dict]
+
+
+def student_experiment(cfg: DistillConfig, teacher_cfg: ExperimentConfig) -> ExperimentConfig:
+    """The teacher's data, split and task with the student's model, training and evaluation settings."""
+    return replace(teacher_cfg, name=cfg.name, output_dir=cfg.output_dir, model=cfg.student, train=cfg.train,
+                   eval=cfg.eval)
+
+
+def distill(cfg: DistillConfig) -> DistillResult:
+    """Train the student on the teacher's training split and compare both on the teacher's test split."""
+    from lesionlab.reports.distill_report import compare_models, write_distill_report
+
+    t0 = time.perf_counter()
+    teacher_run: LoadedRun = load_run(cfg.teacher)
+    teacher_cfg, data = prepare_run_data(teacher_run, cfg.data_root, progress=cfg.train.progress)
+    exp = student_experiment(cfg, teacher_cfg)
+    classes = data.dataset.class_names
+    if tuple(teacher_run.prep.class_names) != tuple(classes):
+        raise DatasetError(f"teacher classes {teacher_run.prep.class_names} differ from its data's {classes}")
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    run = RunPaths.create(cfg.output_dir, cfg.name)
+    save_config(exp, run.config)
+    save_config(cfg, run.root / "distill_config.yaml")
+    table = data.table
+    check_no_leakage(table, table["split"])
+    table[["image_id", "lesion_id", "label", "split"]].to_csv(run.splits, index=False)
+    counts = split_summary(table, table["split"], classes)
+
+    student = create_model(cfg.student, len(classes))
+    mean, std = default_normalisation(student, cfg.student.pretrained or bool(cfg.student.weights))
+    teacher = FrozenTeacher(teacher_run.model, teacher_run.prep.mean, teacher_run.prep.std)
+    hard = loss_from_config(cfg.train, counts.loc[list(classes), "train"].to_numpy())
+    module = DistillModule(student, hard, cfg, len(classes), mean, std, teacher)
+    train_loader, val_loader = make_loaders(data, exp)
+    ckpt = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=cfg.train.monitor,
+                           mode="min" if cfg.train.monitor == "val_loss" else "max", save_top_k=1)
+    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+                        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+                        callbacks=[ckpt, HistoryWriter(run.history)], logger=False,
+                        default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        max_time={"minutes": cfg.train.max_time_minutes} if cfg.train.max_time_minutes else None)
+    t1 = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    t_fit = time.perf_counter() - t1
+    if ckpt.best_model_path:
+        module.load_state_dict(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"])
+    final = module.inference_model().cpu().eval()
+    prep = Preprocessing(image_size=teacher_run.prep.image_size, crop=teacher_run.prep.crop, mean=mean, std=std,
+                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
+    history = pd.read_csv(run.history)
+    best_epoch = int(history.loc[history[cfg.train.monitor].idxmax(), "epoch"]) if len(history) else 0
+    detector = fit_run_detector(final, data, prep, cfg.eval.ood, cfg.eval.ood_coverage)  # the student's own
+    save_model(run.model, final, cfg.student, prep, extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
+                                                           "distilled_from": str(teacher_run.root)},
+               ood=detector.to_dict() if detector is not None else None)
+
+    test = data.indices("test")
+    check_test_unseen(table, test)  # raises LeakageError, also under `python -O`
+    y = data.targets()[test]
+    student_probs = predict_probs(final, data.images, mean, std, indices=data.rows[test], tta=cfg.eval.tta)
+    teacher_probs = predict_probs(teacher_run.model, data.images, teacher_run.prep.mean, teacher_run.prep.std,
+                                  indices=data.rows[test], tta=cfg.eval.tta)
+    metrics = write_evaluation(run.root, table.iloc[test], y, student_probs, classes, cfg.eval.topk)
+    teacher_metrics = write_evaluation(run.root / "teacher_on_test", table.iloc[test], y, teacher_probs, classes,
+                                       cfg.eval.topk)
+    summary = compare_models(teacher_run.model, final, teacher_metrics, metrics, image_size=prep.image_size,
+                             runs=cfg.latency_runs)
+    summary.to_csv(run.root / "distillation.csv")
+    seconds = {"fit": t_fit, "total": time.perf_counter() - t0}
+    (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
+    summary_info = {**data.dataset.summary(), "split_counts": counts.to_dict(), "skipped_images": 0,
+                    "cache": str(data.arrays.directory), "cache_built": data.arrays.built}
+    write_run_report(run, metrics, cfg=exp, split_counts=counts, summary=summary_info, seconds=seconds,
+                     best_epoch=best_epoch)
+    run.report.rename(run.root / STUDENT_REPORT)  # report.html becomes the distillation report, linking to it
+    write_distill_report(run, cfg, teacher_run.root, summary, metrics, teacher_metrics)
+    logger.info("Student %s: balanced accuracy %.4f vs teacher %.4f", cfg.student.backbone,
+                metrics["balanced_accuracy"], teacher_metrics["balanced_accuracy"])
+    return DistillResult(run, summary, {"student": metrics, "teacher": teacher_metrics})
