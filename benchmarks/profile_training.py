@@ -1,7 +1,7 @@
 """Where a LesionLab training step spends its time: data loading vs forward vs backward + optimiser.
 
 Runs a few batches of the real training loop pieces (the run's DataLoader over the uint8 cache with the light
-augmentation per image, or batched on the device with ``--set train.augment_on=batch``; LesionModule
+augmentation per image, or batched on the device with ``--set train.augmentation.on=batch``; LesionModule
 forward/loss, backward, AdamW step) under ``torch.profiler`` with labelled ranges, then
 prints the share of wall time per phase and the profiler's top operators.
 
@@ -20,11 +20,11 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from lesionlab.config import load_config
 from lesionlab.data.prepare import prepare_data
+from lesionlab.engine.train import make_loaders, resolve_precision
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
 from lesionlab.training.optim import create_optimizer
-from lesionlab.engine.train import make_loaders, resolve_precision
 
 
 def main() -> None:
@@ -36,13 +36,14 @@ def main() -> None:
     ap.add_argument("--backbone", default="resnet10t")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--batches", type=int, default=30, help="profiled training steps")
-    ap.add_argument("--precision", default="auto", help="train.precision (auto: bf16 where the CPU has it)")
+    ap.add_argument("--precision", default="auto", help="train.trainer.precision (auto: bf16 where the CPU has it)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="config overrides, e.g. train.augment=standard train.augment_on=batch")
+                    help="config overrides, e.g. train.augmentation.preset=standard train.augmentation.on=batch")
     args = ap.parse_args()
     cfg = load_config(None, [f"data.root={args.data_root}", f"data.image_size={args.size}",
                              f"model.backbone={args.backbone}", f"train.batch_size={args.batch_size}",
-                             "train.augment=light", *([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []),
+                             "train.augmentation.preset=light",
+                             *([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []),
                              *args.set])
     data = prepare_data(cfg.data, progress=False)
     model = create_model(cfg.model, len(data.dataset.class_names)).to(memory_format=torch.channels_last)
@@ -50,7 +51,8 @@ def main() -> None:
     counts = data.table.loc[data.indices("train"), "label"].value_counts().reindex(data.dataset.class_names)
     module = LesionModule(model, loss_from_config(cfg.train, counts.fillna(0).to_numpy()), cfg.train,
                           len(counts), mean, std)
-    opt = create_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.lr, cfg.train.weight_decay)
+    o = cfg.train.optimizer
+    opt = create_optimizer(o.name, model.parameters(), o.lr, o.weight_decay)
     train_loader, _ = make_loaders(data, cfg)
     bf16 = resolve_precision(args.precision).startswith("bf16")
     phases = {"data loading": 0.0, "batched augmentation": 0.0, "forward + loss": 0.0, "backward + step": 0.0}
@@ -62,7 +64,7 @@ def main() -> None:
             with record_function("data loading"):
                 images, targets = next(it)[:2]
             ta = time.perf_counter()
-            with record_function("batched augmentation"):  # train.augment_on=batch: on the device, in the step
+            with record_function("batched augmentation"):  # train.augmentation.on=batch: on the device, in the step
                 if module.batch_augment is not None:
                     images = module.batch_augment(images)
             t1 = time.perf_counter()

@@ -44,7 +44,7 @@ def lesionlab_side(args: argparse.Namespace) -> dict:
             "data_s": result.seconds["data"], "s_per_epoch": float(history["seconds"].mean()),
             "images_per_s": n_train * args.epochs / fit, "val_bal_acc": float(history["val_bal_acc"].iloc[-1]),
             "epoch_s": history["seconds"].tolist(), "epoch_bal_acc": history["val_bal_acc"].tolist(),
-            "precision": cfg.train.precision, "peak_rss_mb": _peak_rss_mb()}
+            "precision": cfg.train.trainer.precision, "peak_rss_mb": _peak_rss_mb()}
 
 
 def peer_side(args: argparse.Namespace) -> dict:
@@ -115,7 +115,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [f"data.root={args.data_root}", f"data.image_size={args.size}", f"model.backbone={args.backbone}",
             f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", f"output_dir={args.out}",
             "name=throughput", "train.progress=false", "eval.tta=none", "eval.gradcam_images=0",
-            f"train.precision={args.precision}", "model.drop_rate=0.2", "train.augment=light",
+            f"train.trainer.precision={args.precision}", "model.drop_rate=0.2", "train.augmentation.preset=light",
             *([f"data.max_samples={args.max_images}"] if args.max_images else []),
             *([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []), *args.set,
             *(args.fast_set if args.side == "lesionlab-fast" else [])]
@@ -143,7 +143,7 @@ def _run_side(side: str, argv: list[str], extra: list[str] = ()) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-FAST = ["train.augment_on=batch", "train.speedups.progressive_resize=0.5"]
+FAST = ["train.augmentation.on=batch", "train.speedups.progressive_resize=0.5"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backbone", default="resnet10t", help="any timm name (both sides)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-images", type=int, default=None, help="stratified subset (default: all 10,015)")
-    p.add_argument("--precision", default="auto", help="LesionLab's train.precision (the peer stays fp32)")
+    p.add_argument("--precision", default="auto", help="LesionLab's train.trainer.precision (the peer stays fp32)")
     p.add_argument("--peer-workers", type=int, default=min(2, os.cpu_count() or 1), help="peer DataLoader workers")
     p.add_argument("--cache-dir", default=None, help="LesionLab image cache (default: the user cache)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra LesionLab config overrides")

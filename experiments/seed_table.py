@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lesionlab.config import DataConfig, load_config
+from lesionlab.config import DataConfig, load_run_config
 from lesionlab.evaluation.card_metrics import card_metrics
 
 KEYS = ("balanced_accuracy", "auc_macro", "accuracy", "priority1_sensitivity", "priority1_specificity")
@@ -29,7 +29,7 @@ def run_predictions(run: Path, data_root: str) -> pd.DataFrame:
         return pd.read_csv(run / "predictions.csv", dtype={"image_id": str})
     from lesionlab.engine.evaluate import evaluate_run
 
-    cfg = load_config(run / "config.yaml")
+    cfg = load_run_config(run / "config.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         evaluate_run(run, DataConfig(dataset=cfg.data.dataset, root=data_root), out_dir=tmp, exclude_seen=True,
                      progress=False)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         lesion_of = dict(zip(splits["image_id"], splits["lesion_id"], strict=True))
         summary = card_metrics(preds, names, blob["preprocessing"].get("thresholds") or {},
                                [lesion_of[i] for i in preds["image_id"]], n_boot=args.bootstrap, positive="mel")
-        cfg = load_config(run / "config.yaml")
+        cfg = load_run_config(run / "config.yaml")
         timings = json.loads((run / "timings.json").read_text())
         rows.append({"run": run.name, "seed": cfg.train.seed, "n": summary["n_images"],
                      "fit_min": timings["fit"] / 60, **{k: summary["figures"][k] for k in KEYS},

@@ -9,12 +9,15 @@ import pytest
 import yaml
 
 from lesionlab.config import (
+    MOVED_TRAIN_KEYS,
     ConfigError,
     DataConfig,
     ExperimentConfig,
     SplitConfig,
     TrainConfig,
     load_config,
+    load_run_config,
+    load_typed_config,
     parse_override,
     save_config,
     to_dict,
@@ -30,7 +33,7 @@ def get(cfg: ExperimentConfig, dotted: str) -> Any:
 
 @pytest.mark.parametrize(("text", "keys", "value"), [
     ("train.epochs=5", ["train", "epochs"], 5),
-    ("train.lr=0.5", ["train", "lr"], 0.5),
+    ("train.optimizer.lr=0.5", ["train", "optimizer", "lr"], 0.5),
     ("data.skip_bad=true", ["data", "skip_bad"], True),
     ("data.skip_bad=False", ["data", "skip_bad"], False),
     ("data.max_samples=null", ["data", "max_samples"], None),
@@ -50,10 +53,10 @@ def test_parse_override(text: str, keys: list[str], value: Any) -> None:
 # (overrides, dotted key, expected value, expected type)
 RESOLVED = [
     (["train.epochs=5"], "train.epochs", 5, int),
-    (["train.lr=0.5"], "train.lr", 0.5, float),
-    (["train.lr=2"], "train.lr", 2.0, float),  # an int where a float is expected is widened
-    (["train.lr=1e-3"], "train.lr", 1e-3, float),  # YAML 1.1 reads this as a string
-    (["train.lr=3.0e-4"], "train.lr", 3e-4, float),
+    (["train.optimizer.lr=0.5"], "train.optimizer.lr", 0.5, float),
+    (["train.optimizer.lr=2"], "train.optimizer.lr", 2.0, float),  # an int where a float is expected is widened
+    (["train.optimizer.lr=1e-3"], "train.optimizer.lr", 1e-3, float),  # YAML 1.1 reads this as a string
+    (["train.optimizer.lr=3.0e-4"], "train.optimizer.lr", 3e-4, float),
     (["data.skip_bad=true"], "data.skip_bad", True, bool),
     (["data.max_samples=null"], "data.max_samples", None, type(None)),
     (["data.max_samples=200"], "data.max_samples", 200, int),
@@ -82,10 +85,10 @@ def test_overrides_resolve_to_typed_values(overrides: list[str], key: str, value
     (["train.epochs=true"], "train.epochs must be an integer"),
     (["train.epochs=null"], "train.epochs may not be null"),
     (["train.batch_size=0"], "train.batch_size"),
-    (["train.lr=0"], "train.lr must be positive"),
-    (["train.lr=fast"], "train.lr must be a number"),
-    (["train.lr=nan"], "train.lr must be positive"),
-    (["train.label_smoothing=1"], "train.label_smoothing"),
+    (["train.optimizer.lr=0"], "train.optimizer.lr must be positive"),
+    (["train.optimizer.lr=fast"], "train.optimizer.lr must be a number"),
+    (["train.optimizer.lr=nan"], "train.optimizer.lr must be positive"),
+    (["train.loss.label_smoothing=1"], "train.loss.label_smoothing"),
     (["train.monitor=foo"], "train.monitor"),
     (["data.image_size=2"], "data.image_size must be between 8 and 1024, got 2"),
     (["data.image_size=4096"], "data.image_size"),
@@ -108,7 +111,8 @@ def test_bad_values_name_the_key(overrides: list[str], match: str) -> None:
 
 
 @pytest.mark.parametrize(("override", "section", "unknown", "some_valid"), [
-    ("train.foo=1", "train", "foo", ["epochs", "lr", "monitor"]),
+    ("train.foo=1", "train", "foo", ["epochs", "optimizer", "monitor"]),
+    ("train.optimizer.foo=1", "train.optimizer", "foo", ["name", "lr", "weight_decay"]),
     ("epochs=3", "ExperimentConfig", "epochs", ["data", "model", "train"]),
     ("data.split.bar=1", "data.split", "bar", ["val", "test", "seed", "folds"]),
     ("model.backbon=resnet18", "model", "backbon", ["backbone", "head"]),
@@ -131,7 +135,8 @@ def test_dataclasses_validate_on_construction(cls: type, kwargs: dict) -> None:
 
 ROUND_TRIP_OVERRIDES = [
     [],
-    ["name=exp1", "train.lr=1e-3", "eval.topk=1,5", "data.options.isic_ground_truth=/gt.csv", "data.max_samples=50",
+    ["name=exp1", "train.optimizer.lr=1e-3", "eval.topk=1,5", "data.options.isic_ground_truth=/gt.csv",
+     "data.max_samples=50",
      "data.split.val=0.2", "model.weights=/w.pt", "train.max_time_minutes=1.5", "data.taxonomy=triage"],
 ]
 
@@ -149,9 +154,9 @@ def test_yaml_round_trip(tmp_path: Path, overrides: list[str]) -> None:
 
 def test_yaml_file_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
-    path.write_text("name: from-file\ntrain:\n  epochs: 4\n  lr: 1e-3\ndata:\n  image_size: 32\n")
+    path.write_text("name: from-file\ntrain:\n  epochs: 4\n  optimizer: {lr: 1e-3}\ndata:\n  image_size: 32\n")
     cfg = load_config(path, overrides=["train.epochs=6"])
-    assert (cfg.name, cfg.train.epochs, cfg.train.lr, cfg.data.image_size) == ("from-file", 6, 1e-3, 32)
+    assert (cfg.name, cfg.train.epochs, cfg.train.optimizer.lr, cfg.data.image_size) == ("from-file", 6, 1e-3, 32)
     assert cfg.model == ExperimentConfig().model  # untouched sections keep their defaults
 
 
@@ -179,4 +184,79 @@ def test_empty_yaml_is_defaults(tmp_path: Path) -> None:
 
 
 def test_comma_separated_string_field() -> None:
-    assert load_config(overrides=["train.devices=0,1"]).train.devices == "0,1"
+    assert load_config(overrides=["train.trainer.devices=0,1"]).train.trainer.devices == "0,1"
+
+
+# ---- old flat train keys: refused in user configs and overrides, migrated in saved runs
+
+OLD_RUN_TRAIN = {  # the flat train section a run saved before the keys were grouped
+    "epochs": 2, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "weight_decay": 0.001, "scheduler": "cosine",
+    "warmup_epochs": 0.5, "loss": "focal", "label_smoothing": 0.0, "class_weights": "effective", "augment": "heavy",
+    "monitor": "val_loss", "patience": 3, "seed": 7, "num_workers": 0, "accelerator": "cpu", "devices": "1",
+    "num_nodes": 1, "strategy": "auto", "precision": "32-true", "progress": False, "max_time_minutes": None,
+    "ema_decay": 0.0, "effective_beta": 0.99, "focal_gamma": 1.5, "focal_alpha": [1.0, 2.0], "sampler": "balanced",
+    "undersample_cap": 40, "oversample": "duplicate", "smote_space": "pixel", "smote_k": 3, "plateau_factor": 0.3,
+    "plateau_patience": 1, "augment_params": {"degrees": 10}, "stages": [], "augment_on": "batch",
+    "speedups": {"progressive_resize": 1.0}, "mix": {"mixup": 0.0, "cutmix": 0.0, "prob": 1.0}, "layer_decay": 0.8,
+}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.lr=1e-3"], "train.lr was moved: use train.optimizer.lr"),
+    (["train.optimizer=sgd"], "train.optimizer was moved: use train.optimizer.name"),
+    (["train.loss=focal"], "train.loss was moved: use train.loss.name"),
+    (["train.scheduler=cosine"], "train.scheduler was moved: use train.schedule.name"),
+    (["train.focal_gamma=1"], "train.focal_gamma was moved: use train.loss.focal_gamma"),
+    (["train.smote_k=3"], "train.smote_k was moved: use train.sampling.smote_k"),
+    (["train.augment=heavy"], "train.augment was moved: use train.augmentation.preset"),
+    (["train.augment_params.degrees=5"], "train.augment_params was moved: use train.augmentation.params"),
+    (["train.mix.mixup=0.2"], "train.mix.mixup was moved: use train.augmentation.mix.mixup"),
+    (["train.precision=32-true"], "train.precision was moved: use train.trainer.precision"),
+])
+def test_old_flat_override_names_the_new_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    assert str(info.value) == message
+
+
+def test_old_flat_yaml_names_the_new_key(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("train:\n  epochs: 3\n  weight_decay: 0.01\n")
+    with pytest.raises(ConfigError, match=r"^train\.weight_decay was moved: use train\.optimizer\.weight_decay$"):
+        load_config(path)
+    path.write_text("experiment:\n  train:\n    lr: 0.1\n")  # nested configs say where, too
+    from lesionlab.pretraining.config import ComparePretrainingConfig
+
+    with pytest.raises(ConfigError, match=r"^experiment\.train\.lr was moved: use experiment\.train\.optimizer\.lr$"):
+        load_typed_config(ComparePretrainingConfig, path)
+
+
+def test_every_moved_key_points_at_a_real_key() -> None:
+    cfg = load_config()
+    for old, new in MOVED_TRAIN_KEYS.items():
+        assert old not in {"optimizer", "loss"} or new.startswith(f"{old}.")
+        get(cfg, f"train.{new}")  # raises AttributeError when the table is stale
+
+
+def test_saved_run_with_old_flat_keys_loads_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"name": "old-run", "train": OLD_RUN_TRAIN, "eval": {"tta": "flips"}}))
+    with pytest.raises(ConfigError, match="was moved"):  # as a user config it is refused ...
+        load_config(path)
+    cfg = load_run_config(path)  # ... as a saved run it is read silently, every value in its new place
+    t = cfg.train
+    assert (t.optimizer.name, t.optimizer.lr, t.optimizer.weight_decay, t.optimizer.layer_decay) == (
+        "sgd", 0.05, 0.001, 0.8)
+    assert (t.schedule.name, t.schedule.warmup_epochs, t.schedule.plateau_factor, t.schedule.plateau_patience) == (
+        "cosine", 0.5, 0.3, 1)
+    assert (t.loss.name, t.loss.class_weights, t.loss.effective_beta, t.loss.focal_gamma, t.loss.focal_alpha) == (
+        "focal", "effective", 0.99, 1.5, (1.0, 2.0))
+    assert (t.sampling.sampler, t.sampling.undersample_cap, t.sampling.oversample, t.sampling.smote_k) == (
+        "balanced", 40, "duplicate", 3)
+    assert (t.augmentation.preset, t.augmentation.params, t.augmentation.on) == ("heavy", {"degrees": 10}, "batch")
+    assert (t.trainer.accelerator, t.trainer.devices, t.trainer.precision, t.trainer.num_workers) == (
+        "cpu", "1", "32-true", 0)
+    assert (t.epochs, t.batch_size, t.seed, t.monitor, t.patience, t.ema_decay) == (2, 32, 7, "val_loss", 3, 0.0)
+    assert cfg.eval.tta == "flips" and cfg.name == "old-run"
+    save_config(cfg, path)  # written back in the new layout, it loads as a user config too
+    assert load_config(path) == cfg

@@ -133,9 +133,9 @@ def test_source_check_cli(two_sources: tuple[Path, Path], tmp_path: Path, capsys
                    f"    taxonomy: triage\n    sources:\n      - {{dataset: csv, csv: {a}}}\n"
                    f"      - {{dataset: csv, csv: {b}, name: other}}\n")
     out = tmp_path / "check.json"
-    assert main(["-q", "source-check", str(cfg), "--folds", "3", "--json", str(out)]) == 0
+    assert main(["-q", "source-check", "--config", str(cfg), "--folds", "3", "--json", str(out)]) == 0
     assert "WARNING" in capsys.readouterr().out and out.is_file()
-    assert main(["-q", "source-check", str(cfg), "--margin", "2"]) == 2
+    assert main(["-q", "source-check", "--config", str(cfg), "--margin", "2"]) == 2
     assert "--margin" in capsys.readouterr().err
 
 

@@ -63,7 +63,7 @@ def test_light_preset_is_a_d4_transform() -> None:
 
 
 @pytest.mark.parametrize(("params", "match"), [
-    ({"rotation": 10}, "Unknown train.augment_params key.*valid"),
+    ({"rotation": 10}, "Unknown train.augmentation.params key.*valid"),
     ({"hflip": 1.5}, "hflip must be a probability"),
     ({"degrees": -3}, "degrees must be a number"),
     ({"scale": [0.9]}, "scale must be a"),
@@ -83,7 +83,7 @@ def test_unknown_preset_lists_valid_ones() -> None:
 def test_selectable_from_yaml_and_cli(tmp_path) -> None:
     path = tmp_path / "aug.yaml"
     path.write_text("train:\n  augment: heavy\n  augment_params: {erase_p: 0.25, crop_scale: [0.7, 1.0]}\n")
-    cfg = load_config(path, ["train.augment_params.degrees=15"])
-    assert cfg.train.augment == "heavy"
-    p = augmentation_params(cfg.train.augment, cfg.train.augment_params)
+    cfg = load_config(path, ["train.augmentation.params.degrees=15"])
+    assert cfg.train.augmentation.preset == "heavy"
+    p = augmentation_params(cfg.train.augmentation.preset, cfg.train.augmentation.params)
     assert (p["erase_p"], p["crop_scale"], p["degrees"]) == (0.25, (0.7, 1.0), 15)

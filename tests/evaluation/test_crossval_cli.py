@@ -96,6 +96,11 @@ def test_calibrate_explain_robustness_compare_commands(cv_dir: Path, ham_masks_d
                  "--out", str(tmp_path / "r")]) == 0
     table = pd.read_csv(tmp_path / "r" / "robustness.csv", index_col=0)
     assert list(table.index) == ["black_corners", "jpeg"] and {"1", "5", "relative to clean"} <= set(table.columns)
+    # without --tta the run's own eval.tta (flips, see cv_dir); an explicit --tta wins
+    assert json.loads((tmp_path / "r" / "robustness.json").read_text())["tta"] == "flips"
+    assert main(["-q", "robustness", str(fold), "--corruptions", "jpeg", "--severities", "1", "--tta", "none",
+                 "--out", str(tmp_path / "r1")]) == 0
+    assert json.loads((tmp_path / "r1" / "robustness.json").read_text())["tta"] == "none"
     assert main(["-q", "robustness", str(fold), "--severities", "9"]) == 2
 
     assert main(["-q", "compare", str(cv_dir / "fold-0"), str(cv_dir / "fold-1"), str(cv_dir),

@@ -59,7 +59,8 @@ def vae_run(small_ham_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = main(["-q", "pretrain", "vae", "--output-dir", str(out), str(CONFIGS / "vae-pretrain.yaml"), "name=t",
+        code = main(["-q", "pretrain", "vae", "--output-dir", str(out), "--config", str(CONFIGS / "vae-pretrain.yaml"),
+                     "name=t",
                      "data.dataset=csv", f"data.csv={small_ham_csv}", "data.image_size=32", f"data.cache_dir={cache}",
                      "data.taxonomy=triage", "vae.encoder=tiny-convnext", "vae.latent_dim=8", "vae.warmup_epochs=1",
                      "vae.grid_images=4", "train.epochs=2", "train.batch_size=16", "train.progress=false"])

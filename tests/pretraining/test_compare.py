@@ -36,7 +36,7 @@ def test_preset_is_the_study_recipe() -> None:
     cfg = _preset()
     exp = cfg.experiment
     assert exp.task == "triage" and exp.data.taxonomy == "triage"
-    assert (exp.model.head, exp.train.optimizer, exp.train.loss) == ("mlp", "schedulefree-adamw", "focal")
+    assert (exp.model.head, exp.train.optimizer.name, exp.train.loss.name) == ("mlp", "schedulefree-adamw", "focal")
     assert [a.init for a in cfg.arms] == ["vae", "imagenet", "random"]
 
 
@@ -95,7 +95,8 @@ def test_last_stage_unfreezes_the_last_stage() -> None:
 @pytest.mark.slow
 def test_compare_pretraining_end_to_end(vae_run: Path, small_ham_csv: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    code = main(["-q", "compare-pretraining", "--output-dir", str(tmp_path), "--vae-run", str(vae_run), str(PRESET),
+    code = main(["-q", "compare-pretraining", "--output-dir", str(tmp_path), "--vae-run", str(vae_run),
+                 "--config", str(PRESET),
                  "experiment.data.dataset=csv", f"experiment.data.csv={small_ham_csv}", "experiment.data.options={}",
                  "experiment.data.image_size=32", f"experiment.data.cache_dir={tmp_path}/cache",
                  "experiment.train.batch_size=16", "experiment.train.progress=false", "frozen_epochs=2",

@@ -87,7 +87,8 @@ def test_encoder_loads_back_into_the_model_zoo(vae_run: Path) -> None:
 
 def test_bad_encoder_is_a_one_line_error(small_ham_csv: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["pretrain", "vae", "--output-dir", str(tmp_path), str(CONFIG), "vae.encoder=tiny-resnet",
+    code = main(["pretrain", "vae", "--output-dir", str(tmp_path), "--config", str(CONFIG),
+                 "vae.encoder=tiny-resnet",
                  "data.image_size=32"])
     assert code == 2
     assert "vae.encoder must be a timm ConvNeXt" in capsys.readouterr().err
@@ -101,7 +102,8 @@ def test_pretrain_on_merged_sources_checks_for_a_source_shortcut(tmp_path: Path)
     b = _write_source(tmp_path / "b", "b", ISIC_LABELS, 48, (90, 90, 140), 1)
     sources = f"[{{dataset: csv, csv: {a}}}, {{dataset: csv, csv: {b}, name: other}}]"
     out = tmp_path / "runs"
-    assert main(["-q", "pretrain", "vae", "--output-dir", str(out), str(CONFIG), "data.dataset=merged",
+    assert main(["-q", "pretrain", "vae", "--output-dir", str(out), "--config", str(CONFIG),
+                 "data.dataset=merged",
                  f"data.root={tmp_path}", f"data.options={{taxonomy: triage, sources: {sources}}}",
                  "data.image_size=32", f"data.cache_dir={tmp_path}/cache", "vae.encoder=tiny-convnext",
                  "vae.latent_dim=4", "vae.grid_images=2", "train.epochs=1", "train.batch_size=16",

@@ -11,7 +11,7 @@ from PIL import Image
 from lesionlab.cli import main
 
 TINY = ["data.max_samples=400", "data.image_size=16", "model.backbone=tiny-resnet", "train.epochs=1",
-        "train.batch_size=32", "train.progress=false", "eval.tta=none", "train.num_workers=0"]
+        "train.batch_size=32", "train.progress=false", "eval.tta=none", "train.trainer.num_workers=0"]
 
 
 @pytest.mark.parametrize("command", ["sweep", "ablate", "augment-preview"])
@@ -30,7 +30,17 @@ def test_help(command: str, capsys) -> None:
     (["sweep", "--grid", "learning_rate=1e-3"], "Unknown grid key"),
     (["ablate", "--factors", "focal"], "not part of the full configuration"),
     (["ablate", "--factors", "dropot"], "Did you mean 'dropout'"),
-    (["sweep", "--grid", "lr=1e-3", "--set", "train.sampler=weighted"], "Valid samplers: balanced, random"),
+    (["sweep", "train.sampling.sampler=weighted", "--grid", "lr=1e-3"], "Valid samplers: balanced, random"),
+    (["sweep", "--grid", "lr=1e-3", "--set", "train.epochs=2"], "--set is gone: drop it"),
+    (["augment-preview", "--set", "train.epochs=2"], "--set is gone: drop it"),
+    (["cv", "configs/default.yaml"], "give the config file as --config configs/default.yaml"),
+    (["train", "train.lr=0.1"], "train.lr was moved: use train.optimizer.lr"),
+    (["train", "train.loss.name=nope"], "train.loss.name: Unknown loss 'nope'"),
+    (["train", "eval.tta=nope"], "eval.tta:"),
+    (["cv", "train.optimizer.name=adamx"], "Did you mean 'adamw'"),
+    (["leakage-audit", "model.head=nope"], "model.head: Unknown head"),
+    (["augment-preview", "train.augmentation.preset=nope"], "Unknown augmentation"),
+    (["pretrain", "vae", "train.schedule.name=nope"], "train.schedule.name: Unknown"),
 ])
 def test_user_errors_exit_2_with_one_line(argv: list[str], message: str, capsys, tmp_path) -> None:
     assert main(["-q", *argv, "--output-dir", str(tmp_path)]) == 2
@@ -43,8 +53,8 @@ def test_user_errors_exit_2_with_one_line(argv: list[str], message: str, capsys,
 def test_augment_preview_writes_a_grid(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     code = main(["-q", "augment-preview", "--data-root", str(shared_data), "--output-dir", "out", "--images", "4",
-                 "--views", "3", "--set", *TINY, "train.augment=heavy",
-                 "train.augment_params={erase_p: 1.0}"])
+                 "--views", "3", *TINY, "train.augmentation.preset=heavy",
+                 "train.augmentation.params={erase_p: 1.0}"])
     assert code == 0
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # under the output directory, nothing else in the cwd
     (out,) = (tmp_path / "out").glob("augment-preview-*.png")
@@ -56,8 +66,8 @@ def test_augment_preview_writes_a_grid(shared_data: Path, tmp_path: Path, monkey
 def test_sweep_over_smote_spaces_on_real_data(shared_data: Path, tmp_path: Path) -> None:
     """Two real runs (pixel- and feature-space SMOTE after under-sampling); resampling stays in the training split."""
     code = main(["-q", "sweep", "--data-root", str(shared_data), "--output-dir", str(tmp_path),
-                 "--grid", "smote_space=pixel,feature", "--set", *TINY,
-                 "train.undersample_cap=20", "train.oversample=smote", "train.smote_k=3"])
+                 *TINY, "train.sampling.undersample_cap=20", "train.sampling.oversample=smote",
+                 "train.sampling.smote_k=3", "--grid", "smote_space=pixel,feature"])
     assert code == 0
     (sweep,) = list(tmp_path.iterdir())
     for name in ("results.csv", "results.md", "report.html", "figures/val_curves.png"):
@@ -79,14 +89,15 @@ def test_sweep_over_smote_spaces_on_real_data(shared_data: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("override", "valid"), [
-    ("train.loss=focall", "ce, focal"),
-    ("train.class_weights=sqrt", "effective, inverse, none"),
-    ("train.sampler=weighted", "balanced, random"),
-    ("train.oversample=adasyn", "duplicate, none, smote"),
-    ("train.augment=strong", "heavy, light, none, randaugment, standard, trivial"),
-    ("train.optimizer=lamb", "adam, adamw, rmsprop, schedulefree-adamw, sgd"),
-    ("train.scheduler=step", "constant, cosine, onecycle, plateau"),
+    ("train.loss.name=focall", "ce, focal"),
+    ("train.loss.class_weights=sqrt", "effective, inverse, none"),
+    ("train.sampling.sampler=weighted", "balanced, random"),
+    ("train.sampling.oversample=adasyn", "duplicate, none, smote"),
+    ("train.augmentation.preset=strong", "heavy, light, none, randaugment, standard, trivial"),
+    ("train.optimizer.name=lamb", "adam, adamw, rmsprop, schedulefree-adamw, sgd"),
+    ("train.schedule.name=step", "constant, cosine, onecycle, plateau"),
     ("train.stages=[{epochs: 1, lr: 0.1, unfreeze: top}]", "all, head, last"),
+    ("eval.tta=d8", "d4, flips, none"),
 ])
 def test_train_rejects_unknown_component_names_before_any_work(override: str, valid: str, capsys,
                                                                 tmp_path: Path) -> None:

@@ -41,14 +41,15 @@ def test_single_process_shard_is_in_order() -> None:
 def test_two_process_ddp_metrics_equal_single_process(shared_data: Path, tmp_path: Path) -> None:
     out, cache = tmp_path / "runs", tmp_path / "cache"
     overrides = [f"data.root={shared_data}", f"data.cache_dir={cache}", "data.max_samples=240", "data.image_size=16",
-                 "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=16", "train.num_workers=0",
+                 "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=16", "train.trainer.num_workers=0",
                  "eval.tta=none", "eval.gradcam_images=0", "eval.calibrate=false"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [sys.executable, "-m", "lesionlab", "-q", "train", "--output-dir", str(out), "--devices", "2",
-         "--strategy", "ddp", "--precision", "32-true", "name=ddp", "train.accelerator=cpu", "train.progress=false",
-         "train.augment_on=batch", *overrides],  # batched augmentation: each rank draws from its own generator
+         "--strategy", "ddp", "--precision", "32-true", "name=ddp", "train.trainer.accelerator=cpu",
+         "train.progress=false",
+         "train.augmentation.on=batch", *overrides],  # batched augmentation: each rank draws from its own generator
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     (run,) = list(out.iterdir())  # only rank 0 writes a run directory

@@ -101,18 +101,19 @@ def test_focal_alpha_from_config() -> None:
 def test_loss_selectable_from_yaml_and_cli(tmp_path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text("train:\n  loss: focal\n  focal_gamma: 3\n  class_weights: effective\n  effective_beta: 0.99\n")
-    cfg = load_config(path, ["train.focal_alpha=1,2,3"])
-    assert (cfg.train.loss, cfg.train.focal_gamma, cfg.train.class_weights) == ("focal", 3.0, "effective")
-    assert cfg.train.focal_alpha == (1.0, 2.0, 3.0)
+    cfg = load_config(path, ["train.loss.focal_alpha=1,2,3"])
+    loss = cfg.train.loss
+    assert (loss.name, loss.focal_gamma, loss.class_weights) == ("focal", 3.0, "effective")
+    assert cfg.train.loss.focal_alpha == (1.0, 2.0, 3.0)
     with pytest.raises(UnknownNameError, match="ce, focal"):
-        loss_from_config(load_config(None, ["train.loss=focall"]).train, np.array([1, 2, 3]))
+        loss_from_config(load_config(None, ["train.loss.name=focall"]).train, np.array([1, 2, 3]))
     with pytest.raises(UnknownNameError, match="effective, inverse, none"):
-        loss_from_config(load_config(None, ["train.class_weights=sqrt"]).train, np.array([1, 2, 3]))
+        loss_from_config(load_config(None, ["train.loss.class_weights=sqrt"]).train, np.array([1, 2, 3]))
 
 
-@pytest.mark.parametrize(("override", "key"), [("train.focal_gamma=-1", "focal_gamma"),
-                                               ("train.effective_beta=1", "effective_beta"),
-                                               ("train.focal_alpha=1,-2", "focal_alpha")])
+@pytest.mark.parametrize(("override", "key"), [("train.loss.focal_gamma=-1", "focal_gamma"),
+                                               ("train.loss.effective_beta=1", "effective_beta"),
+                                               ("train.loss.focal_alpha=1,-2", "focal_alpha")])
 def test_bad_values_name_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])

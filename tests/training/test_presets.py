@@ -26,11 +26,13 @@ def test_preset_loads_and_documents_itself(name: str) -> None:
 
 def test_preset_recipes() -> None:
     focal = load_config(CONFIGS / "focal-ablation.yaml")
-    assert (focal.train.loss, focal.train.focal_gamma, focal.train.class_weights) == ("focal", 2.0, "inverse")
+    assert (focal.train.loss.name, focal.train.loss.focal_gamma, focal.train.loss.class_weights) == (
+        "focal", 2.0, "inverse")
     variants = dict(ablation_configs(CONFIGS / "focal-ablation.yaml", ["dropout", "augment", "class_weights", "focal"]))
     assert len(variants) == 5
     smote = load_config(CONFIGS / "smote-undersampling.yaml")
-    assert (smote.train.undersample_cap, smote.train.oversample, smote.train.smote_space) == (250, "smote", "pixel")
+    sampling = smote.train.sampling
+    assert (sampling.undersample_cap, sampling.oversample, sampling.smote_space) == (250, "smote", "pixel")
     staged = load_config(CONFIGS / "staged-finetune.yaml")
     assert [s.unfreeze for s in staged.train.stages] == ["head", "last-block", "all"]
     assert staged.train.stages[2].lr < staged.train.stages[0].lr

@@ -19,7 +19,7 @@ TRAIN_COUNTS = np.array([30, 12, 9, 6, 20, 60, 4])
 
 
 def cfg_with(*overrides: str) -> ExperimentConfig:
-    return load_config(None, ["data.image_size=8", "train.num_workers=0", "train.batch_size=8", *overrides])
+    return load_config(None, ["data.image_size=8", "train.trainer.num_workers=0", "train.batch_size=8", *overrides])
 
 
 def split_positions(data, name: str) -> np.ndarray:
@@ -27,11 +27,11 @@ def split_positions(data, name: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("overrides", [
-    ["train.undersample_cap=10"],
-    ["train.oversample=duplicate"],
-    ["train.undersample_cap=10", "train.oversample=duplicate"],
-    ["train.oversample=smote"],
-    ["train.undersample_cap=15", "train.oversample=smote", "train.smote_k=3"],
+    ["train.sampling.undersample_cap=10"],
+    ["train.sampling.oversample=duplicate"],
+    ["train.sampling.undersample_cap=10", "train.sampling.oversample=duplicate"],
+    ["train.sampling.oversample=smote"],
+    ["train.sampling.undersample_cap=15", "train.sampling.oversample=smote", "train.sampling.smote_k=3"],
 ])
 def test_resampling_never_touches_val_or_test(prepared, overrides: list[str]) -> None:
     cfg = cfg_with(*overrides)
@@ -64,7 +64,7 @@ def test_make_loaders_refuses_resampling_from_held_out(prepared, monkeypatch) ->
 
     monkeypatch.setattr(train_set, "resample_training_split", leaky)
     with pytest.raises(LeakageError, match="outside the training split"):
-        make_loaders(prepared, cfg_with("train.oversample=duplicate"))
+        make_loaders(prepared, cfg_with("train.sampling.oversample=duplicate"))
 
 
 def test_assert_train_only() -> None:
@@ -89,7 +89,8 @@ def test_undersampling_caps_each_class_seeded() -> None:
 
 
 def test_counts_table(prepared) -> None:
-    ts = build_training_set(prepared, cfg_with("train.undersample_cap=10", "train.oversample=smote", "train.smote_k=3"))
+    ts = build_training_set(prepared, cfg_with("train.sampling.undersample_cap=10", "train.sampling.oversample=smote",
+                                               "train.sampling.smote_k=3"))
     c = ts.counts.drop(index="total")
     np.testing.assert_array_equal(c["original"], TRAIN_COUNTS)
     np.testing.assert_array_equal(c["kept"], np.minimum(TRAIN_COUNTS, 10))
@@ -97,7 +98,7 @@ def test_counts_table(prepared) -> None:
     np.testing.assert_array_equal(c["synthetic"], 10 - np.minimum(TRAIN_COUNTS, 10))
     assert ts.counts.loc["total", "synthetic"] == len(ts.synthetic_targets) == (10 - np.minimum(TRAIN_COUNTS, 10)).sum()
 
-    dup = build_training_set(prepared, cfg_with("train.oversample=duplicate")).counts.drop(index="total")
+    dup = build_training_set(prepared, cfg_with("train.sampling.oversample=duplicate")).counts.drop(index="total")
     assert (dup["total"] == TRAIN_COUNTS.max()).all() and (dup["synthetic"] == 0).all()
     np.testing.assert_array_equal(dup["duplicated"], TRAIN_COUNTS.max() - TRAIN_COUNTS)
 
@@ -124,7 +125,7 @@ def test_pixel_smote_writes_synthetic_images(prepared, tmp_path) -> None:
     from lesionlab.runs import RunPaths
 
     run = RunPaths.create(tmp_path, "r")
-    ts = build_training_set(prepared, cfg_with("train.oversample=smote", "train.smote_k=3"), run)
+    ts = build_training_set(prepared, cfg_with("train.sampling.oversample=smote", "train.sampling.smote_k=3"), run)
     assert ts.synthetic_images.dtype == np.uint8 and ts.synthetic_images.shape[1:] == (8, 8, 3)
     saved = np.load(run.root / "synthetic" / "images.npy")
     np.testing.assert_array_equal(saved, ts.synthetic_images)
@@ -142,9 +143,9 @@ def test_no_resampling_by_default(prepared, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("override", "error", "listed"), [
-    ("train.oversample=smoth", UnknownNameError, "duplicate, none, smote"),
-    ("train.sampler=weighted", UnknownNameError, "balanced, random"),
-    ("train.smote_space=latent", ConfigError, "pixel"),
+    ("train.sampling.oversample=smoth", UnknownNameError, "duplicate, none, smote"),
+    ("train.sampling.sampler=weighted", UnknownNameError, "balanced, random"),
+    ("train.sampling.smote_space=latent", ConfigError, "pixel"),
 ])
 def test_unknown_names_list_valid_ones(prepared, override: str, error: type, listed: str) -> None:
     with pytest.raises(error, match=listed):
@@ -152,7 +153,7 @@ def test_unknown_names_list_valid_ones(prepared, override: str, error: type, lis
 
 
 def test_balanced_sampler_equalises_classes(prepared) -> None:
-    train_loader, _ = make_loaders(prepared, cfg_with("train.sampler=balanced"))
+    train_loader, _ = make_loaders(prepared, cfg_with("train.sampling.sampler=balanced"))
     drawn = np.array(list(train_loader.sampler))
     targets = train_loader.dataset.targets[drawn]
     freq = np.bincount(targets, minlength=7) / len(targets)
@@ -164,4 +165,4 @@ def test_balanced_sampler_equalises_classes(prepared) -> None:
 def test_smallest_class_is_checked(prepared) -> None:
     data = make_prepared([30, 12, 9, 6, 20, 60, 1])
     with pytest.raises(ConfigError, match="at least 2 training samples"):
-        build_training_set(data, cfg_with("train.oversample=smote"))
+        build_training_set(data, cfg_with("train.sampling.oversample=smote"))

@@ -122,10 +122,10 @@ def test_plateau_inside_lightning() -> None:
 
 
 def test_names_selectable_from_config() -> None:
-    cfg = load_config(None, ["train.optimizer=schedulefree-adamw", "train.scheduler=plateau",
-                             "train.plateau_factor=0.2", "train.plateau_patience=4"])
-    assert (cfg.train.optimizer, cfg.train.scheduler, cfg.train.plateau_factor) == ("schedulefree-adamw", "plateau",
-                                                                                    0.2)
+    cfg = load_config(None, ["train.optimizer.name=schedulefree-adamw", "train.schedule.name=plateau",
+                             "train.schedule.plateau_factor=0.2", "train.schedule.plateau_patience=4"])
+    assert (cfg.train.optimizer.name, cfg.train.schedule.name, cfg.train.schedule.plateau_factor) == (
+        "schedulefree-adamw", "plateau", 0.2)
     sched = create_scheduler("plateau", torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), 10, 0,
                              factor=0.2, patience=4)
     assert (sched.factor, sched.patience) == (0.2, 4)

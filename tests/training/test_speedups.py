@@ -96,8 +96,8 @@ def test_batch_mode_loader_yields_raw_cache_pixels_and_the_module_augments(prepa
     from lesionlab.data.batch_augment import BatchAugment
     from lesionlab.engine.train import make_loaders
 
-    cfg = load_config(None, ["data.image_size=8", "train.batch_size=16", "train.augment=standard",
-                             "train.augment_on=batch"])
+    cfg = load_config(None, ["data.image_size=8", "train.batch_size=16", "train.augmentation.preset=standard",
+                             "train.augmentation.on=batch"])
     train_loader, _ = make_loaders(prepared, cfg)
     assert train_loader.dataset.transform is None  # augmentation left the loader...
     images, _ = next(iter(train_loader))

@@ -25,8 +25,8 @@ def fake_train(monkeypatch):
 
     def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
         calls.append(cfg)
-        score = {"adam": 0.6, "sgd": 0.7, "rmsprop": 0.5}.get(cfg.train.optimizer, 0.4) + cfg.train.lr
-        score -= 0.1 * (cfg.train.augment == "none") + 0.05 * (cfg.model.drop_rate == 0)
+        score = {"adam": 0.6, "sgd": 0.7, "rmsprop": 0.5}.get(cfg.train.optimizer.name, 0.4) + cfg.train.optimizer.lr
+        score -= 0.1 * (cfg.train.augmentation.preset == "none") + 0.05 * (cfg.model.drop_rate == 0)
         pd.DataFrame({"epoch": [1, 2], "val_bal_acc": [score - 0.1, score], "val_loss": [1.0, 1.0 - score]}).to_csv(
             run.history, index=False)
         metrics = {"accuracy": score + 0.1, "balanced_accuracy": score, "auc_macro": 0.9,
@@ -39,8 +39,8 @@ def fake_train(monkeypatch):
 
 
 def test_resolve_keys() -> None:
-    assert resolve_key("lr") == "train.lr"
-    assert resolve_key("optimizer") == "train.optimizer"
+    assert resolve_key("lr") == "train.optimizer.lr"
+    assert resolve_key("optimizer") == "train.optimizer.name"
     assert resolve_key("backbone") == "model.backbone"
     assert resolve_key("image_size") == "data.image_size"
     assert resolve_key("data.split.seed") == "data.split.seed"
@@ -53,9 +53,9 @@ def test_resolve_keys() -> None:
 def test_grid_cells() -> None:
     axes = parse_grid(["optimizer=adam,sgd,rmsprop", "lr=1e-2,1e-3"])
     cells = grid_cells(axes)
-    assert len(cells) == 6 and cells[0] == {"train.optimizer": "adam", "train.lr": "1e-2"}
-    assert {c["train.optimizer"] for c in cells} == {"adam", "sgd", "rmsprop"}
-    for bad in (["lr"], ["lr="], ["lr=1,2", "train.lr=3"]):
+    assert len(cells) == 6 and cells[0] == {"train.optimizer.name": "adam", "train.optimizer.lr": "1e-2"}
+    assert {c["train.optimizer.name"] for c in cells} == {"adam", "sgd", "rmsprop"}
+    for bad in (["lr"], ["lr="], ["lr=1,2", "train.optimizer.lr=3"]):
         with pytest.raises(ConfigError):
             parse_grid(bad)
 
@@ -64,7 +64,7 @@ def test_sweep_runs_every_cell_and_ranks_by_validation(fake_train, tmp_path) -> 
     result = run_sweep(None, ["optimizer=adam,sgd,rmsprop", "lr=1e-2,1e-3"], ["data.image_size=16"],
                        output_dir=tmp_path)
     assert len(fake_train) == 6
-    assert {(c.train.optimizer, c.train.lr) for c in fake_train} == {
+    assert {(c.train.optimizer.name, c.train.optimizer.lr) for c in fake_train} == {
         (o, lr) for o in ("adam", "sgd", "rmsprop") for lr in (1e-2, 1e-3)}
     assert all(c.data.image_size == 16 for c in fake_train)
     assert result.best == "optimizer=sgd_lr=1e-2"
@@ -88,15 +88,15 @@ def test_sweep_checks_every_cell_before_training(fake_train, tmp_path) -> None:
 
 def test_ablation_variants() -> None:
     variants = dict(ablation_configs(None, ["dropout", "augment", "class_weights", "focal"],
-                                     ["train.loss=focal", "train.augment=standard"]))
+                                     ["train.loss.name=focal", "train.augmentation.preset=standard"]))
     assert list(variants) == ["full", "-dropout", "-augment", "-class_weights", "-focal"]
     full = variants["full"]
-    assert (full.model.drop_rate, full.train.augment, full.train.class_weights, full.train.loss) == (
-        0.2, "standard", "inverse", "focal")
-    assert variants["-dropout"].model.drop_rate == 0 and variants["-dropout"].train.loss == "focal"
-    assert variants["-augment"].train.augment == "none" and variants["-augment"].model.drop_rate == 0.2
-    assert variants["-class_weights"].train.class_weights == "none"
-    assert variants["-focal"].train.loss == "ce" and variants["-focal"].train.class_weights == "inverse"
+    assert (full.model.drop_rate, full.train.augmentation.preset, full.train.loss.class_weights,
+            full.train.loss.name) == (0.2, "standard", "inverse", "focal")
+    assert variants["-dropout"].model.drop_rate == 0 and variants["-dropout"].train.loss.name == "focal"
+    assert variants["-augment"].train.augmentation.preset == "none" and variants["-augment"].model.drop_rate == 0.2
+    assert variants["-class_weights"].train.loss.class_weights == "none"
+    assert variants["-focal"].train.loss.name == "ce" and variants["-focal"].train.loss.class_weights == "inverse"
 
 
 def test_ablation_rejects_absent_or_unknown_factors() -> None:
@@ -117,7 +117,8 @@ def test_gap_factor_swaps_average_for_max_pooling() -> None:
 
 
 def test_ablation_table_marks_the_best(fake_train, tmp_path) -> None:
-    result = run_ablation(None, "dropout,augment", ["train.optimizer=sgd", "train.lr=0.01"], output_dir=tmp_path)
+    result = run_ablation(None, "dropout,augment", ["train.optimizer.name=sgd", "train.optimizer.lr=0.01"],
+                          output_dir=tmp_path)
     assert [c.name for c in fake_train] == ["full", "without-dropout", "without-augment"]
     table = result.table
     assert list(table.index) == ["full", "− dropout", "− augment"]

@@ -1,4 +1,5 @@
-"""Argument helpers shared by the command modules (data arguments, image lists, model arguments, quiet Lightning)."""
+"""Argument helpers shared by the command modules: the one config grammar (``--config FILE key=value ...``), data
+arguments, image lists, model arguments, quiet Lightning."""
 
 from __future__ import annotations
 
@@ -6,8 +7,56 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
-from lesionlab.config import ConfigError, DataConfig
+from lesionlab.config import ConfigError, DataConfig, ExperimentConfig, load_typed_config
+
+T = TypeVar("T")
+
+#: Appended to the help of every config-taking command.
+OVERRIDES_HELP = ("config overrides as key=value (e.g. train.epochs=5 train.optimizer.lr=1e-3); give them together, "
+                  "before or after the --options")
+
+
+def add_config_args(p: argparse.ArgumentParser, config_help: str = "YAML experiment file (see configs/)",
+                    overrides_example: str = "train.epochs=5 data.image_size=48") -> None:
+    """``--config FILE`` and positional ``key=value`` overrides: the grammar of every command that takes a config."""
+    p.add_argument("--config", default=None, metavar="FILE", help=f"{config_help}; default: the built-in defaults")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help=f"config overrides, e.g. {overrides_example} (after --config, before or after the options)")
+    p.add_argument("--set", nargs="*", default=None, dest="removed_set", help=argparse.SUPPRESS)
+
+
+def config_overrides(args: argparse.Namespace, *extra: str) -> list[str]:
+    """The command's ``key=value`` overrides followed by ``extra`` (from shortcut options); old grammars refused."""
+    if getattr(args, "removed_set", None) is not None:
+        raise ConfigError("--set is gone: drop it and give the overrides as plain key=value arguments "
+                          f"(e.g. lesionlab {args.command} --config FILE train.epochs=5)")
+    for item in args.overrides:
+        if "=" not in item and Path(item).suffix in (".yaml", ".yml"):
+            raise ConfigError(f"{item} is not a key=value override: give the config file as --config {item}")
+    return [*args.overrides, *extra]
+
+
+def load_experiment(config: str | Path | None, overrides: Sequence[str] = (),
+                    cls: type[T] = ExperimentConfig) -> T:  # type: ignore[assignment]
+    """Defaults ← ``config`` ← ``overrides``, every registered name checked (before any data is read or any
+    directory is made); the one way a command builds its config."""
+    from lesionlab.training.validation import check_component_names
+
+    cfg = load_typed_config(cls, config, list(overrides))
+    check_component_names(cfg)
+    return cfg
+
+
+def shortcut_overrides(args: argparse.Namespace, **keys: str) -> list[str]:
+    """``key=value`` for each shortcut option that was given, e.g. ``data_root="data.root"``."""
+    out: list[str] = []
+    for attr, key in keys.items():
+        value: Any = getattr(args, attr, None)
+        if value not in (None, False):
+            out.append(f"{key}={'true' if value is True else value}")
+    return out
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:

@@ -8,31 +8,40 @@ import sys
 from pathlib import Path
 
 from lesionlab.commands.common import (
+    add_config_args,
     add_data_args,
+    config_overrides,
     data_config_from_args,
     expand_images,
+    load_experiment,
     quiet_lightning,
+    shortcut_overrides,
     split_model_argument,
 )
-from lesionlab.config import ConfigError, load_config
+from lesionlab.config import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train + evaluate on the held-out test split + write the HTML report",
                        description="Train a model. Defaults ← --config YAML ← key=value overrides "
-                       "(e.g. train.epochs=10 model.backbone=resnet18 data.image_size=96). "
+                       "(e.g. train.epochs=10 train.optimizer.lr=1e-3 model.backbone=resnet18 data.image_size=96). "
+                       "Every registered name (loss, optimizer, backbone, eval.tta, ...) is checked first. "
                        "The resolved config, splits, checkpoints, metrics, figures and report.html go to a new "
-                       "run directory under output_dir.")
-    p.add_argument("--config", default=None, help="YAML experiment file (see configs/)")
+                       "run directory under output_dir.",
+                       epilog="example:\n  lesionlab train --config configs/default.yaml train.epochs=10 "
+                       "train.loss.name=focal --data-root ../shared/data",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, overrides_example="train.epochs=10 train.optimizer.lr=1e-3 data.image_size=96")
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
     p.add_argument("--output-dir", default=None, help="shortcut for output_dir=...")
     p.add_argument("--skip-bad", action="store_true", help="shortcut for data.skip_bad=true")
-    p.add_argument("--devices", default=None, help="shortcut for train.devices=... (2, auto, 0,1)")
-    p.add_argument("--num-nodes", type=int, default=None, help="shortcut for train.num_nodes=... (multi-node DDP)")
-    p.add_argument("--strategy", default=None, help="shortcut for train.strategy=... (auto, ddp, ddp_spawn, fsdp)")
-    p.add_argument("--precision", default=None, help="shortcut for train.precision=... (auto, 32-true, bf16-mixed, "
-                   "16-mixed)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument("--devices", default=None, help="shortcut for train.trainer.devices=... (2, auto, 0,1)")
+    p.add_argument("--num-nodes", type=int, default=None,
+                   help="shortcut for train.trainer.num_nodes=... (multi-node DDP)")
+    p.add_argument("--strategy", default=None,
+                   help="shortcut for train.trainer.strategy=... (auto, ddp, ddp_spawn, fsdp)")
+    p.add_argument("--precision", default=None,
+                   help="shortcut for train.trainer.precision=... (auto, 32-true, bf16-mixed, 16-mixed)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
@@ -89,17 +98,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lesionlab.engine.train import train
 
     quiet_lightning(args.verbose)
-    overrides = list(args.overrides)
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    if args.skip_bad:
-        overrides.append("data.skip_bad=true")
-    for key in ("devices", "num_nodes", "strategy", "precision"):  # distributed/precision shortcuts
-        if getattr(args, key, None) is not None:
-            overrides.append(f"train.{key}={getattr(args, key)}")
-    cfg = load_config(args.config, overrides)
+    overrides = config_overrides(args, *shortcut_overrides(
+        args, data_root="data.root", output_dir="output_dir", skip_bad="data.skip_bad",
+        devices="train.trainer.devices", num_nodes="train.trainer.num_nodes", strategy="train.trainer.strategy",
+        precision="train.trainer.precision"))
+    cfg = load_experiment(args.config, overrides)
     result = train(cfg)
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports

@@ -7,31 +7,22 @@ inside the command functions so ``lesionlab --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-EXPERIMENT_HELP = "YAML experiment file (see configs/), then key=value overrides (e.g. train.epochs=5)"
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", default=None, help="YAML experiment file (optional; see configs/)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.image_size=48")
+    from lesionlab.commands.common import add_config_args
+
+    add_config_args(p, overrides_example="train.epochs=5 data.image_size=48")
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
     p.add_argument("--output-dir", default=None, help="shortcut for output_dir=...")
 
 
 def _load_experiment(args: argparse.Namespace):
-    from lesionlab.commands.common import quiet_lightning
-    from lesionlab.config import load_config
+    from lesionlab.commands.common import config_overrides, load_experiment, quiet_lightning, shortcut_overrides
 
     quiet_lightning(args.verbose)
-    config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config and not Path(config).is_file():  # only overrides were given
-        config, overrides = None, [config, *overrides]
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    return load_config(config, overrides)
+    return load_experiment(args.config, config_overrides(
+        args, *shortcut_overrides(args, data_root="data.root", output_dir="output_dir")))
 
 
 def _csv_list(text: str | None, kind=str) -> list | None:
@@ -52,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "per-fold test metrics, mean ± std, the ensemble and the ensemble + TTA, with ECE before/"
                            "after temperature scaling. The output folder is an ensemble (ensemble.json) that "
                            "`lesionlab evaluate` and `lesionlab predict` accept like a run.\n\nexample:\n"
-                           "  lesionlab cv configs/default.yaml train.epochs=10 data.image_size=48 --folds 5\n"
-                           "(give CONFIG and the key=value overrides together, before or after the --options)"))
+                           "  lesionlab cv --config configs/default.yaml train.epochs=10 data.image_size=48 --folds 5\n"
+                           "(give the key=value overrides together, before or after the --options)"))
     _experiment_args(p)
     p.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
     p.add_argument("--weights", choices=("equal", "val"), default="equal",
@@ -78,8 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
     p.add_argument("--no-temperature", action="store_true", help="keep T = 1 (thresholds only)")
-    p.add_argument("--sensitivity", type=float, default=0.9,
-                   help="sensitivity target of the priority-1 thresholds on validation (default 0.9)")
+    p.add_argument("--sensitivity", type=float, default=None,
+                   help="sensitivity target of the priority-1 thresholds on validation (default: the run's "
+                   "eval.triage_sensitivity, 0.9 where it is null)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("explain", help="Grad-CAM / Grad-CAM++ heat-maps, CAM-in-lesion score, gallery",
@@ -88,8 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "a gallery of correct and wrong predictions. With IMAGES: one overlay PNG per image.")
     p.add_argument("run", help="run directory or ensemble folder")
     p.add_argument("images", nargs="*", help="image files or folders (default: the run's test split)")
-    p.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam", help="CAM method")
-    p.add_argument("--masks", default=None, help="lesion-mask folder (<id>_segmentation.png; default: beside the data)")
+    p.add_argument("--method", choices=("gradcam", "gradcam++"), default=None,
+                   help="CAM method (default: the run's eval.gradcam_method)")
+    p.add_argument("--masks", default=None, help="lesion-mask folder (<id>_segmentation.png; default: the run's "
+                   "eval.mask_dir, else beside the data)")
     p.add_argument("--max-images", type=int, default=200, help="test images to explain (class-balanced sample)")
     p.add_argument("--per-class", type=int, default=3, help="gallery: correct and wrong examples per class")
     p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
@@ -105,7 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corruptions", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--severities", default="1,2,3,4,5", help="comma-separated severities (default 1,2,3,4,5)")
     p.add_argument("--max-images", type=int, default=None, help="stratified subset of the test split")
-    p.add_argument("--tta", default="none", help="TTA policy for this evaluation (default none: 1 view)")
+    p.add_argument("--tta", default=None, help="TTA policy for this evaluation, e.g. none (1 view), flips, d4 "
+                   "(default: the run's eval.tta)")
     p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/robustness/<time>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random corruptions")
@@ -117,7 +112,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "leak behind several published numbers) and on the lesion-disjoint split — and report how "
                            "much the image-level split inflates every test metric. Also lists near-duplicate images "
                            "across the lesion-disjoint splits (perceptual hashes).\n\nexample:\n  lesionlab "
-                           "leakage-audit configs/default.yaml train.epochs=5 data.image_size=48 --hash-distance 4"))
+                           "leakage-audit --config configs/default.yaml train.epochs=5 data.image_size=48 "
+                           "--hash-distance 4"))
     _experiment_args(p)
     p.add_argument("--hash-distance", type=int, default=4, help="near-duplicate: pHash within this many bits")
     p.add_argument("--duplicates-only", action="store_true", help="only the near-duplicate scan (no training)")
@@ -235,7 +231,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
     from lesionlab.engine.recalibrate import recalibrate_run
 
-    if not 0 < args.sensitivity < 1:
+    if args.sensitivity is not None and not 0 < args.sensitivity < 1:
         raise ConfigError("--sensitivity must lie in (0, 1)")
     s = recalibrate_run(args.run, data_root=args.data_root, calibrate=not args.no_temperature,
                         triage_sensitivity=args.sensitivity)

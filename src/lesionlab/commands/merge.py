@@ -14,26 +14,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and compare its balanced accuracy with chance and with a diagnosis-only baseline. Exit code 0 either way; "
         "the message says WARNING when the sources are distinguishable by at least --margin above chance.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("config", help="experiment YAML whose data section describes the (merged) dataset")
+    from lesionlab.commands.common import add_config_args
+
+    add_config_args(p, "experiment YAML whose data section describes the (merged) dataset", "data.image_size=32")
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
     p.add_argument("--features", default="pixels", help="pixels | colour-stats")
     p.add_argument("--margin", type=float, default=0.15, help="warn at balanced accuracy >= chance + margin")
     p.add_argument("--folds", type=int, default=5, help="lesion-grouped cross-validation folds")
     p.add_argument("--max-images", type=int, default=4000, help="random subset size (keeps the check fast)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.image_size=32")
     p.set_defaults(func=cmd_source_check)
 
 
 def cmd_source_check(args: argparse.Namespace) -> int:
-    from lesionlab.config import ConfigError, load_config
+    from lesionlab.commands.common import config_overrides, load_experiment, shortcut_overrides
+    from lesionlab.config import ConfigError
     from lesionlab.data.prepare import prepare_data
     from lesionlab.data.source_check import source_shortcut_check
 
     if not 0 < args.margin < 1 or args.folds < 2 or args.max_images < 4:
         raise ConfigError("--margin must lie in (0, 1), --folds be at least 2 and --max-images at least 4")
-    overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
-    cfg = load_config(args.config, overrides)
+    cfg = load_experiment(args.config, config_overrides(args, *shortcut_overrides(args, data_root="data.root")))
     data = prepare_data(cfg.data, progress=False, with_split=False)
     result = source_shortcut_check(data, features=args.features, folds=args.folds, margin=args.margin,
                                    max_images=args.max_images, seed=cfg.data.split.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-METHODS_HELP = "knn (default; Sun et al. 2022), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)"
+METHODS_HELP = "knn (Sun et al. 2022), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog="example:\n  lesionlab fit-ood runs/default-XXXX --method knn --coverage 0.975",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run directory or ensemble folder")
-    p.add_argument("--method", default="knn", help=METHODS_HELP)
-    p.add_argument("--coverage", type=float, default=0.975,
-                   help="share of validation lesions the threshold lets through (default 0.975)")
+    p.add_argument("--method", default=None, help=f"{METHODS_HELP} (default: the run's eval.ood, knn where it "
+                   "is none)")
+    p.add_argument("--coverage", type=float, default=None,
+                   help="share of validation lesions the threshold lets through (default: the run's "
+                   "eval.ood_coverage)")
     p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
     p.set_defaults(func=cmd_fit_ood)
 
@@ -43,7 +45,7 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
     from lesionlab.engine.ood import fit_ood_run
 
-    if not 0 < args.coverage < 1:
+    if args.coverage is not None and not 0 < args.coverage < 1:
         raise ConfigError(f"--coverage must lie in (0, 1), got {args.coverage}")
     summary = fit_ood_run(args.run, args.method, args.coverage, args.data_root)
     print(f"OOD detector: {summary.get('rule')}")

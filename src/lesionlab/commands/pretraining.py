@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 
-def _add_common(p: argparse.ArgumentParser, overrides_help: str, data_key: str = "data.root") -> None:
+def _add_common(p: argparse.ArgumentParser, config_help: str, overrides_help: str, data_key: str = "data.root") -> None:
+    from lesionlab.commands.common import add_config_args
+
+    add_config_args(p, config_help, overrides_help)
     p.add_argument("--data-root", default=None, help=f"shortcut for {data_key}=...")
     p.add_argument("--output-dir", default=None, help="shortcut for output_dir=...")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help=f"config overrides, e.g. {overrides_help}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "several merged (data.dataset=merged). Writes encoder.safetensors (use it as model.weights with "
         "model.backbone=<vae.encoder>), reconstructions, prior samples, a 2-D projection of the latent means "
         "coloured by diagnosis (labels colour the plot only), loss curves (reconstruction, KL, β) and report.html. "
-        "Defaults ← CONFIG ← key=value overrides (see configs/vae-pretrain.yaml).",
-        epilog="example: lesionlab pretrain vae --data-root ../shared/data configs/vae-pretrain.yaml "
-        "vae.encoder=tiny-convnext data.image_size=32 train.epochs=5   (options go before CONFIG)")
-    p.add_argument("config", help="YAML file (PretrainConfig: name, data, vae, train), e.g. configs/vae-pretrain.yaml")
-    _add_common(p, "train.epochs=5 data.image_size=32 vae.latent_dim=64 vae.beta_schedule=cyclical")
+        "Defaults ← --config FILE ← key=value overrides (see configs/vae-pretrain.yaml).",
+        epilog="example: lesionlab pretrain vae --data-root ../shared/data --config configs/vae-pretrain.yaml "
+        "vae.encoder=tiny-convnext data.image_size=32 train.epochs=5")
+    _add_common(p, "YAML file (PretrainConfig: name, data, vae, train), e.g. configs/vae-pretrain.yaml",
+                "train.epochs=5 data.image_size=32 vae.latent_dim=64 vae.beta_schedule=cyclical")
     p.set_defaults(func=cmd_pretrain_vae)
 
     p = subparsers.add_parser(
@@ -37,11 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(final value, change, slopes per phase, overfitting gap), learning curves side by side and report.html. "
         "See configs/compare-pretraining.yaml.",
         epilog="example: lesionlab compare-pretraining --vae-run runs/vae-pretrain-... "
-        "configs/compare-pretraining.yaml frozen_epochs=6 finetune_epochs=2 experiment.data.image_size=32   "
-        "(options go before CONFIG)")
-    p.add_argument("config", help="YAML file (ComparePretrainingConfig), e.g. configs/compare-pretraining.yaml")
+        "--config configs/compare-pretraining.yaml frozen_epochs=6 finetune_epochs=2 experiment.data.image_size=32")
     p.add_argument("--vae-run", default=None, help="shortcut for vae_run=... (a 'pretrain vae' run directory)")
-    _add_common(p, "frozen_epochs=6 finetune_epochs=2 experiment.train.lr=3e-4 experiment.data.image_size=32",
+    _add_common(p, "YAML file (ComparePretrainingConfig), e.g. configs/compare-pretraining.yaml",
+                "frozen_epochs=6 finetune_epochs=2 experiment.train.optimizer.lr=3e-4 experiment.data.image_size=32",
                 "experiment.data.root")
     p.set_defaults(func=cmd_compare_pretraining)
 
@@ -54,29 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: lesionlab distill --output-dir runs runs/teacher-... student.backbone=mobilenetv3_small_050 "
         "temperature=4 alpha=0.7 train.epochs=10")
     p.add_argument("teacher", help="teacher run directory (model.pt) or ensemble directory (ensemble.json)")
-    p.add_argument("--config", default=None, help="YAML file (DistillConfig) with defaults for the options")
-    _add_common(p, "student.backbone=mobilenetv3_small_050 temperature=4 alpha=0.7 train.epochs=10",
-                "data_root")
+    _add_common(p, "YAML file (DistillConfig) with defaults for the options",
+                "student.backbone=mobilenetv3_small_050 temperature=4 alpha=0.7 train.epochs=10", "data_root")
     p.set_defaults(func=cmd_distill)
 
 
-def _overrides(args: argparse.Namespace, data_key: str = "data.root") -> list[str]:
-    extra = list(args.overrides)
-    if args.data_root:
-        extra.append(f"{data_key}={args.data_root}")
-    if args.output_dir:
-        extra.append(f"output_dir={args.output_dir}")
-    return extra
+def _load(args: argparse.Namespace, cls: type, *first: str, data_key: str = "data.root"):
+    """``cls`` from ``--config`` ← ``first`` ← the overrides ← the shortcut options, every registered name checked."""
+    from lesionlab.commands.common import config_overrides, load_experiment, quiet_lightning, shortcut_overrides
+
+    quiet_lightning(args.verbose)
+    shortcuts = shortcut_overrides(args, data_root=data_key, output_dir="output_dir", vae_run="vae_run")
+    return load_experiment(args.config, [*first, *config_overrides(args, *shortcuts)], cls)
 
 
 def cmd_pretrain_vae(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
-    from lesionlab.config import load_typed_config
     from lesionlab.engine.pretrain import pretrain_vae
     from lesionlab.pretraining.config import PretrainConfig
 
-    quiet_lightning(args.verbose)
-    result = pretrain_vae(load_typed_config(PretrainConfig, args.config, _overrides(args)))
+    result = pretrain_vae(_load(args, PretrainConfig))
     m = result.metrics
     print(f"validation -ELBO {m['val_elbo']:.1f} (reconstruction {m['val_recon']:.1f}, KL {m['val_kl']:.1f}) | "
           f"{m['epochs']} epochs | {result.seconds['total']:.0f}s")
@@ -86,30 +83,20 @@ def cmd_pretrain_vae(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_pretraining(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
-    from lesionlab.config import load_typed_config
     from lesionlab.engine.compare_pretraining import compare_pretraining
     from lesionlab.pretraining.config import ComparePretrainingConfig
 
-    quiet_lightning(args.verbose)
-    extra = _overrides(args, "experiment.data.root")
-    if args.vae_run:
-        extra.append(f"vae_run={args.vae_run}")
-    result = compare_pretraining(load_typed_config(ComparePretrainingConfig, args.config, extra))
+    result = compare_pretraining(_load(args, ComparePretrainingConfig, data_key="experiment.data.root"))
     print(result.summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"report: {result.report.resolve()}")
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
-    from lesionlab.config import load_typed_config
     from lesionlab.engine.distill import distill
     from lesionlab.pretraining.config import DistillConfig
 
-    quiet_lightning(args.verbose)
-    result = distill(load_typed_config(DistillConfig, args.config,
-                                       [f"teacher={args.teacher}", *_overrides(args, "data_root")]))
+    result = distill(_load(args, DistillConfig, f"teacher={args.teacher}", data_key="data_root"))
     print(result.summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"student run: {result.run.root.resolve()}")
     print(f"report: {result.run.report.resolve()}")

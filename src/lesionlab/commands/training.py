@@ -5,31 +5,37 @@ from __future__ import annotations
 import argparse
 
 SWEEP_EPILOG = """examples:
-  lesionlab sweep configs/default.yaml --grid optimizer=adam,sgd,rmsprop lr=1e-2,1e-3
-  lesionlab sweep configs/default.yaml --grid model.backbone=resnet10t,resnet18 --set train.epochs=5
-keys: short names resolve against train.*, then model.*, data.*, eval.*; or give the dotted key.
+  lesionlab sweep --config configs/default.yaml --grid optimizer=adam,sgd,rmsprop lr=1e-2,1e-3
+  lesionlab sweep --config configs/default.yaml train.epochs=5 --grid model.backbone=resnet10t,resnet18
+keys: short names resolve against train.* (and its groups: optimizer, schedule, loss, sampling, augmentation,
+trainer), then model.*, data.*, eval.*; a group's name resolves to its .name (optimizer -> train.optimizer.name);
+or give the dotted key. Put the key=value overrides before --grid (every item after --grid is an axis).
 each cell is a full run (its own run directory under the sweep directory); cells are ranked by the
 validation metric train.monitor, never by test metrics."""
 
 ABLATE_EPILOG = """examples:
-  lesionlab ablate configs/focal-ablation.yaml --factors dropout,augment,class_weights,focal
-  lesionlab ablate configs/default.yaml --factors augment,ema --set train.epochs=5 data.image_size=32
+  lesionlab ablate --config configs/focal-ablation.yaml --factors dropout,augment,class_weights,focal
+  lesionlab ablate --config configs/default.yaml --factors augment,ema train.epochs=5 data.image_size=32
 factors (what removing each one means):
 {factors}"""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: built-in defaults)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="config overrides applied to every run (e.g. train.epochs=5 data.image_size=32)")
+    from lesionlab.commands.common import add_config_args
+
+    add_config_args(p, overrides_example="train.epochs=5 data.image_size=32, applied to every run")
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
     p.add_argument("--output-dir", default=None, help="parent folder of the sweep/ablation directory "
                    "(default: the config's output_dir)")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    extra = [f"data.root={args.data_root}"] if args.data_root else []
-    return [*args.overrides, *extra]
+    """The overrides of every run; the base config is built and its names checked before anything is written."""
+    from lesionlab.commands.common import config_overrides, load_experiment, shortcut_overrides
+
+    overrides = config_overrides(args, *shortcut_overrides(args, data_root="data.root"))
+    load_experiment(args.config, overrides)
+    return overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,13 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "augment-preview", help="write a PNG grid of augmented training images (what the network sees)",
-        description="Apply the config's augmentation (train.augment + train.augment_params) to a few training "
+        description="Apply the config's augmentation (train.augmentation: preset + params) to a few training "
         "images, several random views each, and save the grid as a PNG.",
         epilog="example:\n  lesionlab augment-preview --config configs/default.yaml --out /tmp/aug.png "
-        "--set train.augment=heavy 'train.augment_params={degrees: 10}'",
+        "train.augmentation.preset=heavy 'train.augmentation.params={degrees: 10}'",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML experiment file (data + train.augment settings)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides", help="config overrides")
+    from lesionlab.commands.common import add_config_args
+
+    add_config_args(p, "YAML experiment file (data + train.augmentation settings)",
+                    "train.augmentation.preset=heavy 'train.augmentation.params={degrees: 10}'")
     p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
     p.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/augment-preview-<time>.png)")
     p.add_argument("--output-dir", default=None, help="shortcut for output_dir=... (where the default PNG goes)")
@@ -99,10 +107,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_augment_preview(args: argparse.Namespace) -> int:
-    from lesionlab.config import load_config
+    from lesionlab.commands.common import config_overrides, load_experiment, shortcut_overrides
     from lesionlab.training.augment_preview import augment_preview
 
-    cfg = load_config(args.config, [*_overrides(args), *([f"output_dir={args.output_dir}"] if args.output_dir else [])])
+    cfg = load_experiment(args.config, config_overrides(
+        args, *shortcut_overrides(args, data_root="data.root", output_dir="output_dir")))
     path = augment_preview(cfg, args.out, n_images=args.images, views=args.views, seed=args.seed)
     print(f"augment preview: {path.resolve()}")
     return 0

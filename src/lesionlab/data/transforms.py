@@ -1,7 +1,7 @@
 """Augmentation presets on uint8 CHW tensors (torchvision.transforms.v2) and the one input normalisation.
 
-A preset is a set of named parameters (:data:`AUGMENT_PARAMS` documents each); ``train.augment`` picks the
-preset and ``train.augment_params`` overrides any of its parameters, e.g. ``{degrees: 20, erase_p: 0}``.
+A preset is a set of named parameters (:data:`AUGMENT_PARAMS` documents each); ``train.augmentation.preset`` picks the
+preset and ``train.augmentation.params`` overrides any of its parameters, e.g. ``{degrees: 20, erase_p: 0}``.
 :func:`to_model_input` is used by training, evaluation and the predictor alike, so preprocessing cannot drift.
 """
 
@@ -41,7 +41,7 @@ AUGMENT_PARAMS: dict[str, tuple[Any, str]] = {
     "policy_magnitude": (9, "randaugment: magnitude of each operation (0-30)"),
 }
 
-#: ``train.augment_params.policy`` values: torchvision v2's automatic augmentation policies on uint8 images.
+#: ``train.augmentation.params.policy`` values: torchvision v2's automatic augmentation policies on uint8 images.
 POLICIES: Registry[Callable[[Mapping[str, Any]], Transform]] = Registry("augmentation policy")
 POLICIES.add("randaugment", lambda p: v2.RandAugment(num_ops=2, magnitude=int(p["policy_magnitude"])),
              help="RandAugment (Cubuk et al. 2020): 2 random operations at a fixed magnitude")
@@ -76,7 +76,7 @@ def _pair(value: Any, key: str) -> tuple[float, float] | None:
     if value is None:
         return None
     if not isinstance(value, Sequence) or len(value) != 2 or not all(isinstance(v, int | float) for v in value):
-        raise ConfigError(f"train.augment_params.{key} must be a [min, max] pair or null, got {value!r}")
+        raise ConfigError(f"train.augmentation.params.{key} must be a [min, max] pair or null, got {value!r}")
     return float(value[0]), float(value[1])
 
 
@@ -87,23 +87,23 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(AUGMENT_PARAMS))
     if unknown:
-        raise ConfigError(f"Unknown train.augment_params key(s) {unknown}; valid: {sorted(AUGMENT_PARAMS)}")
+        raise ConfigError(f"Unknown train.augmentation.params key(s) {unknown}; valid: {sorted(AUGMENT_PARAMS)}")
     params.update(overrides)
     for key in ("hflip", "vflip", "erase_p"):
         if not isinstance(params[key], int | float) or not 0 <= params[key] <= 1:
-            raise ConfigError(f"train.augment_params.{key} must be a probability in [0, 1], got {params[key]!r}")
+            raise ConfigError(f"train.augmentation.params.{key} must be a probability in [0, 1], got {params[key]!r}")
     for key in ("degrees", "translate", "brightness", "contrast", "saturation", "hue"):
         if not isinstance(params[key], int | float) or params[key] < 0:
-            raise ConfigError(f"train.augment_params.{key} must be a number >= 0, got {params[key]!r}")
+            raise ConfigError(f"train.augmentation.params.{key} must be a number >= 0, got {params[key]!r}")
     if params["hue"] > 0.5 or params["translate"] > 1:
-        raise ConfigError("train.augment_params: hue must be <= 0.5 and translate <= 1")
+        raise ConfigError("train.augmentation.params: hue must be <= 0.5 and translate <= 1")
     for key in ("crop_scale", "crop_ratio", "scale", "erase_scale"):
         params[key] = _pair(params[key], key)
     params["rot90"] = bool(params["rot90"])
     if params["policy"] is not None:
         POLICIES.get(str(params["policy"]))  # an unknown name lists the valid ones
     if not isinstance(params["policy_magnitude"], int) or not 0 <= params["policy_magnitude"] <= 30:
-        raise ConfigError(f"train.augment_params.policy_magnitude must be an integer in [0, 30], "
+        raise ConfigError(f"train.augmentation.params.policy_magnitude must be an integer in [0, 30], "
                           f"got {params['policy_magnitude']!r}")
     return params
 
@@ -140,10 +140,11 @@ def get_augmentation(name: str, size: int, params: Mapping[str, Any] | None = No
 
 
 def loader_augmentation(train_cfg: TrainConfig, size: int) -> Transform | None:
-    """The per-image training transform of ``train_cfg`` (None when ``train.augment_on`` is ``batch``)."""
-    if train_cfg.augment_on == "batch":
+    """The per-image training transform of ``train_cfg`` (None when ``train.augmentation.on`` is ``batch``)."""
+    aug = train_cfg.augmentation
+    if aug.on == "batch":
         return None
-    return get_augmentation(train_cfg.augment, size, train_cfg.augment_params)
+    return get_augmentation(aug.preset, size, aug.params)
 
 
 def to_model_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -43,22 +43,23 @@ def _remove_dropout(c: ExperimentConfig) -> list[str]:
 
 _factor("dropout", "model.drop_rate=0 and model.drop_path_rate=0 (heads with a fixed dropout rate are refused)",
         lambda c: c.model.drop_rate > 0 or c.model.drop_path_rate > 0, _remove_dropout)
-_factor("augment", "train.augment=none (no training augmentation)",
-        lambda c: c.train.augment != "none", lambda c: ["train.augment=none", "train.augment_params={}"])
-_factor("class_weights", "train.class_weights=none (focal α then defaults to 1 unless given explicitly)",
-        lambda c: c.train.class_weights != "none", lambda c: ["train.class_weights=none"])
-_factor("focal", "train.loss=ce (cross-entropy with the same class weights)",
-        lambda c: c.train.loss == "focal", lambda c: ["train.loss=ce"])
-_factor("label_smoothing", "train.label_smoothing=0", lambda c: c.train.label_smoothing > 0,
-        lambda c: ["train.label_smoothing=0"])
+_factor("augment", "train.augmentation.preset=none (no training augmentation)",
+        lambda c: c.train.augmentation.preset != "none",
+        lambda c: ["train.augmentation.preset=none", "train.augmentation.params={}"])
+_factor("class_weights", "train.loss.class_weights=none (focal α then defaults to 1 unless given explicitly)",
+        lambda c: c.train.loss.class_weights != "none", lambda c: ["train.loss.class_weights=none"])
+_factor("focal", "train.loss.name=ce (cross-entropy with the same class weights)",
+        lambda c: c.train.loss.name == "focal", lambda c: ["train.loss.name=ce"])
+_factor("label_smoothing", "train.loss.label_smoothing=0", lambda c: c.train.loss.label_smoothing > 0,
+        lambda c: ["train.loss.label_smoothing=0"])
 _factor("ema", "train.ema_decay=0 (no weight averaging)", lambda c: c.train.ema_decay > 0,
         lambda c: ["train.ema_decay=0"])
-_factor("sampler", "train.sampler=random (no class-balanced sampling)", lambda c: c.train.sampler != "random",
-        lambda c: ["train.sampler=random"])
-_factor("resampling", "train.undersample_cap=null and train.oversample=none",
-        lambda c: c.train.undersample_cap is not None or c.train.oversample != "none",
-        lambda c: ["train.undersample_cap=null", "train.oversample=none"])
-_factor("staged", "train.stages=[] (one fit of all layers for train.epochs at train.lr)",
+_factor("sampler", "train.sampling.sampler=random (no class-balanced sampling)",
+        lambda c: c.train.sampling.sampler != "random", lambda c: ["train.sampling.sampler=random"])
+_factor("resampling", "train.sampling.undersample_cap=null and train.sampling.oversample=none",
+        lambda c: c.train.sampling.undersample_cap is not None or c.train.sampling.oversample != "none",
+        lambda c: ["train.sampling.undersample_cap=null", "train.sampling.oversample=none"])
+_factor("staged", "train.stages=[] (one fit of all layers for train.epochs at train.optimizer.lr)",
         lambda c: bool(c.train.stages), lambda c: ["train.stages=[]"])
 _factor("tta", "eval.tta=none (no test-time augmentation)", lambda c: c.eval.tta != "none",
         lambda c: ["eval.tta=none"])

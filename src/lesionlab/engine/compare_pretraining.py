@@ -106,7 +106,7 @@ def arm_experiment(cfg: ComparePretrainingConfig, arm: EncoderArmConfig, vae: VA
     backbone, pretrained, weights = ENCODER_INITS.get(arm.init)(arm, vae)
     exp = cfg.experiment
     staged = cfg.finetune_epochs > 0
-    stages = ((StageConfig(cfg.frozen_epochs, exp.train.lr, "head"),
+    stages = ((StageConfig(cfg.frozen_epochs, exp.train.optimizer.lr, "head"),
                StageConfig(cfg.finetune_epochs, cfg.finetune_lr, "last-block")) if staged else ())
     model = replace(exp.model, backbone=backbone, pretrained=pretrained, weights=weights, freeze_backbone=not staged)
     train_cfg = replace(exp.train, epochs=cfg.frozen_epochs + cfg.finetune_epochs, stages=stages)

@@ -89,7 +89,7 @@ class DistillModule(LesionModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        images = self.augment_batch(images)  # train.augment_on=batch
+        images = self.augment_batch(images)  # train.augmentation.on=batch
         logits = self(images)
         soft = distillation_loss(logits, self.teacher(images), self.temperature)
         hard = self.loss_fn(logits, targets)
@@ -144,8 +144,9 @@ def distill(cfg: DistillConfig) -> DistillResult:
     train_loader, val_loader = make_loaders(data, exp)
     ckpt = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=cfg.train.monitor,
                            mode="min" if cfg.train.monitor == "val_loss" else "max", save_top_k=1)
-    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-                        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+    tc = cfg.train.trainer
+    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=tc.accelerator, devices=tc.devices,
+                        precision=resolve_precision(tc.precision, tc.accelerator),
                         callbacks=[ckpt, HistoryWriter(run.history)], logger=False,
                         default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
                         enable_model_summary=False, num_sanity_val_steps=0,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlab.config import DataConfig
+from lesionlab.config import DataConfig, EvalConfig
 from lesionlab.data.taxonomy import can_map, label_map
 from lesionlab.engine.finalize import write_shipped_calibration
 from lesionlab.engine.run_data import (
@@ -53,17 +53,27 @@ def _stored_root(run: LoadedRun) -> str | None:
         return None
 
 
+def _stored_eval(run: LoadedRun) -> EvalConfig:
+    try:
+        return run.config().eval
+    except EvaluationInputError:  # a bare model.pt or a released model without config.yaml
+        return EvalConfig()
+
+
 def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Path | None = None,
-                 exclude_seen: bool = False, batch_size: int = 256, topk: tuple[int, ...] = (2, 3),
+                 exclude_seen: bool = False, batch_size: int | None = None, topk: tuple[int, ...] | None = None,
                  progress: bool = True) -> EvaluationResult:
     """Evaluate the model of ``run_dir`` on ``data_cfg`` using the run's own crop and size.
 
     The data root is ``data_cfg.root`` (``--data-root``) > ``$LESIONLAB_DATA`` > the run's stored root. Labels are
     mapped into the model's taxonomy (e.g. ISIC-8 AK/SCC → HAM akiec). Images whose image or lesion
     was used for training/validation — by the run or by any member of an ensemble — raise :class:`SeenDataError`
-    unless ``exclude_seen`` drops them. ``run_dir`` may be an ensemble folder (``ensemble.json``).
+    unless ``exclude_seen`` drops them. ``run_dir`` may be an ensemble folder (``ensemble.json``). ``batch_size`` and
+    ``topk`` default to the run's ``eval`` settings.
     """
     loaded = load_run(run_dir)
+    run_eval = _stored_eval(loaded)
+    batch_size, topk = batch_size or run_eval.batch_size, topk or run_eval.topk
     run, model, prep = RunPaths(loaded.root), loaded.model, loaded.prep
     cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples)
     _, data = load_run_dataset(cfg, data_cfg.root, _stored_root(loaded), progress=progress, with_split=False)

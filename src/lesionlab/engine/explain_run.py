@@ -42,12 +42,14 @@ def _out(run_root: Path, out_dir: str | Path | None) -> Path:
     return directory
 
 
-def explain_test_split(run_dir: str | Path, *, method: str = "gradcam", mask_dir: str | None = None,
+def explain_test_split(run_dir: str | Path, *, method: str | None = None, mask_dir: str | None = None,
                        max_images: int = 200, per_class: int = 3, data_root: str | None = None,
                        out_dir: str | Path | None = None) -> Path:
-    """Grad-CAM of a class-balanced sample of the run's test split; ``cam_in_lesion.csv`` + gallery + report."""
+    """Grad-CAM of a class-balanced sample of the run's test split; ``cam_in_lesion.csv`` + gallery + report.
+    ``method`` and ``mask_dir`` default to the run's ``eval.gradcam_method`` and ``eval.mask_dir``."""
     run = load_run(run_dir)
     cfg, data = prepare_run_data(run, data_root)
+    method = method or cfg.eval.gradcam_method
     cfg = replace(cfg, eval=replace(cfg.eval, gradcam_images=max_images, gradcam_method=method,
                                     mask_dir=mask_dir or cfg.eval.mask_dir))
     test = data.indices("test")
@@ -66,12 +68,18 @@ def explain_test_split(run_dir: str | Path, *, method: str = "gradcam", mask_dir
     return directory
 
 
-def explain_files(run_dir: str | Path, paths: Sequence[Path], *, method: str = "gradcam",
+def explain_files(run_dir: str | Path, paths: Sequence[Path], *, method: str | None = None,
                   mask_dir: str | None = None, out_dir: str | Path | None = None) -> Path:
-    """One ``<stem>_<method>.png`` overlay per image, and ``explanations.csv`` (prediction, CAM-in-lesion)."""
+    """One ``<stem>_<method>.png`` overlay per image, and ``explanations.csv`` (prediction, CAM-in-lesion).
+    ``method`` defaults to the run's ``eval.gradcam_method`` (Grad-CAM where the run has no config)."""
     if not paths:
         raise EvaluationInputError("no images given")
     run = load_run(run_dir)
+    if method is None:
+        try:
+            method = run.config().eval.gradcam_method
+        except EvaluationInputError:  # a bare model.pt: no config beside it
+            method = "gradcam"
     prep = run.prep
     crop = get_crop(prep.crop)
     images = np.stack([np.asarray(crop(open_image(p), prep.image_size), dtype=np.uint8) for p in paths])

@@ -94,12 +94,17 @@ def _encoded_metadata(model: nn.Module, data: PreparedData) -> np.ndarray | None
     return None if spec is None else spec.encode(data.table)
 
 
-def fit_ood_run(run_dir: str | Path, method: str = DEFAULT_METHOD, coverage: float = DEFAULT_COVERAGE,
+def fit_ood_run(run_dir: str | Path, method: str | None = None, coverage: float | None = None,
                 data_root: str | None = None) -> dict:
     """Fit and store the detector of an existing run (``model.pt`` in place) or of every member of an ensemble
-    folder; write ``ood.json`` and refresh the run's report. Returns the summary."""
-    OOD_METHODS.get(method)
+    folder; write ``ood.json`` and refresh the run's report. Returns the summary. ``method`` and ``coverage``
+    default to the run's ``eval.ood`` (knn where it was none) and ``eval.ood_coverage``."""
     loaded = load_run(run_dir)
+    if method is None or coverage is None:
+        run_eval = loaded.config().eval
+        method = method or (run_eval.ood if run_eval.ood != "none" else DEFAULT_METHOD)
+        coverage = coverage or run_eval.ood_coverage
+    OOD_METHODS.get(method)
     if loaded.is_ensemble:
         for member in loaded.members:
             fit_ood_run(member, method, coverage, data_root)

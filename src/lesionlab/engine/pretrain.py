@@ -64,8 +64,8 @@ class PretrainResult:
 def _loaders(data: PreparedData, cfg: PretrainConfig) -> tuple[DataLoader, DataLoader]:
     """Train/val loaders whose targets are zeros: the VAE never receives a label."""
     tr, va = data.indices("train"), data.indices("val")
-    aug = get_augmentation(cfg.train.augment, cfg.data.image_size, cfg.train.augment_params)
-    workers = default_workers(cfg.train.num_workers)
+    aug = get_augmentation(cfg.train.augmentation.preset, cfg.data.image_size, cfg.train.augmentation.params)
+    workers = default_workers(cfg.train.trainer.num_workers)
     common = {"num_workers": workers, "persistent_workers": workers > 0}
     train_ds = ArrayDataset(data.images, data.rows[tr], np.zeros(len(tr), dtype=np.int64), aug)
     val_ds = ArrayDataset(data.images, data.rows[va], np.zeros(len(va), dtype=np.int64), None)
@@ -133,8 +133,9 @@ def pretrain_vae(cfg: PretrainConfig, run: RunPaths | None = None) -> PretrainRe
     mean, std = default_normalisation(vae, False)  # what the zoo will feed this backbone as a classifier
     module = VAEModule(vae, cfg.vae, cfg.train, mean, std)
     history = VAEHistory(run.root / "steps.csv", run.history)
-    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-                        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+    tc = cfg.train.trainer
+    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=tc.accelerator, devices=tc.devices,
+                        precision=resolve_precision(tc.precision, tc.accelerator),
                         callbacks=[history], logger=False, default_root_dir=run.root,
                         enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
                         enable_checkpointing=False,

@@ -18,13 +18,16 @@ logger = logging.getLogger(__name__)
 
 
 def recalibrate_run(run_dir: str | Path, *, data_root: str | None = None, calibrate: bool = True,
-                    triage_sensitivity: float | None = 0.9) -> dict:
-    """Fit on validation, save into ``model.pt``, write ``calibration.json`` and ``operating_points.csv``."""
+                    triage_sensitivity: float | None = None) -> dict:
+    """Fit on validation, save into ``model.pt``, write ``calibration.json`` and ``operating_points.csv``.
+    ``triage_sensitivity`` defaults to the run's ``eval.triage_sensitivity`` (0.9 where the run stored none)."""
     run = load_run(run_dir)
     if run.is_ensemble:
         raise EvaluationInputError("an ensemble keeps its members' temperatures: calibrate each member run "
                                    "(fold-k/) or re-run `lesionlab cv`")
     cfg, data = prepare_run_data(run, data_root)
+    if triage_sensitivity is None:
+        triage_sensitivity = cfg.eval.triage_sensitivity or 0.9
     cfg = replace(cfg, eval=replace(cfg.eval, calibrate=calibrate, triage_sensitivity=triage_sensitivity))
     base = replace(run.prep, temperature=1.0, thresholds={})  # refit from scratch, never on top of an old fit
     prep, val = tune_on_validation(run.model, data, base, cfg)

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from lesionlab.config import DataConfig, load_config
+from lesionlab.config import DataConfig, load_run_config
 from lesionlab.data.info import DATASET_INFO
 from lesionlab.evaluation.card_metrics import card_metrics
 
@@ -98,7 +98,7 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
 
     run_dir, out = Path(run_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
     splits = pd.read_csv(run_dir / "splits.csv", dtype={"image_id": str, "lesion_id": str})
     splits[["image_id", "lesion_id", "split"]].to_csv(out / "splits.csv", index=False)

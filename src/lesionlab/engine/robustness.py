@@ -77,13 +77,16 @@ def _check_names(corruptions: Sequence[str] | None, severities: Sequence[int]) -
 
 def evaluate_robustness(run_dir: str | Path, *, out_dir: str | Path | None = None,
                         corruptions: Sequence[str] | None = None, severities: Sequence[int] = SEVERITIES,
-                        max_images: int | None = None, tta: str = "none", data_root: str | None = None,
+                        max_images: int | None = None, tta: str | None = None, data_root: str | None = None,
                         seed: int = 0) -> RobustnessResult:
-    """Score ``run_dir`` on its test split under every corruption; write a table, a plot and a report."""
+    """Score ``run_dir`` on its test split under every corruption; write a table, a plot and a report.
+    ``tta`` defaults to the run's own (its ``eval.tta``, stored with the model)."""
     t0 = time.perf_counter()
     names = _check_names(corruptions, severities)
-    get_tta(tta)
+    if tta is not None:
+        get_tta(tta)
     run = load_run(run_dir)
+    tta = run.prep.tta if tta is None else tta
     cfg, data = prepare_run_data(run, data_root)
     _, images, y = test_arrays(data, max_images, seed)
     table, clean = robustness_table(run.model, images, y, run.prep, corruptions=names, severities=severities,

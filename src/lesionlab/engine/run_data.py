@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from lesionlab.config import DataConfig, ExperimentConfig, load_config
+from lesionlab.config import DataConfig, ExperimentConfig, load_run_config
 from lesionlab.data.identity import ID_KINDS, canonical_ids
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import data_root_hint, resolve_run_data_root
@@ -45,7 +45,7 @@ class LoadedRun:
             path = self.members[0] / "config.yaml"
         if not path.is_file():
             raise EvaluationInputError(f"no config.yaml in {self.root}: cannot re-create its data splits")
-        return load_config(path)
+        return load_run_config(path)
 
 
 def _member_dirs(root: Path) -> tuple[Path, ...]:

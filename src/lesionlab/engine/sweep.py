@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.config import ConfigError, ExperimentConfig, load_config
+from lesionlab.config import MOVED_TRAIN_KEYS, ConfigError, ExperimentConfig, load_config
 from lesionlab.reports.comparison import markdown_table, marked_frame, plot_validation_curves
 from lesionlab.runs import RunPaths
 from lesionlab.training.validation import check_component_names
@@ -30,7 +30,7 @@ SECTIONS = ("train", "model", "data", "eval")  # where short keys are looked up,
 
 @dataclass(frozen=True)
 class GridAxis:
-    key: str  # dotted config key, e.g. train.lr
+    key: str  # dotted config key, e.g. train.optimizer.lr
     values: tuple[str, ...]  # raw override texts, parsed like any key=value override
 
     @property
@@ -43,23 +43,44 @@ def _fields(cls: type) -> dict[str, object]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _leaves(prefix: str, cls: object) -> list[str]:
+    """Dotted keys of the settings under ``cls``, depth first; a group with a ``name`` also answers to its own name."""
+    out: list[str] = []
+    for name, tp in _fields(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out += [f"{prefix}{name}"] if "name" in _fields(tp) else []
+            out += _leaves(f"{prefix}{name}.", tp)
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
 def resolve_key(key: str) -> str:
-    """``lr`` → ``train.lr``; dotted keys are checked against the config schema. Unknown keys list valid ones."""
+    """``lr`` → ``train.optimizer.lr``, ``optimizer`` → ``train.optimizer.name``; dotted keys are checked against the
+    config schema. Unknown keys list valid ones; old flat keys name their new place."""
     if "." in key:
+        parts = key.split(".")
+        if parts[0] == "train" and len(parts) > 1 and parts[1] in MOVED_TRAIN_KEYS and parts[1] not in _fields(
+                _fields(ExperimentConfig)["train"]):
+            raise ConfigError(f"grid key {key} was moved: use train.{MOVED_TRAIN_KEYS[parts[1]]}"
+                              + "".join(f".{p}" for p in parts[2:]))
         cls: object = ExperimentConfig
-        for part in key.split("."):
+        for part in parts:
             fields = _fields(cls) if dataclasses.is_dataclass(cls) else {}
             if part not in fields:
                 raise ConfigError(f"Unknown grid key {key!r}: {part!r} is not one of {sorted(fields)}")
             cls = fields[part]
-        return key
+        return f"{key}.name" if dataclasses.is_dataclass(cls) and "name" in _fields(cls) else key
     top = _fields(ExperimentConfig)
-    for section in SECTIONS:
-        if key in _fields(top[section]):
-            return f"{section}.{key}"
     if key in top and not dataclasses.is_dataclass(top[key]):
         return key
-    valid = sorted(k for s in SECTIONS for k in _fields(top[s]))
+    for section in SECTIONS:
+        for dotted in _leaves(f"{section}.", top[section]):
+            if dotted.rsplit(".", 1)[-1] == key != "name":
+                return resolve_key(dotted)
+    if key in MOVED_TRAIN_KEYS:
+        raise ConfigError(f"grid key {key} was moved: use train.{MOVED_TRAIN_KEYS[key]}")
+    valid = sorted({d.rsplit(".", 1)[-1] for s in SECTIONS for d in _leaves("", top[s])} - {"name"})
     raise ConfigError(f"Unknown grid key {key!r}; short keys resolve against {', '.join(SECTIONS)}: {valid}")
 
 

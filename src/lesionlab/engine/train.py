@@ -88,7 +88,7 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: Traini
     aug = loader_augmentation(cfg.train, cfg.data.image_size)  # None: augmented in batches by the module
     ts = training_set or build_training_set(data, cfg)  # under-/over-sampling, SMOTE: training split only
     assert_train_only(ts.positions, tr, np.concatenate([va, data.indices("test")]))
-    workers = default_workers(cfg.train.num_workers)
+    workers = default_workers(cfg.train.trainer.num_workers)
     common = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
     train_meta = None if metadata is None else sample_metadata(metadata, metadata_spec, ts.positions,
                                                                 len(ts.synthetic_targets))
@@ -145,9 +145,10 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     ignore_in_ddp(module)  # the weight EMA is not trained by gradients
     if cfg.train.patience:
         callbacks.append(EarlyStopping(monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience))
+    tc = cfg.train.trainer
     trainer_kwargs = dict(
-        accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
-        strategy=cfg.train.strategy, precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+        accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
+        strategy=tc.strategy, precision=resolve_precision(tc.precision, tc.accelerator),
         logger=False, default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
         enable_model_summary=False, num_sanity_val_steps=0, deterministic=False,
         max_time={"minutes": cfg.train.max_time_minutes} if cfg.train.max_time_minutes else None,

@@ -76,12 +76,13 @@ class VAEModule(OptimizerModeHooks, L.LightningModule):
         self.log("val_elbo", t.recon + t.kl, on_epoch=True, batch_size=n)  # β = 1: the negative ELBO
 
     def configure_optimizers(self):
-        opt = create_optimizer(self.cfg.optimizer, self.vae.parameters(), self.cfg.lr, self.cfg.weight_decay)
+        o, s = self.cfg.optimizer, self.cfg.schedule
+        opt = create_optimizer(o.name, self.vae.parameters(), o.lr, o.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        scheds = lightning_schedulers(self.cfg.scheduler, opt, total, int(self.cfg.warmup_epochs * per_epoch),
-                                      monitor="val_loss", mode="min", factor=self.cfg.plateau_factor,
-                                      patience=self.cfg.plateau_patience)
+        scheds = lightning_schedulers(s.name, opt, total, int(s.warmup_epochs * per_epoch),
+                                      monitor="val_loss", mode="min", factor=s.plateau_factor,
+                                      patience=s.plateau_patience)
         return ([opt], scheds) if scheds else opt
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from lesionlab.config import read_run_config
 from lesionlab.errors import EvaluationInputError
 from lesionlab.reports.diagnostic_plots import plot_overlaid_curves
 from lesionlab.reports.dynamics import dynamics_table, overfitting_gap
@@ -35,9 +35,10 @@ def _run_row(root: Path) -> dict:
     row: dict = {"run": root.name}
     cfg_path = root / "config.yaml"
     if cfg_path.is_file():
-        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        cfg = read_run_config(cfg_path)
+        train = cfg.get("train", {})
         row.update({"backbone": cfg.get("model", {}).get("backbone"), "px": cfg.get("data", {}).get("image_size"),
-                    "epochs": cfg.get("train", {}).get("epochs"), "loss": cfg.get("train", {}).get("loss")})
+                    "epochs": train.get("epochs"), "loss": train.get("loss", {}).get("name")})
     row.update({label: m.get(key) for key, label in METRICS})
     ci = (m.get("ci95") or {}).get("balanced_accuracy")  # lesion-level bootstrap 95 % CI (runs since issue 13)
     row["bal. acc. 95% CI"] = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "–"

@@ -96,7 +96,7 @@ def write_compare_report(out: RunPaths, cfg: ComparePretrainingConfig, experimen
              f"{cfg.finetune_lr:g}" if cfg.finetune_epochs else f"{cfg.frozen_epochs} epochs, encoder frozen")
     report = Report(title=f"LesionLab pretraining comparison: {cfg.name}",
                     subtitle=f"{exp.data.dataset} · task {exp.task} · {exp.data.image_size}px · head "
-                             f"{exp.model.head} · {exp.train.optimizer} · loss {exp.train.loss} · {phase}")
+                             f"{exp.model.head} · {exp.train.optimizer.name} · loss {exp.train.loss.name} · {phase}")
     metric_cols = [c for c in summary.columns if c.startswith(("test", "P1"))]
     report.add("Test metrics per encoder (held-out lesion-disjoint test split)", table_html(summary[metric_cols]) +
                "<p class='muted'>Sensitivity per triage priority first (P1 = malignant). Every arm shares the data, "

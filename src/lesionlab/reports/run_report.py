@@ -104,11 +104,11 @@ def refresh_run_report(root: str | Path) -> Path:
 
     import torch
 
-    from lesionlab.config import load_config
+    from lesionlab.config import load_run_config
     from lesionlab.data.splits import split_summary
 
     run = RunPaths(Path(root))
-    cfg = load_config(run.config)
+    cfg = load_run_config(run.config)
     metrics = json.loads(run.metrics.read_text())
     splits = pd.read_csv(run.splits, dtype={"image_id": str, "lesion_id": str})
     counts = split_summary(splits, splits["split"], tuple(metrics["class_names"]))

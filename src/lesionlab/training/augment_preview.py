@@ -53,7 +53,7 @@ def augment_preview(cfg: ExperimentConfig, out: str | Path | None = None, *, n_i
 
     if n_images < 1 or views < 1:
         raise ConfigError("--images and --views must be at least 1")
-    params = augmentation_params(cfg.train.augment, cfg.train.augment_params)
+    params = augmentation_params(cfg.train.augmentation.preset, cfg.train.augmentation.params)
     data = prepare_data(cfg.data, progress=cfg.train.progress)
     train = data.indices("train")
     targets = data.targets()[train]
@@ -63,9 +63,10 @@ def augment_preview(cfg: ExperimentConfig, out: str | Path | None = None, *, n_i
     chosen = (picks + rest.tolist())[:n_images]
     names = data.dataset.class_names
     labels = [names[t] for t in data.targets()[chosen]]
-    changed = {k: v for k, v in params.items() if k in cfg.train.augment_params}
-    title = f"augment={cfg.train.augment}" + (f" with {changed}" if changed else "") + f" at {cfg.data.image_size}px"
-    if cfg.train.augment_on == "batch":  # what the batched path draws for one sample
+    changed = {k: v for k, v in params.items() if k in cfg.train.augmentation.params}
+    title = (f"augment={cfg.train.augmentation.preset}" + (f" with {changed}" if changed else "")
+             + f" at {cfg.data.image_size}px")
+    if cfg.train.augmentation.on == "batch":  # what the batched path draws for one sample
         batched = BatchAugment(params)
         transform: Transform = lambda img: batched(img[None])[0]  # noqa: E731
         title += " (batched)"

@@ -71,13 +71,14 @@ class FeatureHeadModule(L.LightningModule):
             set_optimizer_mode(opt, False)
 
     def configure_optimizers(self):
-        opt = create_optimizer(self.cfg.optimizer, self._params(), self.cfg.lr, self.cfg.weight_decay)
+        o, s = self.cfg.optimizer, self.cfg.schedule
+        opt = create_optimizer(o.name, self._params(), o.lr, o.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         mode = "min" if self.cfg.monitor == "val_loss" else "max"
-        scheds = lightning_schedulers(self.cfg.scheduler, opt, total, int(self.cfg.warmup_epochs * steps_per_epoch),
-                                      monitor=self.cfg.monitor, mode=mode, factor=self.cfg.plateau_factor,
-                                      patience=self.cfg.plateau_patience)
+        scheds = lightning_schedulers(s.name, opt, total, int(s.warmup_epochs * steps_per_epoch),
+                                      monitor=self.cfg.monitor, mode=mode, factor=s.plateau_factor,
+                                      patience=s.plateau_patience)
         return ([opt], scheds) if scheds else opt
 
 
@@ -108,8 +109,8 @@ class FeatureSmoteHead:
     def __init__(self, data: PreparedData, ts: TrainingSet, cfg: ExperimentConfig, mean: tuple[float, ...],
                  std: tuple[float, ...], run_root: Path | None = None) -> None:
         if getattr(cfg.model, "metadata", False):
-            raise ConfigError("feature-space SMOTE (train.smote_space=feature) cannot synthesise patient metadata; "
-                              "set model.metadata=false or train.smote_space=pixel")
+            raise ConfigError("feature-space SMOTE (train.sampling.smote_space=feature) cannot synthesise patient "
+                              "metadata; set model.metadata=false or train.sampling.smote_space=pixel")
         self.data, self.ts, self.cfg, self.mean, self.std, self.run_root = data, ts, cfg, mean, std, run_root
 
     def __call__(self, module: L.LightningModule, stage: StageConfig, trainer_kwargs: dict,
@@ -123,14 +124,14 @@ class FeatureSmoteHead:
         train_pos, val_pos = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
         assert_train_only(ts.positions, train_pos, np.flatnonzero(split != "train"))
         x_real = np.asarray(feats[ts.positions], dtype=np.float32)
-        x_syn, y_syn = smote(x_real, ts.targets, cfg.train.smote_k, cfg.train.seed)
+        x_syn, y_syn = smote(x_real, ts.targets, cfg.train.sampling.smote_k, cfg.train.seed)
         counts = count_table(data.dataset.class_names, data.targets()[train_pos], ts.targets, ts.targets, y_syn)
         logger.info("Feature-space SMOTE, training samples per class:\n%s", counts.to_string())
         if self.run_root is not None:
             counts.to_csv(self.run_root / RESAMPLING_CSV)
         x = torch.from_numpy(np.concatenate([x_real, x_syn]))
         y = torch.from_numpy(np.concatenate([ts.targets, y_syn]).astype(np.int64))
-        sampler = create_sampler(cfg.train.sampler, y.numpy(), cfg.train.seed)
+        sampler = create_sampler(cfg.train.sampling.sampler, y.numpy(), cfg.train.seed)
         train_loader = DataLoader(TensorDataset(x, y), batch_size=cfg.train.batch_size, shuffle=sampler is None,
                                   sampler=sampler, drop_last=len(y) > cfg.train.batch_size)
         val_x = torch.from_numpy(np.asarray(feats[val_pos], dtype=np.float32))

@@ -46,7 +46,7 @@ class CachedFeatureHead:
             raise ConfigError("model.freeze_backbone=true contradicts train.stages that unfreeze backbone layers")
         if len(ts.synthetic_targets):
             raise ConfigError("model.feature_cache trains on cached features of real images; pixel-space SMOTE "
-                              "images have none: use train.smote_space=feature or model.feature_cache=false")
+                              "images have none: use train.sampling.smote_space=feature or model.feature_cache=false")
         self.data, self.ts, self.cfg, self.mean, self.std, self.metadata = data, ts, cfg, mean, std, metadata
         self.features = None
 
@@ -57,7 +57,7 @@ class CachedFeatureHead:
         cfg = self.cfg
         if not train:
             return DataLoader(TensorDataset(*tensors), batch_size=cfg.eval.batch_size)
-        sampler = create_sampler(cfg.train.sampler, y, cfg.train.seed)
+        sampler = create_sampler(cfg.train.sampling.sampler, y, cfg.train.seed)
         return DataLoader(TensorDataset(*tensors), batch_size=cfg.train.batch_size, shuffle=sampler is None,
                           sampler=sampler, drop_last=len(y) > cfg.train.batch_size)
 

@@ -104,8 +104,9 @@ def create_loss(name: str, weight: torch.Tensor | None = None, label_smoothing: 
 
 def loss_from_config(cfg: TrainConfig, train_counts: np.ndarray) -> nn.Module:
     """The loss a :class:`TrainConfig` describes, weighted by the training split's class counts."""
-    weights = class_weights(cfg.class_weights, train_counts, beta=cfg.effective_beta)
-    alpha = cfg.focal_alpha
+    c = cfg.loss
+    weights = class_weights(c.class_weights, train_counts, beta=c.effective_beta)
+    alpha = c.focal_alpha
     if alpha is not None and len(alpha) != len(train_counts):
-        raise ConfigError(f"train.focal_alpha has {len(alpha)} values for {len(train_counts)} classes")
-    return create_loss(cfg.loss, weights, cfg.label_smoothing, gamma=cfg.focal_gamma, alpha=alpha)
+        raise ConfigError(f"train.loss.focal_alpha has {len(alpha)} values for {len(train_counts)} classes")
+    return create_loss(c.name, weights, c.label_smoothing, gamma=c.focal_gamma, alpha=alpha)

@@ -61,20 +61,20 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.loss_fn = loss
         self.cfg = train_cfg
         self.mean, self.std = tuple(mean), tuple(std)
-        self.batch_augment = batch_augmentation(train_cfg)  # train.augment_on=batch: augmented here, on the device
+        self.batch_augment = batch_augmentation(train_cfg)  # train.augmentation.on=batch: augmented here, on the device
         self.min_train_size = smallest_size(model)  # progressive resizing's floor
         self.num_classes = num_classes
-        self.mixer = batch_mixer(train_cfg.mix, num_classes)  # train.mix: mixup / CutMix soft targets, or None
+        self.mixer = batch_mixer(train_cfg.augmentation.mix, num_classes)  # mixup / CutMix soft targets, or None
         self.augment_rng: torch.Generator | None = None  # per-rank, made in on_fit_start
         self.train_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_bal_acc = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.val_auc = torchmetrics.classification.MulticlassAUROC(num_classes, average="macro")
         # Exponential moving average of the weights: validated, checkpointed and exported instead of the raw model.
         # Schedule-Free optimizers keep their own average (switched by optimizer.train()/eval()): no EMA on top.
-        use_ema = train_cfg.ema_decay > 0 and train_cfg.optimizer.lower() not in SELF_AVERAGING
+        use_ema = train_cfg.ema_decay > 0 and train_cfg.optimizer.name.lower() not in SELF_AVERAGING
         if train_cfg.ema_decay > 0 and not use_ema:
-            logger.warning("train.optimizer=%s averages its own weights; weight EMA (train.ema_decay) is off",
-                           train_cfg.optimizer)
+            logger.warning("train.optimizer.name=%s averages its own weights; weight EMA (train.ema_decay) is off",
+                           train_cfg.optimizer.name)
         self.ema = (AveragedModel(model, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True)
                     if use_ema else None)
 
@@ -100,10 +100,10 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         if loss is not None and not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"training diverged: the training loss of epoch {self.current_epoch + 1} is {float(loss)}; lower "
-                "train.lr, use train.precision=32-true, or turn off train.speedups")
+                "train.optimizer.lr, use train.trainer.precision=32-true, or turn off train.speedups")
 
     def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """``train.augment_on=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
+        """``train.augmentation.on=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
         if self.batch_augment is None:
             return images
         rng = self.augment_rng
@@ -157,14 +157,15 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         return self.inference_model()(to_model_input(batch[0], self.mean, self.std)).float().softmax(-1)
 
     def configure_optimizers(self):
-        groups = parameter_groups(self.model, self.cfg.lr, self.cfg.weight_decay, self.cfg.layer_decay)
-        opt = create_optimizer(self.cfg.optimizer, groups, self.cfg.lr, self.cfg.weight_decay)
+        o, s = self.cfg.optimizer, self.cfg.schedule
+        groups = parameter_groups(self.model, o.lr, o.weight_decay, o.layer_decay)
+        opt = create_optimizer(o.name, groups, o.lr, o.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         mode = "min" if self.cfg.monitor == "val_loss" else "max"
-        scheds = lightning_schedulers(self.cfg.scheduler, opt, total, int(self.cfg.warmup_epochs * steps_per_epoch),
-                                      monitor=self.cfg.monitor, mode=mode, factor=self.cfg.plateau_factor,
-                                      patience=self.cfg.plateau_patience)
+        scheds = lightning_schedulers(s.name, opt, total, int(s.warmup_epochs * steps_per_epoch),
+                                      monitor=self.cfg.monitor, mode=mode, factor=s.plateau_factor,
+                                      patience=s.plateau_patience)
         return ([opt], scheds) if scheds else opt
 
 

@@ -65,7 +65,8 @@ def duplicate(positions: np.ndarray, targets: np.ndarray, seed: int) -> tuple[np
     return out.ravel(), y
 
 
-OVERSAMPLERS.add("smote", None, help="SMOTE up to the largest class, in pixel or feature space (train.smote_space)")
+OVERSAMPLERS.add("smote", None,
+                 help="SMOTE up to the largest class, in pixel or feature space (train.sampling.smote_space)")
 
 
 def undersample(positions: np.ndarray, targets: np.ndarray, cap: int | None,
@@ -92,7 +93,7 @@ def smote(features: np.ndarray, targets: np.ndarray, k: int, seed: int) -> tuple
     if counts.min() < 2:
         small = [int(c) for c, n in zip(classes, counts, strict=True) if n < 2]
         raise ConfigError(f"SMOTE needs at least 2 training samples per class; classes {small} have 1 "
-                          "(raise data.max_samples or use train.oversample=duplicate)")
+                          "(raise data.max_samples or use train.sampling.oversample=duplicate)")
     k_eff = int(min(k, counts.min() - 1))
     if k_eff < k:
         logger.warning("SMOTE: k_neighbors lowered from %d to %d (smallest class has %d samples)", k, k_eff,
@@ -147,20 +148,21 @@ def resample_training_split(images: np.ndarray, rows: np.ndarray, train_position
         train_positions: table positions of the training split; ``targets`` their labels.
         held_out_positions: table positions of the validation and test splits, checked never to enter training.
     """
-    if cfg.smote_space not in SMOTE_SPACES:
-        raise ConfigError(f"train.smote_space must be one of {SMOTE_SPACES}, got {cfg.smote_space!r}")
-    oversampler = OVERSAMPLERS.get(cfg.oversample)
+    s = cfg.sampling
+    if s.smote_space not in SMOTE_SPACES:
+        raise ConfigError(f"train.sampling.smote_space must be one of {SMOTE_SPACES}, got {s.smote_space!r}")
+    oversampler = OVERSAMPLERS.get(s.oversample)
     train_positions = np.asarray(train_positions, dtype=np.int64)
     assert_train_only(train_positions, train_positions, held_out_positions)
     targets = np.asarray(targets, dtype=np.int64)
-    kept, kept_t = undersample(train_positions, targets, cfg.undersample_cap, cfg.seed)
+    kept, kept_t = undersample(train_positions, targets, s.undersample_cap, cfg.seed)
     positions, y = kept, kept_t
     synth = np.zeros((0, *images.shape[1:]), dtype=np.uint8)
     synth_y = np.zeros(0, dtype=np.int64)
     if oversampler is not None:
         positions, y = oversampler(kept, kept_t, seed=cfg.seed)
-    elif cfg.smote_space == "pixel":
-        synth, synth_y = pixel_smote(images, rows[kept], kept_t, cfg.smote_k, cfg.seed)
+    elif s.smote_space == "pixel":
+        synth, synth_y = pixel_smote(images, rows[kept], kept_t, s.smote_k, cfg.seed)
     # feature-space SMOTE runs on embeddings while the head trains (lesionlab.training.feature_smote)
     assert_train_only(positions, train_positions, held_out_positions)
     counts = count_table(class_names, targets, kept_t, y, synth_y)

@@ -52,7 +52,7 @@ def plan_stages(cfg: TrainConfig, feature_head: bool = False) -> tuple[StageConf
         for s in cfg.stages:
             UNFREEZE.get(s.unfreeze)  # fail early, listing the valid levels
         return tuple(cfg.stages)
-    return (StageConfig(epochs=cfg.epochs, lr=cfg.lr, unfreeze="head" if feature_head else "all"),)
+    return (StageConfig(epochs=cfg.epochs, lr=cfg.optimizer.lr, unfreeze="head" if feature_head else "all"),)
 
 
 #: ``(module, stage, trainer_kwargs, callbacks) -> epochs run``: trains the head on features (feature-space SMOTE).
@@ -78,7 +78,7 @@ def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: 
             logger.info("Stage %d: unfreeze=%s, %d epochs at lr %g: %s trainable (%s in the backbone) / %s frozen "
                         "parameters", i, stage.unfreeze, stage.epochs, stage.lr, f"{freeze.trainable:,}",
                         f"{freeze.backbone_trainable:,}", f"{freeze.frozen:,}")
-            module.cfg = replace(base, epochs=stage.epochs, lr=stage.lr)
+            module.cfg = replace(base, epochs=stage.epochs, optimizer=replace(base.optimizer, lr=stage.lr))
             if stage.unfreeze == "head" and head_trainer is not None:
                 epochs = head_trainer(module, stage, trainer_kwargs, [c for c in shared if c is history])
             else:
@@ -104,7 +104,7 @@ def fit_model(module: L.LightningModule, train_loader: DataLoader, val_loader: D
               *, callbacks: Sequence[L.Callback], trainer_kwargs: dict, data: PreparedData | None = None,
               training_set: TrainingSet | None = None, run_root: Path | None = None) -> list[dict]:
     """One Lightning fit of all layers, or staged fits when ``train.stages`` or feature-space SMOTE ask for them."""
-    feature_smote = cfg.train.oversample == "smote" and cfg.train.smote_space == "feature"
+    feature_smote = cfg.train.sampling.oversample == "smote" and cfg.train.sampling.smote_space == "feature"
     if not cfg.train.stages and not feature_smote:
         L.Trainer(max_epochs=cfg.train.epochs, callbacks=list(callbacks), **trainer_kwargs).fit(
             module, train_loader, val_loader)

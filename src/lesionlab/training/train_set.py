@@ -22,7 +22,7 @@ SYNTHETIC_DIR = "synthetic"
 
 
 def uses_feature_smote(cfg: ExperimentConfig) -> bool:
-    return cfg.train.oversample == "smote" and cfg.train.smote_space == "feature"
+    return cfg.train.sampling.oversample == "smote" and cfg.train.sampling.smote_space == "feature"
 
 
 def build_training_set(data: PreparedData, cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainingSet:
@@ -60,4 +60,5 @@ def training_dataset(data: PreparedData, ts: TrainingSet, transform: Transform |
 
 def training_sampler(cfg: ExperimentConfig, ts: TrainingSet) -> Sampler | None:
     """The registered sampler over every training sample (real first, then synthetic); ``None`` = shuffle."""
-    return create_sampler(cfg.train.sampler, np.concatenate([ts.targets, ts.synthetic_targets]), cfg.train.seed)
+    targets = np.concatenate([ts.targets, ts.synthetic_targets])
+    return create_sampler(cfg.train.sampling.sampler, targets, cfg.train.seed)

@@ -2,36 +2,72 @@
 
 from __future__ import annotations
 
-from lesionlab.config import ConfigError, ExperimentConfig
+from typing import Any
+
+from lesionlab.config import ConfigError, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
+from lesionlab.registry import UnknownNameError
 
 
-def check_component_names(cfg: ExperimentConfig) -> None:
-    """Look up each named component; an unknown name raises the registry's error listing the valid ones."""
+def check_train_names(t: TrainConfig, where: str = "train") -> None:
+    """Loss, class weights, optimizer, schedule, sampler, oversampler, augmentation preset, unfreeze levels."""
     from lesionlab.data.transforms import augmentation_params
-    from lesionlab.inference.tta import get_tta
-    from lesionlab.models.backbones import resolve_backbone
-    from lesionlab.models.heads import HEADS
     from lesionlab.training.losses import CLASS_WEIGHTS, LOSSES
     from lesionlab.training.optim import OPTIMIZERS, SCHEDULERS
     from lesionlab.training.resampling import OVERSAMPLERS, SMOTE_SPACES
     from lesionlab.training.samplers import SAMPLERS
     from lesionlab.training.unfreeze import UNFREEZE
 
-    t = cfg.train
-    LOSSES.get(t.loss)
-    CLASS_WEIGHTS.get(t.class_weights)
-    OPTIMIZERS.get(t.optimizer)
-    SCHEDULERS.get(t.scheduler)
-    SAMPLERS.get(t.sampler)
-    OVERSAMPLERS.get(t.oversample)
-    augmentation_params(t.augment, t.augment_params)
-    if t.smote_space not in SMOTE_SPACES:
-        raise ConfigError(f"train.smote_space must be one of {SMOTE_SPACES}, got {t.smote_space!r}")
-    for stage in t.stages:
-        UNFREEZE.get(stage.unfreeze)
-    resolve_backbone(cfg.model.backbone)
-    HEADS.get(cfg.model.head)
+    for key, registry, name in ((f"{where}.loss.name", LOSSES, t.loss.name),
+                                (f"{where}.loss.class_weights", CLASS_WEIGHTS, t.loss.class_weights),
+                                (f"{where}.optimizer.name", OPTIMIZERS, t.optimizer.name),
+                                (f"{where}.schedule.name", SCHEDULERS, t.schedule.name),
+                                (f"{where}.sampling.sampler", SAMPLERS, t.sampling.sampler),
+                                (f"{where}.sampling.oversample", OVERSAMPLERS, t.sampling.oversample),
+                                *((f"{where}.stages[{i}].unfreeze", UNFREEZE, s.unfreeze)
+                                  for i, s in enumerate(t.stages))):
+        _lookup(key, registry, name)
+    augmentation_params(t.augmentation.preset, t.augmentation.params)
+    if t.sampling.smote_space not in SMOTE_SPACES:
+        raise ConfigError(f"{where}.sampling.smote_space must be one of {SMOTE_SPACES}, "
+                          f"got {t.sampling.smote_space!r}")
+
+
+def check_model_names(m: ModelConfig, where: str = "model") -> None:
+    """Backbone (alias or timm name) and head."""
+    from lesionlab.models.backbones import resolve_backbone
+    from lesionlab.models.heads import HEADS
+
+    resolve_backbone(m.backbone)
+    _lookup(f"{where}.head", HEADS, m.head)
+
+
+def check_eval_names(e: EvalConfig, where: str = "eval") -> None:
+    """The test-time augmentation policy."""
+    from lesionlab.inference.tta import get_tta
+
     try:
-        get_tta(cfg.eval.tta)
+        get_tta(e.tta)
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"eval.tta: {exc}") from None
+        raise ConfigError(f"{where}.tta: {exc}") from None
+
+
+def check_component_names(cfg: Any, where: str = "") -> None:
+    """Look up each named component of ``cfg`` (an :class:`ExperimentConfig`, or a pretraining / distillation
+    config holding ``train``, ``model``, ``student``, ``eval`` or ``experiment`` sections); an unknown name raises
+    a :class:`ConfigError` that lists the valid ones."""
+    prefix = f"{where}." if where else ""
+    checks = (("train", TrainConfig, check_train_names), ("model", ModelConfig, check_model_names),
+              ("student", ModelConfig, check_model_names), ("eval", EvalConfig, check_eval_names),
+              ("experiment", ExperimentConfig, check_component_names))
+    for attr, kind, check in checks:
+        section = getattr(cfg, attr, None)
+        if isinstance(section, kind):
+            check(section, f"{prefix}{attr}")
+
+
+def _lookup(key: str, registry: Any, name: str) -> None:
+    """``registry.get(name)``, its error prefixed with the config key that named it."""
+    try:
+        registry.get(name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{key}: {exc}") from None
