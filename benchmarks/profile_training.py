@@ -1,7 +1,7 @@
 """Where a LesionLab training step spends its time: data loading vs forward vs backward + optimiser.
 
 Runs a few batches of the real training loop pieces (the run's DataLoader over the uint8 cache with the light
-augmentation per image, or batched on the device with ``--set train.augmentation.on=batch``; LesionModule
+augmentation per image, or batched on the device with ``--set train.augmentation.mode=batch``; LesionModule
 forward/loss, backward, AdamW step) under ``torch.profiler`` with labelled ranges, then
 prints the share of wall time per phase and the profiler's top operators.
 
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=30, help="profiled training steps")
     ap.add_argument("--precision", default="auto", help="train.trainer.precision (auto: bf16 where the CPU has it)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="config overrides, e.g. train.augmentation.preset=standard train.augmentation.on=batch")
+                    help="config overrides, e.g. train.augmentation.preset=standard train.augmentation.mode=batch")
     args = ap.parse_args()
     cfg = load_config(None, [f"data.root={args.data_root}", f"data.image_size={args.size}",
                              f"model.backbone={args.backbone}", f"train.batch_size={args.batch_size}",
@@ -64,7 +64,7 @@ def main() -> None:
             with record_function("data loading"):
                 images, targets = next(it)[:2]
             ta = time.perf_counter()
-            with record_function("batched augmentation"):  # train.augmentation.on=batch: on the device, in the step
+            with record_function("batched augmentation"):  # train.augmentation.mode=batch: on the device, in the step
                 if module.batch_augment is not None:
                     images = module.batch_augment(images)
             t1 = time.perf_counter()

@@ -143,7 +143,7 @@ def _run_side(side: str, argv: list[str], extra: list[str] = ()) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-FAST = ["train.augmentation.on=batch", "train.speedups.progressive_resize=0.5"]
+FAST = ["train.augmentation.mode=batch", "train.speedups.progressive_resize=0.5"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -253,7 +253,7 @@ def test_saved_run_with_old_flat_keys_loads_migrated(tmp_path: Path) -> None:
         "focal", "effective", 0.99, 1.5, (1.0, 2.0))
     assert (t.sampling.sampler, t.sampling.undersample_cap, t.sampling.oversample, t.sampling.smote_k) == (
         "balanced", 40, "duplicate", 3)
-    assert (t.augmentation.preset, t.augmentation.params, t.augmentation.on) == ("heavy", {"degrees": 10}, "batch")
+    assert (t.augmentation.preset, t.augmentation.params, t.augmentation.mode) == ("heavy", {"degrees": 10}, "batch")
     assert (t.trainer.accelerator, t.trainer.devices, t.trainer.precision, t.trainer.num_workers) == (
         "cpu", "1", "32-true", 0)
     assert (t.epochs, t.batch_size, t.seed, t.monitor, t.patience, t.ema_decay) == (2, 32, 7, "val_loss", 3, 0.0)

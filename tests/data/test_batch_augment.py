@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lesionlab.config import ConfigError, TrainConfig
+from lesionlab.config import AugmentationConfig, ConfigError, TrainConfig
 from lesionlab.data.batch_augment import BatchAugment, batch_augmentation, rank_generator
 from lesionlab.data.transforms import augmentation_params, loader_augmentation
 
@@ -104,12 +104,12 @@ def test_cutout_zeroes_one_rectangle_in_chosen_samples() -> None:
 
 
 def test_config_switches_augmentation_from_loader_to_batch() -> None:
-    sample = TrainConfig(augment="standard")
+    sample = TrainConfig(augmentation=AugmentationConfig("standard"))
     assert batch_augmentation(sample) is None and loader_augmentation(sample, 32) is not None
-    batched = TrainConfig(augment="standard", augment_on="batch")
+    batched = TrainConfig(augmentation=AugmentationConfig("standard", mode="batch"))
     assert isinstance(batch_augmentation(batched), BatchAugment) and loader_augmentation(batched, 32) is None
-    with pytest.raises(ConfigError, match="augment_on"):
-        TrainConfig(augment_on="gpu")
+    with pytest.raises(ConfigError, match=r"train\.augmentation\.mode must be sample or batch"):
+        AugmentationConfig(mode="gpu")
 
 
 def test_bad_input_is_refused() -> None:

@@ -82,7 +82,7 @@ def test_unknown_preset_lists_valid_ones() -> None:
 
 def test_selectable_from_yaml_and_cli(tmp_path) -> None:
     path = tmp_path / "aug.yaml"
-    path.write_text("train:\n  augment: heavy\n  augment_params: {erase_p: 0.25, crop_scale: [0.7, 1.0]}\n")
+    path.write_text("train:\n  augmentation:\n    preset: heavy\n    params: {erase_p: 0.25, crop_scale: [0.7, 1.0]}\n")
     cfg = load_config(path, ["train.augmentation.params.degrees=15"])
     assert cfg.train.augmentation.preset == "heavy"
     p = augmentation_params(cfg.train.augmentation.preset, cfg.train.augmentation.params)

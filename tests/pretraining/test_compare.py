@@ -54,7 +54,8 @@ def test_arms_differ_only_in_the_encoder(vae_run: Path, tmp_path: Path) -> None:
     frozen = arm_experiment(replace(cfg, finetune_epochs=0), cfg.arms[0], vae, tmp_path)
     assert frozen.model.freeze_backbone and not frozen.train.stages
     tampered = dict(exps)
-    tampered["random"] = replace(exps["random"], train=replace(exps["random"].train, lr=0.1))
+    train = exps["random"].train
+    tampered["random"] = replace(exps["random"], train=replace(train, optimizer=replace(train.optimizer, lr=0.1)))
     with pytest.raises(AssertionError, match="hyper-parameters"):
         assert_identical_recipes(tampered)
 

@@ -37,7 +37,7 @@ def test_help(command: str, capsys) -> None:
     (["train", "train.lr=0.1"], "train.lr was moved: use train.optimizer.lr"),
     (["train", "train.loss.name=nope"], "train.loss.name: Unknown loss 'nope'"),
     (["train", "eval.tta=nope"], "eval.tta:"),
-    (["cv", "train.optimizer.name=adamx"], "Did you mean 'adamw'"),
+    (["cv", "train.optimizer.name=adamx"], "Did you mean 'adam'"),
     (["leakage-audit", "model.head=nope"], "model.head: Unknown head"),
     (["augment-preview", "train.augmentation.preset=nope"], "Unknown augmentation"),
     (["pretrain", "vae", "train.schedule.name=nope"], "train.schedule.name: Unknown"),

@@ -49,7 +49,7 @@ def test_two_process_ddp_metrics_equal_single_process(shared_data: Path, tmp_pat
         [sys.executable, "-m", "lesionlab", "-q", "train", "--output-dir", str(out), "--devices", "2",
          "--strategy", "ddp", "--precision", "32-true", "name=ddp", "train.trainer.accelerator=cpu",
          "train.progress=false",
-         "train.augmentation.on=batch", *overrides],  # batched augmentation: each rank draws from its own generator
+         "train.augmentation.mode=batch", *overrides],  # batched augmentation: each rank draws from its own generator
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     (run,) = list(out.iterdir())  # only rank 0 writes a run directory

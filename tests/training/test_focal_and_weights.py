@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lesionlab.config import ConfigError, TrainConfig, load_config
+from lesionlab.config import ConfigError, LossConfig, TrainConfig, load_config
 from lesionlab.registry import UnknownNameError
 from lesionlab.training.losses import FocalLoss, class_weights, create_loss, effective_number, loss_from_config
 
@@ -83,24 +83,25 @@ def test_effective_number_limits() -> None:
 
 def test_inverse_weights_match_formula_on_config_path() -> None:
     counts = np.array([40, 10, 50])
-    loss = loss_from_config(TrainConfig(loss="ce", class_weights="inverse"), counts)
+    loss = loss_from_config(TrainConfig(loss=LossConfig("ce", class_weights="inverse")), counts)
     np.testing.assert_allclose(loss.weight.numpy(), counts.sum() / (3 * counts), rtol=1e-6)
 
 
 def test_focal_alpha_from_config() -> None:
     counts = np.array([40, 10, 50])
-    from_weights = loss_from_config(TrainConfig(loss="focal", class_weights="inverse", focal_gamma=1.5), counts)
+    from_weights = loss_from_config(TrainConfig(loss=LossConfig("focal", class_weights="inverse",
+                                                                  focal_gamma=1.5)), counts)
     assert isinstance(from_weights, FocalLoss) and from_weights.gamma == 1.5
     np.testing.assert_allclose(from_weights.alpha.numpy(), counts.sum() / (3 * counts), rtol=1e-6)
-    given = loss_from_config(TrainConfig(loss="focal", focal_alpha=(0.2, 0.5, 0.3)), counts)
+    given = loss_from_config(TrainConfig(loss=LossConfig("focal", focal_alpha=(0.2, 0.5, 0.3))), counts)
     np.testing.assert_allclose(given.alpha.numpy(), [0.2, 0.5, 0.3])
     with pytest.raises(ConfigError, match="3 classes"):
-        loss_from_config(TrainConfig(loss="focal", focal_alpha=(0.2, 0.8)), counts)
+        loss_from_config(TrainConfig(loss=LossConfig("focal", focal_alpha=(0.2, 0.8))), counts)
 
 
 def test_loss_selectable_from_yaml_and_cli(tmp_path) -> None:
     path = tmp_path / "exp.yaml"
-    path.write_text("train:\n  loss: focal\n  focal_gamma: 3\n  class_weights: effective\n  effective_beta: 0.99\n")
+    path.write_text("train:\n  loss: {name: focal, focal_gamma: 3, class_weights: effective, effective_beta: 0.99}\n")
     cfg = load_config(path, ["train.loss.focal_alpha=1,2,3"])
     loss = cfg.train.loss
     assert (loss.name, loss.focal_gamma, loss.class_weights) == ("focal", 3.0, "effective")

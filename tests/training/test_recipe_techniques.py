@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lesionlab.config import ConfigError, MixConfig, ModelConfig, TrainConfig
+from lesionlab.config import (
+    AugmentationConfig,
+    ConfigError,
+    LossConfig,
+    MixConfig,
+    ModelConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
 from lesionlab.data.batch_augment import BatchAugment
 from lesionlab.data.transforms import augmentation_params, get_augmentation
 from lesionlab.models.classifier import create_model
@@ -31,7 +39,7 @@ def test_unknown_policy_lists_valid_names() -> None:
 
 
 def test_batch_mode_refuses_per_image_policies() -> None:
-    with pytest.raises(ConfigError, match="augment_on=sample"):
+    with pytest.raises(ConfigError, match=r"augmentation\.mode=sample"):
         BatchAugment(augmentation_params("trivial"))
 
 
@@ -46,12 +54,12 @@ def test_mixer_off_by_default_and_soft_targets_when_on() -> None:
 
 
 def test_mix_config_checks() -> None:
-    with pytest.raises(ConfigError, match=r"loss=focal"):
-        TrainConfig(loss="focal", mix=MixConfig(mixup=0.2))
-    with pytest.raises(ConfigError, match=r"train\.mix"):
+    with pytest.raises(ConfigError, match=r"loss\.name=focal"):
+        TrainConfig(loss=LossConfig("focal"), augmentation=AugmentationConfig(mix=MixConfig(mixup=0.2)))
+    with pytest.raises(ConfigError, match=r"train\.augmentation\.mix"):
         MixConfig(prob=1.5)
-    with pytest.raises(ConfigError, match="layer_decay"):
-        TrainConfig(layer_decay=1.5)
+    with pytest.raises(ConfigError, match=r"train\.optimizer\.layer_decay"):
+        OptimizerConfig(layer_decay=1.5)
 
 
 def test_layer_decay_scales_deeper_blocks_less() -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lesionlab.config import ModelConfig, TrainConfig, load_config
+from lesionlab.config import ModelConfig, OptimizerConfig, ScheduleConfig, TrainConfig, load_config
 from lesionlab.models.classifier import create_model
 from lesionlab.training.losses import create_loss
 from lesionlab.training.module import LesionModule
@@ -64,7 +64,8 @@ def tiny_loaders() -> tuple[DataLoader, DataLoader]:
 
 def test_module_switches_schedulefree_with_the_loop() -> None:
     torch.manual_seed(0)
-    cfg = TrainConfig(epochs=2, lr=0.01, optimizer="schedulefree-adamw", scheduler="constant", warmup_epochs=0)
+    cfg = TrainConfig(epochs=2, optimizer=OptimizerConfig("schedulefree-adamw", lr=0.01),
+                      schedule=ScheduleConfig("constant", warmup_epochs=0))
     module = LesionModule(create_model(ModelConfig(backbone="tiny-resnet"), 3), create_loss("ce"), cfg, 3,
                           (0.5,) * 3, (0.25,) * 3)
     assert module.ema is None  # Schedule-Free averages its own weights
@@ -106,8 +107,8 @@ def test_plateau_reduces_on_the_monitored_metric_after_warmup() -> None:
 
 def test_plateau_inside_lightning() -> None:
     torch.manual_seed(0)
-    cfg = TrainConfig(epochs=4, lr=0.01, optimizer="sgd", scheduler="plateau", warmup_epochs=0, ema_decay=0,
-                      monitor="val_loss", plateau_patience=0, plateau_factor=0.1)
+    cfg = TrainConfig(epochs=4, optimizer=OptimizerConfig("sgd", lr=0.01), ema_decay=0, monitor="val_loss",
+                      schedule=ScheduleConfig("plateau", warmup_epochs=0, plateau_patience=0, plateau_factor=0.1))
     module = LesionModule(create_model(ModelConfig(backbone="tiny-resnet"), 3), create_loss("ce"), cfg, 3,
                           (0.5,) * 3, (0.25,) * 3)
     lrs = []

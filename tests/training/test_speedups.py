@@ -7,7 +7,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lesionlab.config import ConfigError, ModelConfig, SpeedupConfig, TrainConfig
+from lesionlab.config import (
+    AugmentationConfig,
+    ConfigError,
+    ModelConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    SpeedupConfig,
+    TrainConfig,
+)
 from lesionlab.data.transforms import to_model_input
 from lesionlab.models.classifier import create_model
 from lesionlab.training.losses import create_loss
@@ -67,8 +75,8 @@ def fit(speedups: SpeedupConfig, epochs: int = 4, lr: float = 0.01) -> Recorder:
     train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, shuffle=True, drop_last=True)
     val = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=16)
     model = Recorder(create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.0), 3))
-    cfg = TrainConfig(epochs=epochs, lr=lr, scheduler="constant", warmup_epochs=0, ema_decay=0, progress=False,
-                      speedups=speedups)
+    cfg = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(lr=lr), schedule=ScheduleConfig("constant", 0),
+                      ema_decay=0, progress=False, speedups=speedups)
     module = LesionModule(model, create_loss("ce"), cfg, 3, (0.5,) * 3, (0.25,) * 3)
     L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
               enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False).fit(module, train, val)
@@ -97,7 +105,7 @@ def test_batch_mode_loader_yields_raw_cache_pixels_and_the_module_augments(prepa
     from lesionlab.engine.train import make_loaders
 
     cfg = load_config(None, ["data.image_size=8", "train.batch_size=16", "train.augmentation.preset=standard",
-                             "train.augmentation.on=batch"])
+                             "train.augmentation.mode=batch"])
     train_loader, _ = make_loaders(prepared, cfg)
     assert train_loader.dataset.transform is None  # augmentation left the loader...
     images, _ = next(iter(train_loader))
@@ -114,7 +122,7 @@ def test_batch_mode_loader_yields_raw_cache_pixels_and_the_module_augments(prepa
 def test_training_step_feeds_the_model_the_batch_augmented_images() -> None:
     from lesionlab.data.transforms import to_model_input
 
-    cfg = TrainConfig(augment="none", augment_params={"hflip": 1.0}, augment_on="batch", ema_decay=0)
+    cfg = TrainConfig(augmentation=AugmentationConfig("none", {"hflip": 1.0}, mode="batch"), ema_decay=0)
     model = Recorder(create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.0), 3))
     inputs = []
     model.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach().clone()))
@@ -165,8 +173,8 @@ def test_speedups_refuse_what_would_ignore_them() -> None:
         TrainConfig(stages=(StageConfig(),), speedups=on)
     with pytest.raises(ConfigError, match="speedups"):
         DistillConfig(teacher="runs/x", train=TrainConfig(speedups=on))
-    with pytest.raises(ConfigError, match="augment_on"):
-        PretrainConfig(train=TrainConfig(augment_on="batch"))
+    with pytest.raises(ConfigError, match=r"augmentation\.mode"):
+        PretrainConfig(train=TrainConfig(augmentation=AugmentationConfig(mode="batch")))
     with pytest.raises(ConfigError, match="backprop_until"):
         SpeedupConfig(selective_backprop=0.5, backprop_until=0.0)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lesionlab.config import ConfigError, ModelConfig, StageConfig, TrainConfig
+from lesionlab.config import ConfigError, ModelConfig, OptimizerConfig, ScheduleConfig, StageConfig, TrainConfig
 from lesionlab.models.classifier import create_model
 from lesionlab.registry import UnknownNameError
 from lesionlab.training.callbacks import HistoryWriter
@@ -17,6 +17,7 @@ from lesionlab.training.module import LesionModule
 from lesionlab.training.staged import fit_stages, plan_stages
 from lesionlab.training.unfreeze import apply_unfreeze, backbone_groups
 
+SGD, CONSTANT = OptimizerConfig("sgd"), ScheduleConfig("constant", warmup_epochs=0)
 TRAINER = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
            "num_sanity_val_steps": 0, "enable_checkpointing": False}
 
@@ -32,7 +33,7 @@ def loaders() -> tuple[DataLoader, DataLoader]:
 def make_module(ema: float = 0.9) -> LesionModule:
     torch.manual_seed(0)
     model = create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.0), 3)
-    cfg = TrainConfig(epochs=1, lr=0.05, optimizer="sgd", scheduler="constant", warmup_epochs=0, ema_decay=ema,
+    cfg = TrainConfig(epochs=1, optimizer=OptimizerConfig("sgd", lr=0.05), schedule=CONSTANT, ema_decay=ema,
                       progress=False)
     return LesionModule(model, create_loss("ce"), cfg, 3, (0.5,) * 3, (0.25,) * 3)
 
@@ -102,8 +103,8 @@ def test_all_stage_trains_everything_and_weights_carry_over(tmp_path) -> None:
     train, val = loaders()
     stages = (StageConfig(1, 0.05, "head"), StageConfig(1, 0.02, "last"), StageConfig(1, 0.01, "all"))
     before, original = snapshot(module.model), module.cfg
-    summaries = fit_stages(module, train, val, TrainConfig(stages=stages, optimizer="sgd", scheduler="constant",
-                                                           warmup_epochs=0, ema_decay=0),
+    summaries = fit_stages(module, train, val, TrainConfig(stages=stages, optimizer=SGD, schedule=CONSTANT,
+                                                           ema_decay=0),
                            callbacks=[history], trainer_kwargs=TRAINER)
     after = snapshot(module.model)
     assert [s["unfreeze"] for s in summaries] == ["head", "last", "all"]
@@ -128,7 +129,7 @@ def test_unfreeze_levels_and_errors() -> None:
         plan_stages(TrainConfig(stages=(StageConfig(1, 0.1, "top"),)))
     with pytest.raises(ConfigError, match="stages"):
         StageConfig(epochs=0)
-    assert plan_stages(TrainConfig(epochs=3, lr=0.1)) == (StageConfig(3, 0.1, "all"),)
+    assert plan_stages(TrainConfig(epochs=3, optimizer=OptimizerConfig(lr=0.1))) == (StageConfig(3, 0.1, "all"),)
 
 
 def test_stages_from_yaml(tmp_path) -> None:
@@ -151,8 +152,8 @@ def test_lightning_keeps_frozen_bn_in_eval_mode() -> None:
             modes.append((pl_module.model.backbone.bn1.training, pl_module.model.head.training))
 
     train, val = loaders()
-    cfg = TrainConfig(stages=(StageConfig(1, 0.05, "head"), StageConfig(1, 0.05, "all")), optimizer="sgd",
-                      scheduler="constant", warmup_epochs=0)
+    cfg = TrainConfig(stages=(StageConfig(1, 0.05, "head"), StageConfig(1, 0.05, "all")), optimizer=SGD,
+                      schedule=CONSTANT)
     fit_stages(module, train, val, cfg, callbacks=[Spy()], trainer_kwargs=TRAINER)
     half = len(modes) // 2
     assert modes[:half] == [(False, True)] * half  # stage 1: frozen BN in eval, head in train mode

@@ -82,7 +82,7 @@ def test_sweep_checks_every_cell_before_training(fake_train, tmp_path) -> None:
     with pytest.raises(UnknownNameError, match="adam, adamw"):
         run_sweep(None, ["optimizer=adam,adamx"], output_dir=tmp_path)
     assert fake_train == []  # nothing trained: the typo in the second cell was caught first
-    with pytest.raises(ConfigError, match=r"train\.lr must be positive"):
+    with pytest.raises(ConfigError, match=r"train\.optimizer\.lr must be positive"):
         run_sweep(None, ["lr=1e-3,-1"], output_dir=tmp_path)
 
 

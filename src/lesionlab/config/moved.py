@@ -33,7 +33,7 @@ MOVED_TRAIN_KEYS: dict[str, str] = {
     "smote_k": "sampling.smote_k",
     "augment": "augmentation.preset",
     "augment_params": "augmentation.params",
-    "augment_on": "augmentation.on",
+    "augment_on": "augmentation.mode",
     "mix": "augmentation.mix",
     "accelerator": "trainer.accelerator",
     "devices": "trainer.devices",
@@ -63,8 +63,8 @@ def moved_message(where: str, key: str, value: Any) -> str:
 
 
 def _migrate_train(train: dict[str, Any]) -> None:
-    for key in [k for k in train if is_moved(k, train[k])]:
-        value = train.pop(key)
+    moved = {k: train.pop(k) for k in [k for k in train if is_moved(k, train[k])]}  # first out, then back in place
+    for key, value in moved.items():
         *parents, leaf = MOVED_TRAIN_KEYS[key].split(".")
         node = train
         for part in parents:

@@ -132,11 +132,11 @@ class AugmentationConfig:
 
     preset: str = "light"
     params: dict[str, Any] = field(default_factory=dict)  # override preset parameters, e.g. {degrees: 30}
-    on: str = "sample"  # sample: per image in the loader; batch: per-sample draws in batched ops on the device
+    mode: str = "sample"  # sample: per image in the loader; batch: per-sample draws in batched ops on the device
     mix: MixConfig = field(default_factory=MixConfig)
 
     def __post_init__(self) -> None:
-        _check(self.on in {"sample", "batch"}, f"train.augmentation.on must be sample or batch, got {self.on!r}")
+        _check(self.mode in {"sample", "batch"}, f"train.augmentation.mode must be sample or batch, got {self.mode!r}")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Augmentation of whole uint8 batches on the device, every sample with its own random draw.
 
-``train.augmentation.on: batch`` moves the preset's augmentation (:data:`lesionlab.data.transforms.AUGMENT_PARAMS`) out
-of the per-image loader into a few batched tensor ops run where the model runs (the GPU, when there is one):
+``train.augmentation.mode: batch`` moves the preset's augmentation (:data:`lesionlab.data.transforms.AUGMENT_PARAMS`)
+out of the per-image loader into a few batched tensor ops run where the model runs (the GPU, when there is one):
 
 * flips and 90° rotations are index operations on the uint8 batch (no float copy, exact);
 * random resized crop, rotation, shift and zoom compose into one affine map per sample and one ``grid_sample``
@@ -41,7 +41,7 @@ class BatchAugment(nn.Module):
         self.p = dict(params)
         if self.p.get("policy"):
             raise ConfigError(f"train.augmentation.params.policy={self.p['policy']!r} runs per image: use "
-                              "train.augmentation.on=sample")
+                              "train.augmentation.mode=sample")
         self.geometric = bool(self.p["crop_scale"] or self.p["degrees"] or self.p["translate"] or self.p["scale"])
         self.colour = any(self.p[k] for k in ("brightness", "contrast", "saturation", "hue"))
 
@@ -51,7 +51,7 @@ class BatchAugment(nn.Module):
                              f"{images.dtype}")
         if (self.p["rot90"] or self.geometric) and images.shape[-1] != images.shape[-2]:
             raise ConfigError("batched 90° turns, crops, rotations, shifts and zooms need square images, got "
-                              f"{tuple(images.shape[-2:])}; use train.augmentation.on=sample")
+                              f"{tuple(images.shape[-2:])}; use train.augmentation.mode=sample")
         g = generator
         x = _flip(images, self.p["hflip"], -1, g)
         x = _flip(x, self.p["vflip"], -2, g)
@@ -161,9 +161,9 @@ def rank_generator(device: torch.device | str, rank: int) -> torch.Generator:
 
 
 def batch_augmentation(train_cfg: TrainConfig) -> BatchAugment | None:
-    """The batched augmentation of ``train_cfg`` when ``train.augmentation.on`` is ``batch``, else None."""
+    """The batched augmentation of ``train_cfg`` when ``train.augmentation.mode`` is ``batch``, else None."""
     aug = train_cfg.augmentation
-    if aug.on != "batch":
+    if aug.mode != "batch":
         return None
     return BatchAugment(augmentation_params(aug.preset, aug.params))
 

@@ -140,9 +140,9 @@ def get_augmentation(name: str, size: int, params: Mapping[str, Any] | None = No
 
 
 def loader_augmentation(train_cfg: TrainConfig, size: int) -> Transform | None:
-    """The per-image training transform of ``train_cfg`` (None when ``train.augmentation.on`` is ``batch``)."""
+    """The per-image training transform of ``train_cfg`` (None when ``train.augmentation.mode`` is ``batch``)."""
     aug = train_cfg.augmentation
-    if aug.on == "batch":
+    if aug.mode == "batch":
         return None
     return get_augmentation(aug.preset, size, aug.params)
 

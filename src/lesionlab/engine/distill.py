@@ -89,7 +89,7 @@ class DistillModule(LesionModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        images = self.augment_batch(images)  # train.augmentation.on=batch
+        images = self.augment_batch(images)  # train.augmentation.mode=batch
         logits = self(images)
         soft = distillation_loss(logits, self.teacher(images), self.temperature)
         hard = self.loss_fn(logits, targets)

@@ -35,7 +35,7 @@ class GridAxis:
 
     @property
     def label(self) -> str:
-        return self.key.split(".")[-1]
+        return key_label(self.key)
 
 
 def _fields(cls: type) -> dict[str, object]:
@@ -107,8 +107,15 @@ def grid_cells(axes: Sequence[GridAxis]) -> list[dict[str, str]]:
             for combo in itertools.product(*(a.values for a in axes))]
 
 
+def key_label(key: str) -> str:
+    """The short name of a dotted key: its last part, or its group's for a ``.name`` (``train.optimizer.name``:
+    optimizer)."""
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
 def cell_name(cell: dict[str, str]) -> str:
-    text = "_".join(f"{k.split('.')[-1]}={v}" for k, v in cell.items())
+    text = "_".join(f"{key_label(k)}={v}" for k, v in cell.items())
     return "".join(ch if ch.isalnum() or ch in "=-_." else "-" for ch in text)
 
 
@@ -154,7 +161,7 @@ def run_sweep(config: str | Path | None, grid: Sequence[str], overrides: Sequenc
         histories[name] = history
         best, epoch = _best_val(history, monitor)
         m = result.metrics
-        rows.append({"cell": name, **{k.split(".")[-1]: v for k, v in cell.items()}, f"best_{monitor}": best,
+        rows.append({"cell": name, **{key_label(k): v for k, v in cell.items()}, f"best_{monitor}": best,
                      "best_epoch": epoch, "test_balanced_accuracy": m["balanced_accuracy"],
                      "test_accuracy": m["accuracy"], "test_macro_f1": m["macro"]["f1"],
                      "test_auc_macro": m["auc_macro"], "seconds": time.perf_counter() - t0,

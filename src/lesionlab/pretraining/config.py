@@ -49,8 +49,8 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _check(self.train.augmentation.on == "sample" and not self.train.speedups.active,
-               "VAE pretraining augments per image and has no speed-ups: train.augmentation.on must be sample and "
+        _check(self.train.augmentation.mode == "sample" and not self.train.speedups.active,
+               "VAE pretraining augments per image and has no speed-ups: train.augmentation.mode must be sample and "
                "train.speedups off")
 
 

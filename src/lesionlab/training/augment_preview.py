@@ -66,7 +66,7 @@ def augment_preview(cfg: ExperimentConfig, out: str | Path | None = None, *, n_i
     changed = {k: v for k, v in params.items() if k in cfg.train.augmentation.params}
     title = (f"augment={cfg.train.augmentation.preset}" + (f" with {changed}" if changed else "")
              + f" at {cfg.data.image_size}px")
-    if cfg.train.augmentation.on == "batch":  # what the batched path draws for one sample
+    if cfg.train.augmentation.mode == "batch":  # what the batched path draws for one sample
         batched = BatchAugment(params)
         transform: Transform = lambda img: batched(img[None])[0]  # noqa: E731
         title += " (batched)"

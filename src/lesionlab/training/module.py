@@ -61,7 +61,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.loss_fn = loss
         self.cfg = train_cfg
         self.mean, self.std = tuple(mean), tuple(std)
-        self.batch_augment = batch_augmentation(train_cfg)  # train.augmentation.on=batch: augmented here, on the device
+        self.batch_augment = batch_augmentation(train_cfg)  # augmentation.mode=batch: augmented here, on the device
         self.min_train_size = smallest_size(model)  # progressive resizing's floor
         self.num_classes = num_classes
         self.mixer = batch_mixer(train_cfg.augmentation.mix, num_classes)  # mixup / CutMix soft targets, or None
@@ -103,7 +103,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
                 "train.optimizer.lr, use train.trainer.precision=32-true, or turn off train.speedups")
 
     def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """``train.augmentation.on=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
+        """``train.augmentation.mode=batch``: the uint8 batch augmented on the device (unchanged otherwise)."""
         if self.batch_augment is None:
             return images
         rng = self.augment_rng
