@@ -62,9 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    from lesionlab.commands.common import prepare_training
     from lesionlab.errors import USER_ERRORS
 
     try:
+        if getattr(args, "needs_training", False):  # set by the commands that train (they need the [train] extra)
+            prepare_training(args.verbose)
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         if args.verbose:

@@ -11,7 +11,6 @@ from lesionlab.commands.common import (
     add_data_args,
     data_config_from_args,
     expand_images,
-    quiet_lightning,
     split_model_argument,
 )
 from lesionlab.config import ConfigError, load_config
@@ -33,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default=None, help="shortcut for train.precision=... (auto, 32-true, bf16-mixed, "
                    "16-mixed)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, needs_training=True)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
                        description="Score RUN on a dataset with the run's own crop and size. Labels are mapped "
@@ -88,7 +87,6 @@ def register_data(sub: argparse._SubParsersAction) -> argparse._SubParsersAction
 def cmd_train(args: argparse.Namespace) -> int:
     from lesionlab.engine.train import train
 
-    quiet_lightning(args.verbose)
     overrides = list(args.overrides)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")

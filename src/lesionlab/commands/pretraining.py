@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "vae.encoder=tiny-convnext data.image_size=32 train.epochs=5   (options go before CONFIG)")
     p.add_argument("config", help="YAML file (PretrainConfig: name, data, vae, train), e.g. configs/vae-pretrain.yaml")
     _add_common(p, "train.epochs=5 data.image_size=32 vae.latent_dim=64 vae.beta_schedule=cyclical")
-    p.set_defaults(func=cmd_pretrain_vae)
+    p.set_defaults(func=cmd_pretrain_vae, needs_training=True)
 
     p = subparsers.add_parser(
         "compare-pretraining", help="same frozen-encoder classifier on VAE vs ImageNet vs random encoders",
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vae-run", default=None, help="shortcut for vae_run=... (a 'pretrain vae' run directory)")
     _add_common(p, "frozen_epochs=6 finetune_epochs=2 experiment.train.lr=3e-4 experiment.data.image_size=32",
                 "experiment.data.root")
-    p.set_defaults(func=cmd_compare_pretraining)
+    p.set_defaults(func=cmd_compare_pretraining, needs_training=True)
 
     p = subparsers.add_parser(
         "distill", help="distil a trained teacher run (or ensemble) into a small student with soft targets",
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML file (DistillConfig) with defaults for the options")
     _add_common(p, "student.backbone=mobilenetv3_small_050 temperature=4 alpha=0.7 train.epochs=10",
                 "data_root")
-    p.set_defaults(func=cmd_distill)
+    p.set_defaults(func=cmd_distill, needs_training=True)
 
 
 def _overrides(args: argparse.Namespace, data_key: str = "data.root") -> list[str]:
@@ -70,12 +70,10 @@ def _overrides(args: argparse.Namespace, data_key: str = "data.root") -> list[st
 
 
 def cmd_pretrain_vae(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
     from lesionlab.config import load_typed_config
     from lesionlab.engine.pretrain import pretrain_vae
     from lesionlab.pretraining.config import PretrainConfig
 
-    quiet_lightning(args.verbose)
     result = pretrain_vae(load_typed_config(PretrainConfig, args.config, _overrides(args)))
     m = result.metrics
     print(f"validation -ELBO {m['val_elbo']:.1f} (reconstruction {m['val_recon']:.1f}, KL {m['val_kl']:.1f}) | "
@@ -86,12 +84,10 @@ def cmd_pretrain_vae(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_pretraining(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
     from lesionlab.config import load_typed_config
     from lesionlab.engine.compare_pretraining import compare_pretraining
     from lesionlab.pretraining.config import ComparePretrainingConfig
 
-    quiet_lightning(args.verbose)
     extra = _overrides(args, "experiment.data.root")
     if args.vae_run:
         extra.append(f"vae_run={args.vae_run}")
@@ -102,12 +98,10 @@ def cmd_compare_pretraining(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
     from lesionlab.config import load_typed_config
     from lesionlab.engine.distill import distill
     from lesionlab.pretraining.config import DistillConfig
 
-    quiet_lightning(args.verbose)
     result = distill(load_typed_config(DistillConfig, args.config,
                                        [f"teacher={args.teacher}", *_overrides(args, "data_root")]))
     print(result.summary.to_string(float_format=lambda v: f"{v:.4f}"))
