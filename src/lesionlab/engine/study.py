@@ -99,10 +99,21 @@ def _run_compare_pretraining(arm: ArmConfig, overrides: list[str]) -> dict[str, 
     return {f"{arm.name}: {name}": r.run.root for name, r in result.runs.items()}
 
 
+def _run_build_dermamnist(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
+    from lesionlab.data.dermamnist_build import build_dermamnist
+
+    root = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.root=")), None)
+    written = build_dermamnist(root, sizes=tuple(int(s) for s in arm.options.get("sizes", (28, 64, 128))),
+                               progress=False)
+    return {arm.name: written[0].parent}
+
+
 STUDY_KINDS.add("train", ArmKind("", _run_train), help="one training run per seed (test metrics with CIs)")
 STUDY_KINDS.add("cv", ArmKind("", _run_cv), help="k-fold CV: single-fold mean, ensemble, ensemble + TTA")
 STUDY_KINDS.add("leakage-audit", ArmKind("", _run_leakage), help="the same recipe on lesion-disjoint vs image-level")
 STUDY_KINDS.add("pretrain", ArmKind("", _run_pretrain), help="a VAE pretraining run (no metrics; later arms use it)")
+STUDY_KINDS.add("build-dermamnist", ArmKind("", _run_build_dermamnist),
+                help="DermaMNIST-Corrected arrays from HAM10000 (options.sizes; no metrics)")
 STUDY_KINDS.add("compare-pretraining", ArmKind("experiment.", _run_compare_pretraining),
                 help="frozen-encoder classifiers on VAE / ImageNet / random encoders")
 

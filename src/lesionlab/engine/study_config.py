@@ -17,7 +17,7 @@ class ArmConfig:
     """One step of a study: a training-like command run on a config with overrides, once per seed."""
 
     name: str
-    kind: str = "train"  # train | cv | leakage-audit | pretrain | compare-pretraining (see lesionlab.engine.study)
+    kind: str = "train"  # train | cv | leakage-audit | pretrain | compare-pretraining | build-dermamnist
     config: str | None = None  # the experiment YAML (relative to the working directory)
     overrides: tuple[str, ...] = ()  # key=value; "{arm:NAME}": arm NAME's run directory (same seed, or its only)
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific: cv {folds, weighting}
