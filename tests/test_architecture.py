@@ -71,3 +71,29 @@ def test_serve_does_not_import_lightning(lesion_image: Path, tmp_path: Path) -> 
     """, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "STATUS 200 HEAVY []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_training_without_the_train_extra_says_what_to_install(tmp_path: Path) -> None:
+    out = _run("""
+        import sys
+        sys.modules["lightning"] = None  # as if `pip install lesionlab[serve]` only: Lightning is not installed
+        from lesionlab.cli import main
+        sys.exit(main(["train", "train.epochs=1", "output_dir=runs"]))
+    """, tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "pip install 'lesionlab[train]'" in out.stderr and "lightning" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_user_error_derives_from_one_base() -> None:
+    import lesionlab.cli  # noqa: F401  (imports the command modules)
+    from lesionlab.config import ConfigError
+    from lesionlab.data.splits import LeakageError
+    from lesionlab.data.table import DatasetError
+    from lesionlab.errors import USER_ERRORS, LesionLabError
+    from lesionlab.inference.quality import NotAssessableError
+    from lesionlab.registry import UnknownNameError
+
+    for error in (ConfigError, DatasetError, LeakageError, NotAssessableError, UnknownNameError):
+        assert issubclass(error, LesionLabError) and issubclass(error, USER_ERRORS)
+    assert issubclass(ConfigError, ValueError)  # built-in bases are kept for callers that caught them

@@ -16,7 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = ("lesionlab.commands.core", "lesionlab.comman
                                     "lesionlab.commands.serving", "lesionlab.commands.training",
                                     "lesionlab.commands.pretraining", "lesionlab.commands.merge",
                                     "lesionlab.commands.models", "lesionlab.commands.ood",
-                                    "lesionlab.commands.released")
+                                    "lesionlab.commands.released", "lesionlab.commands.study")
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
@@ -62,9 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    from lesionlab.commands.common import prepare_training
     from lesionlab.errors import USER_ERRORS
 
     try:
+        if getattr(args, "needs_training", False):  # set by the commands that train (they need the [train] extra)
+            prepare_training(args.verbose)
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         if args.verbose:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import shutil
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Run directories created by the innermost :func:`discards_unstarted_runs` call (None outside any).
+_CREATED: ContextVar[list[Path] | None] = ContextVar("lesionlab_created_runs", default=None)
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,9 @@ class RunPaths:
             root = Path(output_dir) / f"{name}-{stamp}-{suffix}"
         root.mkdir(parents=True)
         (root / "figures").mkdir()
+        created = _CREATED.get()
+        if created is not None:
+            created.append(root)
         return cls(root)
 
     @classmethod
@@ -50,3 +64,24 @@ class TrainResult:
     run: RunPaths
     metrics: dict
     seconds: dict[str, float]
+
+
+def discards_unstarted_runs(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate an engine entry point: when it fails before any epoch finished (data not found, a bad name, ...),
+    the run directories it created are removed again, so a failed start leaves nothing half-made behind. A run
+    that trained at least one epoch (a ``history.csv`` below it) is kept for inspection or ``--resume``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _CREATED.set([])
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            for root in reversed(_CREATED.get() or []):
+                if root.is_dir() and not any(root.rglob("history.csv")):
+                    shutil.rmtree(root, ignore_errors=True)
+            raise
+        finally:
+            _CREATED.reset(token)
+
+    return wrapper

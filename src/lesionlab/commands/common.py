@@ -4,6 +4,7 @@ arguments, image lists, model arguments, quiet Lightning."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,9 @@ def shortcut_overrides(args: argparse.Namespace, **keys: str) -> list[str]:
         if value not in (None, False):
             out.append(f"{key}={'true' if value is True else value}")
     return out
+
+#: What the ``[train]`` extra installs that training commands import.
+TRAINING_PACKAGES = ("lightning", "torchmetrics", "imblearn", "schedulefree")
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
@@ -115,8 +119,13 @@ def split_model_argument(model: str | None, args: Sequence[str]) -> tuple[str | 
     return model, args
 
 
-def quiet_lightning(verbose: bool) -> None:
-    """Lightning installs its own handler at import; keep its INFO lines (tips, device banners) out."""
+def prepare_training(verbose: bool) -> None:
+    """Before a command that trains: check the ``[train]`` extra is installed, and keep Lightning's INFO lines
+    (tips, device banners; it installs its own handler at import) out of the output unless ``--verbose``."""
+    missing = [name for name in TRAINING_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"this command trains models and needs {', '.join(missing)}: pip install 'lesionlab[train]' "
+                          "(prediction, evaluation and serving work without it)")
     if verbose:
         return
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):

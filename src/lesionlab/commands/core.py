@@ -14,7 +14,6 @@ from lesionlab.commands.common import (
     data_config_from_args,
     expand_images,
     load_experiment,
-    quiet_lightning,
     shortcut_overrides,
     split_model_argument,
 )
@@ -42,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shortcut for train.trainer.strategy=... (auto, ddp, ddp_spawn, fsdp)")
     p.add_argument("--precision", default=None,
                    help="shortcut for train.trainer.precision=... (auto, 32-true, bf16-mixed, 16-mixed)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, needs_training=True)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
                        description="Score RUN on a dataset with the run's own crop and size. Labels are mapped "
@@ -97,7 +96,6 @@ def register_data(sub: argparse._SubParsersAction) -> argparse._SubParsersAction
 def cmd_train(args: argparse.Namespace) -> int:
     from lesionlab.engine.train import train
 
-    quiet_lightning(args.verbose)
     overrides = config_overrides(args, *shortcut_overrides(
         args, data_root="data.root", output_dir="output_dir", skip_bad="data.skip_bad",
         devices="train.trainer.devices", num_nodes="train.trainer.num_nodes", strategy="train.trainer.strategy",

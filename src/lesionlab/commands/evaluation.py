@@ -18,9 +18,8 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_experiment(args: argparse.Namespace):
-    from lesionlab.commands.common import config_overrides, load_experiment, quiet_lightning, shortcut_overrides
+    from lesionlab.commands.common import config_overrides, load_experiment, shortcut_overrides
 
-    quiet_lightning(args.verbose)
     return load_experiment(args.config, config_overrides(
         args, *shortcut_overrides(args, data_root="data.root", output_dir="output_dir")))
 
@@ -49,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
     p.add_argument("--weights", choices=("equal", "val"), default="equal",
                    help="ensemble weights: equal, or proportional to each member's validation balanced accuracy")
-    p.set_defaults(func=cmd_cv)
+    p.set_defaults(func=cmd_cv, needs_training=True)
 
     p = sub.add_parser("compare", help="several runs side by side: metrics table, overlaid learning curves",
                        description="Compare finished runs (or cv folders): a table of their test metrics, overlaid "
@@ -117,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _experiment_args(p)
     p.add_argument("--hash-distance", type=int, default=4, help="near-duplicate: pHash within this many bits")
     p.add_argument("--duplicates-only", action="store_true", help="only the near-duplicate scan (no training)")
-    p.set_defaults(func=cmd_leakage_audit)
+    p.set_defaults(func=cmd_leakage_audit, needs_training=True)
     _register_transfer(sub)
 
 

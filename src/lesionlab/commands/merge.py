@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="lesion-grouped cross-validation folds")
     p.add_argument("--max-images", type=int, default=4000, help="random subset size (keeps the check fast)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON")
-    p.set_defaults(func=cmd_source_check)
+    p.set_defaults(func=cmd_source_check, needs_training=True)  # its config is checked like any other
 
 
 def cmd_source_check(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "vae.encoder=tiny-convnext data.image_size=32 train.epochs=5")
     _add_common(p, "YAML file (PretrainConfig: name, data, vae, train), e.g. configs/vae-pretrain.yaml",
                 "train.epochs=5 data.image_size=32 vae.latent_dim=64 vae.beta_schedule=cyclical")
-    p.set_defaults(func=cmd_pretrain_vae)
+    p.set_defaults(func=cmd_pretrain_vae, needs_training=True)
 
     p = subparsers.add_parser(
         "compare-pretraining", help="same frozen-encoder classifier on VAE vs ImageNet vs random encoders",
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(p, "YAML file (ComparePretrainingConfig), e.g. configs/compare-pretraining.yaml",
                 "frozen_epochs=6 finetune_epochs=2 experiment.train.optimizer.lr=3e-4 experiment.data.image_size=32",
                 "experiment.data.root")
-    p.set_defaults(func=cmd_compare_pretraining)
+    p.set_defaults(func=cmd_compare_pretraining, needs_training=True)
 
     p = subparsers.add_parser(
         "distill", help="distil a trained teacher run (or ensemble) into a small student with soft targets",
@@ -57,14 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("teacher", help="teacher run directory (model.pt) or ensemble directory (ensemble.json)")
     _add_common(p, "YAML file (DistillConfig) with defaults for the options",
                 "student.backbone=mobilenetv3_small_050 temperature=4 alpha=0.7 train.epochs=10", "data_root")
-    p.set_defaults(func=cmd_distill)
+    p.set_defaults(func=cmd_distill, needs_training=True)
 
 
 def _load(args: argparse.Namespace, cls: type, *first: str, data_key: str = "data.root"):
     """``cls`` from ``--config`` ← ``first`` ← the overrides ← the shortcut options, every registered name checked."""
-    from lesionlab.commands.common import config_overrides, load_experiment, quiet_lightning, shortcut_overrides
+    from lesionlab.commands.common import config_overrides, load_experiment, shortcut_overrides
 
-    quiet_lightning(args.verbose)
     shortcuts = shortcut_overrides(args, data_root=data_key, output_dir="output_dir", vae_run="vae_run")
     return load_experiment(args.config, [*first, *config_overrides(args, *shortcuts)], cls)
 

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
                    help="grid axes, e.g. optimizer=adam,sgd,rmsprop lr=1e-2,1e-3")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, needs_training=True)
 
     factors = "\n".join(f"  {n:16s} {ABLATIONS.describe(n)}" for n in ABLATIONS)
     p = subparsers.add_parser(
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=ABLATE_EPILOG.format(factors=factors), formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--factors", required=True, help="comma-separated factors, e.g. dropout,augment,class_weights")
-    p.set_defaults(func=cmd_ablate)
+    p.set_defaults(func=cmd_ablate, needs_training=True)
 
     p = subparsers.add_parser(
         "augment-preview", help="write a PNG grid of augmented training images (what the network sees)",
@@ -79,14 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=6, help="number of training images, one row each (default 6)")
     p.add_argument("--views", type=int, default=6, help="augmented views per image (default 6)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_augment_preview)
+    p.set_defaults(func=cmd_augment_preview, needs_training=True)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
     from lesionlab.engine.sweep import run_sweep
 
-    quiet_lightning(args.verbose)
     result = run_sweep(args.config, args.grid, _overrides(args), output_dir=args.output_dir)
     print(f"{len(result.table)} cells; best by validation: {result.best}")
     print(f"results: {(result.directory / 'results.md').resolve()}")
@@ -95,10 +93,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from lesionlab.commands.common import quiet_lightning
     from lesionlab.engine.ablation import run_ablation
 
-    quiet_lightning(args.verbose)
     result = run_ablation(args.config, args.factors, _overrides(args), output_dir=args.output_dir)
     print(f"{len(result.table)} runs (full + {len(result.table) - 1} leave-one-out)")
     print(f"results: {(result.directory / 'results.md').resolve()}")

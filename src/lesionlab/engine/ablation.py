@@ -8,7 +8,6 @@ configuration (e.g. ``focal`` when the loss is already cross-entropy) is an erro
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import logging
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import pandas as pd
 from lesionlab.config import ConfigError, ExperimentConfig, load_config
 from lesionlab.engine.ablation_factors import ABLATIONS, parse_factors
 from lesionlab.reports.comparison import markdown_table, marked_frame, plot_validation_curves, run_row
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.validation import check_component_names
 
 logger = logging.getLogger(__name__)
@@ -49,6 +48,7 @@ class AblationResult:
     table: pd.DataFrame
 
 
+@discards_unstarted_runs
 def run_ablation(config: str | Path | None, factors: str | Sequence[str], overrides: Sequence[str] = (), *,
                  output_dir: str | Path | None = None) -> AblationResult:
     """Train the full config and each leave-one-out variant; write ``results.{csv,md}``, ``report.html``."""
@@ -57,8 +57,7 @@ def run_ablation(config: str | Path | None, factors: str | Sequence[str], overri
     names = parse_factors(factors)
     variants = ablation_configs(config, names, overrides)
     full = variants[0][1]
-    root = Path(output_dir or full.output_dir) / f"ablation-{full.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    (root / "figures").mkdir(parents=True)
+    root = RunPaths.create(output_dir or full.output_dir, f"ablation-{full.name}").root
     rows, histories = [], {}
     for i, (label, cfg) in enumerate(variants, start=1):
         logger.info("Ablation run %d/%d: %s", i, len(variants), label)

@@ -29,7 +29,7 @@ from lesionlab.engine.pretrain import ENCODER_FILE
 from lesionlab.engine.train import TrainResult, train
 from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.registry import Registry
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class CompareResult:
     runs: dict[str, TrainResult]
 
 
+@discards_unstarted_runs
 def compare_pretraining(cfg: ComparePretrainingConfig) -> CompareResult:
     """Train every arm, then write ``summary.csv``, ``dynamics.csv``, the curves figure and ``report.html``."""
     from lesionlab.reports.compare_pretraining_report import summarise, write_compare_report

@@ -33,7 +33,7 @@ from lesionlab.models.ensemble import combine_member_probs, write_manifest
 from lesionlab.reports.artifacts import _json_safe, write_evaluation
 from lesionlab.reports.crossval_report import cv_sections
 from lesionlab.reports.run_report import write_evaluation_report
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def _train_member(cfg: ExperimentConfig, root: Path, k: int, data: PreparedData)
                                             tta=prep.tta, **common))
 
 
+@discards_unstarted_runs
 def run_cv(cfg: ExperimentConfig, folds: int = 5, *, weighting: str = "equal") -> CVResult:
     """Train ``folds`` fold models, evaluate each and their ensemble (with and without TTA) on the test split."""
     if weighting not in WEIGHTINGS:

@@ -37,7 +37,7 @@ from lesionlab.pretraining.config import DistillConfig
 from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.reports.distill_report import STUDENT_REPORT
 from lesionlab.reports.run_report import write_run_report
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
@@ -116,6 +116,7 @@ def student_experiment(cfg: DistillConfig, teacher_cfg: ExperimentConfig) -> Exp
                    eval=cfg.eval)
 
 
+@discards_unstarted_runs
 def distill(cfg: DistillConfig) -> DistillResult:
     """Train the student on the teacher's training split and compare both on the teacher's test split."""
     from lesionlab.reports.distill_report import compare_models, write_distill_report

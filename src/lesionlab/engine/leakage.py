@@ -21,7 +21,7 @@ from lesionlab.data.prepare import prepare_data
 from lesionlab.data.roots import absolute_data_config
 from lesionlab.reports.artifacts import headline
 from lesionlab.reports.html import Report, table_html
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class LeakageResult:
     seconds: float
 
 
+@discards_unstarted_runs
 def leakage_audit(cfg: ExperimentConfig, *, max_distance: int = 4, train_models: bool = True) -> LeakageResult:
     """Scan the lesion-disjoint split for near-duplicates; optionally train both splits and compare test metrics."""
     from lesionlab.engine.train import train

@@ -45,7 +45,7 @@ from lesionlab.pretraining.losses import BETA_SCHEDULES, RECONSTRUCTION
 from lesionlab.pretraining.module import VAEHistory, VAEModule
 from lesionlab.pretraining.vae import ConvNeXtVAE, build_vae
 from lesionlab.reports.pretrain_report import write_vae_report
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ def _write_figures(vae: ConvNeXtVAE, data: PreparedData, cfg: PretrainConfig, ru
     return figs
 
 
+@discards_unstarted_runs
 def pretrain_vae(cfg: PretrainConfig, run: RunPaths | None = None) -> PretrainResult:
     """Train the VAE of ``cfg`` and write its run directory (encoder weights, figures, history, report)."""
     for registry, name in ((RECONSTRUCTION, cfg.vae.reconstruction), (BETA_SCHEDULES, cfg.vae.beta_schedule),

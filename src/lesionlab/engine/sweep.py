@@ -7,7 +7,6 @@ used to choose. Writes ``results.csv``, ``results.md``, ``report.html`` and ``fi
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import itertools
 import logging
 import time
@@ -20,7 +19,7 @@ import pandas as pd
 
 from lesionlab.config import MOVED_TRAIN_KEYS, ConfigError, ExperimentConfig, load_config
 from lesionlab.reports.comparison import markdown_table, marked_frame, plot_validation_curves
-from lesionlab.runs import RunPaths
+from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.validation import check_component_names
 
 logger = logging.getLogger(__name__)
@@ -134,6 +133,7 @@ def _best_val(history: pd.DataFrame, monitor: str) -> tuple[float, int]:
     return float(h.loc[i, monitor]), int(h.loc[i, "epoch"])
 
 
+@discards_unstarted_runs
 def run_sweep(config: str | Path | None, grid: Sequence[str], overrides: Sequence[str] = (), *,
               output_dir: str | Path | None = None) -> SweepResult:
     """Train every grid cell of ``config`` (+ ``overrides``) and write the comparison into one sweep directory."""
@@ -149,8 +149,7 @@ def run_sweep(config: str | Path | None, grid: Sequence[str], overrides: Sequenc
         check_component_names(cfg)
         configs.append((cell_name(cell), cell, cfg))
     base = configs[0][2]
-    root = Path(output_dir or base.output_dir) / f"sweep-{base.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    (root / "figures").mkdir(parents=True)
+    root = RunPaths.create(output_dir or base.output_dir, f"sweep-{base.name}").root
     monitor = base.train.monitor
     rows, histories = [], {}
     for i, (name, cell, cfg) in enumerate(configs, start=1):

@@ -32,7 +32,7 @@ from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.models.metadata import MetadataSpec, encode_split_metadata, sample_metadata
 from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.reports.run_report import write_run_report
-from lesionlab.runs import RunPaths, TrainResult
+from lesionlab.runs import RunPaths, TrainResult, discards_unstarted_runs
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.distributed import (
     ShardSampler,
@@ -101,6 +101,7 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: Traini
             DataLoader(val_ds, batch_size=cfg.eval.batch_size, sampler=ShardSampler(val_ds), **common))  # DDP: unpadded
 
 
+@discards_unstarted_runs
 def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     """Run one experiment end to end and return its run directory and test metrics."""
     t0 = time.perf_counter()
