@@ -14,9 +14,9 @@ from lesionlab.config.train import TrainConfig
 class SplitConfig:
     """Lesion-disjoint train/val/test fractions (stratified by class, grouped by lesion or patient)."""
 
-    val: float = 0.15
-    test: float = 0.15
-    seed: int = 0
+    val: float = 0.15  # share of lesions (or patients) in the validation split
+    test: float = 0.15  # share of lesions (or patients) in the held-out test split
+    seed: int = 0  # seed of the split (independent of train.seed)
     folds: int = 0  # >1 also assigns a k-fold index to the non-test samples
     column: str | None = None  # use this table column (values train/val/test) instead, e.g. official_split
     val_fold: int | None = None  # cross-validation: this fold (of `folds`) is the validation split, the rest train
@@ -35,14 +35,14 @@ class SplitConfig:
 class DataConfig:
     """Which images, in which label space, cropped and resized how."""
 
-    dataset: str = "ham10000"
+    dataset: str = "ham10000"  # registered dataset name (lesionlab data info NAME; see docs/datasets.md)
     root: str | None = None  # data root; default: $LESIONLAB_DATA, then the user cache dir
     image_dir: str | None = None  # override the dataset's image folder
     csv: str | None = None  # table for the csv / onehot-csv datasets
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments
     taxonomy: str | None = None  # label space to train in (ham7, isic8, triage); default: the dataset's own
-    crop: str = "center-square"
-    image_size: int = 64
+    crop: str = "center-square"  # center-square (ISIC 2018 test protocol) | full (squashed) | pad
+    image_size: int = 64  # side in pixels of the square model input
     cache_dir: str | None = None  # default: <user cache>/lesionlab/arrays
     skip_bad: bool = False  # skip unreadable images with a warning instead of failing
     max_samples: int | None = None  # stratified subsample (by lesion) for quick experiments and tests
@@ -61,18 +61,18 @@ GLOBAL_POOLS = ("avg", "max", "avgmax")
 class ModelConfig:
     """Backbone (timm name or LesionLab alias) + head."""
 
-    backbone: str = "resnet10t"
-    head: str = "linear"
+    backbone: str = "resnet10t"  # LesionLab alias or any timm name (lesionlab models lists them)
+    head: str = "linear"  # linear | gap-bn-dropout | bn-dense | fc-dropout-fc | mlp
     # false | imagenet (= true: offline package weights when installed, else the timm hub) | hub | a timm tag (in1k)
     pretrained: str | bool = False
     weights: str | None = None  # local state-dict / safetensors file for the backbone
     drop_rate: float = 0.2  # dropout before the classifier
-    drop_path_rate: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth inside the backbone (timm)
     attention: str = "none"  # none | soft (soft-attention block; see lesionlab.models.attention)
     attention_stage: int = -1  # insert attention after this backbone stage (later stages dropped); -1: at the end
     global_pool: str = "avg"  # pooling of the backbone's feature map: avg (GAP), max (GMP) or avgmax
     metadata: bool = False  # fuse patient age/sex/site with the image features
-    metadata_fields: tuple[str, ...] = ("age", "sex", "site")
+    metadata_fields: tuple[str, ...] = ("age", "sex", "site")  # which metadata the fusion branch reads
     metadata_dropout: float = 0.1  # training: encode each metadata field as missing with this probability
     freeze_backbone: bool = False  # train only the head (and metadata branch); the backbone stays fixed
     feature_cache: bool = True  # with freeze_backbone: compute backbone features once and train on the cache
@@ -99,8 +99,8 @@ class ModelConfig:
 class EvalConfig:
     """What the evaluation reports."""
 
-    topk: tuple[int, ...] = (2, 3)
-    batch_size: int = 256
+    topk: tuple[int, ...] = (2, 3)  # top-k accuracies reported besides top-1
+    batch_size: int = 256  # images per inference batch
     tta: str = "d4"  # test-time augmentation: none, flips, d4 or views joined by '+' (e.g. identity+hflip+rot90)
     calibrate: bool = True  # fit temperature scaling on the validation split and store it with the model
     ece_bins: int = 15  # bins of the expected calibration error (equal-width and equal-mass)
@@ -130,8 +130,8 @@ class EvalConfig:
 class ExperimentConfig:
     """Everything a run needs; written to ``config.yaml`` in the run directory."""
 
-    name: str = "default"
-    output_dir: str = "runs"
+    name: str = "default"  # run name: the run directory is <output_dir>/<name>-<time>
+    output_dir: str = "runs"  # parent folder of the run directories
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -13,8 +13,8 @@ from lesionlab.config.moved import MOVED_TRAIN_KEYS
 class StageConfig:
     """One stage of staged fine-tuning: which layers train, for how long, at what rate."""
 
-    epochs: int = 1
-    lr: float = 1e-3
+    epochs: int = 1  # epochs of this stage
+    lr: float = 1e-3  # peak learning rate of this stage
     unfreeze: str = "all"  # head | last-block (alias last) | last-2-blocks | all; see lesionlab.training.unfreeze
 
     def __post_init__(self) -> None:
@@ -64,9 +64,9 @@ class MixConfig:
 class OptimizerConfig:
     """``train.optimizer``: which optimizer (``lesionlab.training.optim.OPTIMIZERS``) at what rate."""
 
-    name: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
+    name: str = "adamw"  # adam | adamw | sgd | rmsprop | schedulefree-adamw
+    lr: float = 2e-3  # peak learning rate (ignored when train.stages are given: each stage has its own)
+    weight_decay: float = 0.05  # decoupled (adamw) or L2 weight decay; norms and biases are exempt
     layer_decay: float | None = None  # layer-wise LR decay (timm's groups): block k of K trains at lr * d^(K-k)
 
     def __post_init__(self) -> None:
@@ -80,8 +80,8 @@ class OptimizerConfig:
 class ScheduleConfig:
     """``train.schedule``: the learning-rate schedule (``lesionlab.training.optim.SCHEDULERS``)."""
 
-    name: str = "onecycle"
-    warmup_epochs: float = 1.0
+    name: str = "onecycle"  # onecycle | cosine | constant | plateau
+    warmup_epochs: float = 1.0  # linear warm-up (fractions of an epoch allowed)
     plateau_factor: float = 0.5  # name=plateau: LR multiplier when the monitored metric stalls
     plateau_patience: int = 2  # name=plateau: epochs without improvement before reducing
 
@@ -95,9 +95,9 @@ class ScheduleConfig:
 class LossConfig:
     """``train.loss``: the loss (``lesionlab.training.losses.LOSSES``) and its class weights."""
 
-    name: str = "ce"
-    label_smoothing: float = 0.0
-    class_weights: str = "inverse"
+    name: str = "ce"  # ce (cross-entropy) | focal
+    label_smoothing: float = 0.0  # ce: smoothing of the one-hot targets
+    class_weights: str = "inverse"  # none | inverse (N / (C * N_c)) | effective (effective number of samples)
     effective_beta: float = 0.999  # β of class_weights=effective
     focal_gamma: float = 2.0  # name=focal: focusing parameter γ
     focal_alpha: tuple[float, ...] | None = None  # name=focal: per-class α; null = the class weights
@@ -130,10 +130,10 @@ class SamplingConfig:
 class AugmentationConfig:
     """``train.augmentation``: the preset (``lesionlab.data.transforms``), its parameters, mixup / CutMix."""
 
-    preset: str = "light"
+    preset: str = "light"  # none | light | standard | heavy | trivial | randaugment
     params: dict[str, Any] = field(default_factory=dict)  # override preset parameters, e.g. {degrees: 30}
     mode: str = "sample"  # sample: per image in the loader; batch: per-sample draws in batched ops on the device
-    mix: MixConfig = field(default_factory=MixConfig)
+    mix: MixConfig = field(default_factory=MixConfig)  # mixup / CutMix of whole batches
 
     def __post_init__(self) -> None:
         _check(self.mode in {"sample", "batch"}, f"train.augmentation.mode must be sample or batch, got {self.mode!r}")
@@ -143,10 +143,10 @@ class AugmentationConfig:
 class TrainerConfig:
     """``train.trainer``: where and how the Lightning trainer runs."""
 
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
+    accelerator: str = "auto"  # Lightning accelerator: auto | cpu | gpu | mps
+    devices: str = "auto"  # Lightning devices: auto, a count (2) or ids (0,1)
+    num_nodes: int = 1  # machines for multi-node DDP
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | fsdp
     precision: str = "auto"  # auto: bf16-mixed where the CPU/GPU has fast bf16, else 32-true; or any Lightning value
     num_workers: int = -1  # -1: chosen from the CPU count
 
@@ -165,22 +165,22 @@ class TrainConfig:
 
     MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_TRAIN_KEYS  # old flat keys, refused by name (config.moved)
 
-    epochs: int = 60
-    batch_size: int = 64
-    seed: int = 0
-    monitor: str = "val_bal_acc"
+    epochs: int = 60  # epochs of one fit (ignored when stages are given)
+    batch_size: int = 64  # training batch size (per device)
+    seed: int = 0  # seeds weights, augmentation, sampling and resampling (the split has data.split.seed)
+    monitor: str = "val_bal_acc"  # val_bal_acc | val_loss | val_auc: picks the best epoch and drives early stopping
     patience: int = 0  # early-stopping patience in epochs; 0 disables early stopping
     ema_decay: float = 0.998  # exponential moving average of the weights; 0 disables it
-    progress: bool = True
+    progress: bool = True  # progress bars
     max_time_minutes: float | None = None  # hard wall-clock budget for fitting
     stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs and optimizer.lr
-    speedups: SpeedupConfig = field(default_factory=SpeedupConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    speedups: SpeedupConfig = field(default_factory=SpeedupConfig)  # opt-in speed-ups of one fit
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # optimizer and learning rate
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # learning-rate schedule
+    loss: LossConfig = field(default_factory=LossConfig)  # loss and class weights
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # batch sampling and resampling of the split
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)  # training augmentation
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # where and how Lightning runs
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be at least 1")

@@ -108,10 +108,32 @@ def _run_build_dermamnist(arm: ArmConfig, overrides: list[str]) -> dict[str, Pat
     return {arm.name: written[0].parent}
 
 
+def _run_latency(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
+    """Batch-1 CPU latency of each ``options.backbones`` at ``options.image_size`` (random weights: speed only)."""
+    from lesionlab.config import ModelConfig
+    from lesionlab.models.classifier import create_model
+    from lesionlab.reports.distill_report import cpu_latency_ms
+
+    out_dir = Path(next(o.split("=", 1)[1] for o in overrides if o.startswith("output_dir="))) / arm.name
+    size, runs = int(arm.options.get("image_size", 224)), int(arm.options.get("runs", 30))
+    outputs = {}
+    for backbone in arm.options.get("backbones", ()):
+        model = create_model(ModelConfig(backbone=str(backbone), pretrained=False), 7).eval()
+        target = out_dir / str(backbone)
+        target.mkdir(parents=True, exist_ok=True)
+        metrics = {"latency_ms": cpu_latency_ms(model, size, runs=runs),
+                   "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "image_size": size}
+        (target / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        outputs[f"{arm.name}: {backbone}"] = target
+    return outputs
+
+
 STUDY_KINDS.add("train", ArmKind("", _run_train), help="one training run per seed (test metrics with CIs)")
 STUDY_KINDS.add("cv", ArmKind("", _run_cv), help="k-fold CV: single-fold mean, ensemble, ensemble + TTA")
 STUDY_KINDS.add("leakage-audit", ArmKind("", _run_leakage), help="the same recipe on lesion-disjoint vs image-level")
 STUDY_KINDS.add("pretrain", ArmKind("", _run_pretrain), help="a VAE pretraining run (no metrics; later arms use it)")
+STUDY_KINDS.add("latency", ArmKind("", _run_latency),
+                help="batch-1 CPU latency of options.backbones at options.image_size (one thread)")
 STUDY_KINDS.add("build-dermamnist", ArmKind("", _run_build_dermamnist),
                 help="DermaMNIST-Corrected arrays from HAM10000 (options.sizes; no metrics)")
 STUDY_KINDS.add("compare-pretraining", ArmKind("experiment.", _run_compare_pretraining),
@@ -194,9 +216,15 @@ def arm_overrides(study: StudyConfig, arm: ArmConfig, scale: str, seed: int, don
     if scale not in study.scales and study.scales:
         raise ConfigError(f"study {study.name!r} has no scale {scale!r}; it has {', '.join(study.scales)}")
     p = kind.prefix
-    out = [f"{p}data.root={Path(data_root).expanduser().resolve()}"] if data_root else []
-    out += [f"{p}{o}" for o in study.scales.get(scale, [])]
-    out += [_substitute(o, done, seed) for o in arm.overrides]
+    root = str(Path(data_root).expanduser().resolve()) if data_root else None
+    out = [f"{p}data.root={root}"] if root else []
+    own = [*study.scales.get(scale, []), *arm.overrides, *arm.at_scale.get(scale, [])]
+    for i, o in enumerate(own):
+        if "{data_root}" in o:
+            if root is None:
+                raise ConfigError(f"study {study.name!r}, arm {arm.name!r}: {o!r} needs --data-root")
+            o = o.replace("{data_root}", root)
+        out.append(f"{p}{o}" if i < len(study.scales.get(scale, [])) else _substitute(o, done, seed))
     out += [(arm.seed_key and f"{arm.seed_key}={seed}") or f"{p}train.seed={seed}",
             f"name={arm.name}-s{seed}", f"output_dir={output_dir}"]
     return out
@@ -218,6 +246,8 @@ def run_study(study: StudyConfig, *, scale: str = "cpu", data_root: str | None =
     done = pd.read_csv(csv) if csv.is_file() else pd.DataFrame(columns=list(ID_COLUMNS))
     for arm in study.arms:
         if only and arm.name not in only:
+            continue
+        if arm.only_at and scale not in arm.only_at:
             continue
         for seed in arm.seeds or study.seeds:
             if ((done["arm"] == arm.name) & (done["seed"] == seed)).any():

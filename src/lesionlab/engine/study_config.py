@@ -17,12 +17,14 @@ class ArmConfig:
     """One step of a study: a training-like command run on a config with overrides, once per seed."""
 
     name: str
-    kind: str = "train"  # train | cv | leakage-audit | pretrain | compare-pretraining | build-dermamnist
+    kind: str = "train"  # train | cv | leakage-audit | pretrain | compare-pretraining | build-dermamnist | latency
     config: str | None = None  # the experiment YAML (relative to the working directory)
     overrides: tuple[str, ...] = ()  # key=value; "{arm:NAME}": arm NAME's run directory (same seed, or its only)
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific: cv {folds, weighting}
     seeds: tuple[int, ...] | None = None  # default: the study's seeds
     seed_key: str | None = None  # the override that sets the seed; default: the kind's own (train.seed, ...)
+    only_at: tuple[str, ...] = ()  # run only at these scales (e.g. [gpu] for a paper-resolution arm); () = all
+    at_scale: dict[str, list[str]] = field(default_factory=dict)  # scale → overrides applied after the arm's own
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -43,7 +45,7 @@ class StudyConfig:
     metrics: tuple[str, ...] = ("balanced_accuracy", "auc_macro", "accuracy")
     scales: dict[str, list[str]] = field(default_factory=dict)  # cpu / gpu → overrides applied to every arm
     setting: dict[str, str] = field(default_factory=dict)  # scale → data, size, epochs in words (for the table)
-    headline: dict[str, str] = field(default_factory=dict)  # {label, metric}: the row that answers the question
+    headline: dict[str, str] = field(default_factory=dict)  # {label, metric[, paper]}: the row answering the question
     verdict: str = ""  # one hand-written line once the numbers are in (agrees / does not, and why)
 
     def __post_init__(self) -> None:

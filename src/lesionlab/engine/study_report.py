@@ -92,7 +92,8 @@ def plot_study(study: StudyConfig, results: pd.DataFrame, path: Path, metric: st
 def write_study_page(study: StudyConfig, results: pd.DataFrame, path: Path, *, scale: str, command: str) -> Path:
     """``<results>/<study>.md``: question, paper, setting, the table, the figure, the discussion, what is missing."""
     figure = plot_study(study, results, path.with_suffix(".png"))
-    expected = {(a.name, s) for a in study.arms for s in (a.seeds or study.seeds)}
+    arms = [a for a in study.arms if not a.only_at or scale in a.only_at]
+    expected = {(a.name, s) for a in arms for s in (a.seeds or study.seeds)}
     ran = set(zip(results["arm"], results["seed"].astype(int), strict=True)) if len(results) else set()
     missing = sorted(expected - ran)
     machines = sorted(set(results["machine"].dropna())) if "machine" in results else []

@@ -27,7 +27,8 @@ def summary_row(study_file: Path, results_dir: Path) -> str:
             values = rows[metric].dropna()
             spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
             ours = f"{values.mean():.3f}{spread}{median_seed_ci(rows, metric)} ({len(values)} seeds)"
-    paper = f"{metric_label(metric)} {claim:.3f} ({label})" if claim is not None else "–"
+    where = study.headline.get("paper", label)
+    paper = f"{metric_label(metric)} {claim:.3f} ({where})" if claim is not None else "–"
     link = f"[{study.title}]({study.name}.md)"
     return f"| {link} | {study.question} | {paper} | {ours} | {study.verdict or 'pending'} |"
 

@@ -27,7 +27,7 @@ from lesionlab.serving.metadata import MetadataError
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: ImageReadError reason → (HTTP status, error code). Documented in the README and the OpenAPI spec.
+#: ImageReadError reason → (HTTP status, error code). Documented in docs/service.md and the OpenAPI spec.
 IMAGE_ERRORS: dict[str, tuple[int, str]] = {
     "empty": (400, "empty_file"),
     "missing": (400, "missing_file"),
