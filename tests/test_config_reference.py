@@ -113,7 +113,7 @@ def test_module_imports_only_the_config() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('lesionlab')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}).stdout
-    assert out.strip() == "['lesionlab', 'lesionlab.config', 'lesionlab.config_reference']"
+    assert out.strip() == "['lesionlab', 'lesionlab.config', 'lesionlab.config_reference', 'lesionlab.errors']"
 
 
 def test_main_writes_the_file(tmp_path: Path) -> None:
