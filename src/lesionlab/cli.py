@@ -155,10 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key in ("devices", "num_nodes", "strategy", "precision"):  # distributed/precision shortcuts
         if getattr(args, key, None) is not None:
             overrides.append(f"train.{key}={getattr(args, key)}")
-    if args.resume:
-        result = _resume_train(args, overrides)
-    else:
-        result = train(load_config(args.config, overrides))
+    result = _resume_train(args, overrides) if args.resume else train(load_config(args.config, overrides))
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
         return 0

@@ -78,7 +78,7 @@ def _only_run(out: Path) -> Path:
     return run
 
 
-def _kill_after_checkpoint(argv: list[str], marker: Path, timeout: float = 120) -> None:
+def _kill_after_checkpoint(argv: list[str], marker: Path, timeout: float = 600) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(marker), str(KILL_AFTER), *argv], env=env,
@@ -89,7 +89,7 @@ def _kill_after_checkpoint(argv: list[str], marker: Path, timeout: float = 120) 
             if proc.poll() is not None:
                 pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
             if time.monotonic() > deadline:
-                pytest.fail("no checkpoint of epoch 2 within the time limit")
+                pytest.fail(f"no checkpoint of epoch {KILL_AFTER} within {timeout:.0f} s")
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL

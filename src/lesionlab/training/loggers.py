@@ -37,8 +37,13 @@ def tensorboard_logger(run_root: Path) -> Any:
 
 @LOGGERS.register("mlflow", help="Lightning MLFlowLogger to a local file store: mlruns/ (pip install mlflow-skinny)")
 def mlflow_logger(run_root: Path) -> Any:
+    import os
+
     from lightning.pytorch.loggers import MLFlowLogger
 
+    # MLflow >= 3.x refuses the file store (in "maintenance mode") unless this is set; a run's own mlruns/ folder
+    # needs no database or server.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLFlowLogger(experiment_name=MLFLOW_EXPERIMENT, run_name=run_root.name,
                         tracking_uri=(run_root / MLFLOW_DIR).resolve().as_uri())
 

@@ -86,6 +86,11 @@ class ResumeState(L.Callback):
                            (_sampler_generator(trainer), state["sampler"])):
             if gen is not None and saved is not None:
                 gen.set_state(saved)
+        # On resume Lightning made the training iterator before this hook (the uninterrupted run makes it after), and
+        # making it draws from the global RNG (the loader's base seed): make it again, from the restored state.
+        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        if fetcher is not None:
+            iter(fetcher)
 
 
 def _step_epoch_schedulers(trainer: L.Trainer, metrics: dict[str, float]) -> None:
