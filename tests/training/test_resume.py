@@ -126,6 +126,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(image_folder: Path, tmp_
         assert m_resumed[key] == pytest.approx(m_full[key], abs=1e-6), key
     assert json.dumps(m_resumed, sort_keys=True) == json.dumps(m_full, sort_keys=True)
     assert (killed / "report.html").is_file()
+    assert not (killed / "checkpoints" / "last.ckpt").exists()  # a finished run drops its resume state
+    assert (killed / "checkpoints" / "best.ckpt").is_file()
     assert (killed / "logs" / "csv" / "metrics.csv").is_file()  # the default CSV logger kept writing
 
 

@@ -106,6 +106,11 @@ def last_checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
+def drop_resume_state(run_dir: Path) -> None:
+    """A finished run cannot be resumed: its ``last.ckpt`` (optimizer state included) only takes disk space."""
+    last_checkpoint_path(run_dir).unlink(missing_ok=True)
+
+
 def resume_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """The run's own ``config.yaml``; only the :data:`RESUME_OVERRIDES` keys may be changed."""
     run_dir = Path(run_dir)
@@ -142,5 +147,5 @@ def check_resumable(run_dir: str | Path, cfg: ExperimentConfig) -> Path:
     return path
 
 
-__all__ = ["RESUME_OVERRIDES", "ResumeError", "ResumeState", "check_resumable", "last_checkpoint_path",
-           "resume_config"]
+__all__ = ["RESUME_OVERRIDES", "ResumeError", "ResumeState", "check_resumable", "drop_resume_state",
+           "last_checkpoint_path", "resume_config"]

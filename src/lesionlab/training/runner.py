@@ -46,7 +46,7 @@ from lesionlab.training.frozen_head import CachedFeatureHead, uses_cached_head
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
 from lesionlab.training.resampling import TrainingSet, assert_train_only
-from lesionlab.training.resume import ResumeState, check_resumable
+from lesionlab.training.resume import ResumeState, check_resumable, drop_resume_state
 from lesionlab.training.staged import fit_model, fit_stages
 from lesionlab.training.train_set import build_training_set, training_dataset, training_sampler, uses_feature_smote
 from lesionlab.training.trainer_factory import best_checkpoint, last_checkpoint, monitor_mode, trainer_maker
@@ -199,6 +199,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
                      best_epoch=best_epoch)
     logger.info("Test balanced accuracy %.4f, macro AUC %.4f; report: %s", metrics["balanced_accuracy"],
                 metrics["auc_macro"], run.report)
+    drop_resume_state(run.root)
     return TrainResult(run, metrics, seconds)
 
 
@@ -212,6 +213,7 @@ def _validation_only(run: RunPaths, cfg: ExperimentConfig, best_epoch: int, seco
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
     logger.info("Validation balanced accuracy %.4f (epoch %d); test split untouched (eval.test=false)",
                 metrics.get("val_bal_acc", float("nan")), best_epoch)
+    drop_resume_state(run.root)
     return TrainResult(run, metrics, seconds)
 
 
