@@ -161,3 +161,54 @@ def test_resume_refuses_staged_runs_and_changed_settings(tmp_path: Path, capsys:
     assert "allowed overrides" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def _plateau_fit(root: Path, ckpt_path: Path | None = None, keep_after: int | None = None) -> tuple[list, dict]:
+    """A 4-epoch fit on shuffled tensors with ReduceLROnPlateau (patience 0) and dropout; ``keep_after`` copies
+    ``last.ckpt`` of that epoch aside, ``ckpt_path`` resumes from such a copy."""
+    import shutil
+
+    import lightning as L
+
+    from lesionlab.config import ModelConfig, TrainConfig
+    from lesionlab.models.classifier import create_model
+    from lesionlab.training.callbacks import HistoryWriter
+    from lesionlab.training.losses import create_loss
+    from lesionlab.training.module import LesionModule
+    from lesionlab.training.resume import ResumeState
+    from lesionlab.training.trainer_factory import best_checkpoint, build_trainer, last_checkpoint
+
+    class KeepCheckpoint(L.Callback):
+        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if trainer.current_epoch == keep_after:
+                shutil.copy(root / "checkpoints" / "last.ckpt", root / "kept.ckpt")
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, 16, 16), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 3, (48,), generator=g)
+    cfg = TrainConfig(epochs=4, lr=0.05, optimizer="sgd", scheduler="plateau", plateau_patience=0, warmup_epochs=0,
+                      ema_decay=0.9, accelerator="cpu", precision="32-true", progress=False, logger=("none",))
+    module = LesionModule(create_model(ModelConfig(backbone="tiny-resnet", drop_rate=0.3), 3), create_loss("ce"),
+                          cfg, 3, (0.5,) * 3, (0.25,) * 3)
+    history = HistoryWriter(root / "history.csv")
+    callbacks = [history, best_checkpoint(cfg, root / "checkpoints"), last_checkpoint(root / "checkpoints"),
+                 ResumeState(), KeepCheckpoint()]
+    build_trainer(cfg, root, max_epochs=4, callbacks=callbacks).fit(
+        module, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:32], y[:32]), batch_size=8,
+                                            shuffle=True),
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[32:], y[32:]), batch_size=8),
+        ckpt_path=ckpt_path)
+    return history.rows, module.state_dict()
+
+
+def test_in_process_resume_replays_the_plateau_step_and_the_shuffling(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rows, state = _plateau_fit(tmp_path / "a", keep_after=2)
+    lrs = [r["lr"] for r in rows]
+    assert lrs[2] < lrs[1]  # the plateau schedule cut the rate after epoch 2, i.e. after the kept checkpoint
+    resumed_rows, resumed_state = _plateau_fit(tmp_path / "b", ckpt_path=tmp_path / "a" / "kept.ckpt")
+    cols = ["epoch", "train_loss", "train_bal_acc", "val_loss", "val_bal_acc", "lr"]
+    assert [[r[c] for c in cols] for r in resumed_rows] == [[r[c] for c in cols] for r in rows]
+    assert all(torch.equal(state[k], resumed_state[k]) for k in state)  # weights and the EMA copy
