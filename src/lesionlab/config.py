@@ -209,8 +209,13 @@ class TrainConfig:
     speedups: SpeedupConfig = field(default_factory=SpeedupConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     layer_decay: float | None = None  # layer-wise LR decay (timm's groups): block k of K trains at lr * d^(K-k)
+    # Trainer settings (flat for now; to move under train.trainer with the nested-config regrouping).
+    logger: tuple[str, ...] = ("csv",)  # csv | tensorboard | mlflow | none, or a list: Lightning loggers in the run
+    save_last: bool = True  # checkpoints/last.ckpt each epoch (weights, optimizer, RNG...): `train --resume`
 
     def __post_init__(self) -> None:
+        if isinstance(self.logger, str):
+            self.logger = (self.logger,)
         _check(self.layer_decay is None or 0 < self.layer_decay <= 1, "train.layer_decay must lie in (0, 1] or null")
         _check(not (self.mix.active and self.loss == "focal"),
                "train.mix (mixup/CutMix) makes soft targets, which train.loss=focal does not take; use loss=ce")

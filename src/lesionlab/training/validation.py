@@ -11,6 +11,7 @@ def check_component_names(cfg: ExperimentConfig) -> None:
     from lesionlab.inference.tta import get_tta
     from lesionlab.models.backbones import resolve_backbone
     from lesionlab.models.heads import HEADS
+    from lesionlab.training.loggers import check_logger_names
     from lesionlab.training.losses import CLASS_WEIGHTS, LOSSES
     from lesionlab.training.optim import OPTIMIZERS, SCHEDULERS
     from lesionlab.training.resampling import OVERSAMPLERS, SMOTE_SPACES
@@ -31,6 +32,10 @@ def check_component_names(cfg: ExperimentConfig) -> None:
         UNFREEZE.get(stage.unfreeze)
     resolve_backbone(cfg.model.backbone)
     HEADS.get(cfg.model.head)
+    try:
+        check_logger_names(t.logger)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"train.logger: {exc}") from None
     try:
         get_tta(cfg.eval.tta)
     except (KeyError, ValueError) as exc:
