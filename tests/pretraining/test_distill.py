@@ -61,8 +61,12 @@ def test_distill_a_real_teacher(small_ham_csv: Path, tmp_path: Path, capsys: pyt
     (teacher,) = list(teachers.iterdir())
     out = tmp_path / "students"
     assert main(["-q", "distill", "--output-dir", str(out), str(teacher), "student.backbone=tiny-efficientnet",
-                 "train.epochs=2", "train.batch_size=16", "train.progress=false", "latency_runs=3"]) == 0
+                 "train.epochs=2", "train.batch_size=16", "train.progress=false", "latency_runs=3",
+                 "train.monitor=val_loss"]) == 0
     (student,) = list(out.iterdir())
+    history = pd.read_csv(student / "history.csv")
+    saved = torch.load(student / "model.pt", map_location="cpu", weights_only=False)["extra"]
+    assert saved["best_epoch"] == int(history.loc[history["val_loss"].idxmin(), "epoch"])  # lowest loss, not highest
     for name in ("model.pt", "splits.csv", "history.csv", "metrics.json", "predictions.csv", "distillation.csv",
                  "report.html", "student_report.html", "teacher_on_test/metrics.json"):
         assert (student / name).is_file(), name

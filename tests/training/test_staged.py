@@ -8,18 +8,27 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lesionlab.config import ConfigError, ModelConfig, OptimizerConfig, ScheduleConfig, StageConfig, TrainConfig
+from lesionlab.config import (
+    ConfigError,
+    ModelConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    StageConfig,
+    TrainConfig,
+    TrainerConfig,
+)
 from lesionlab.models.classifier import create_model
 from lesionlab.registry import UnknownNameError
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.losses import create_loss
 from lesionlab.training.module import LesionModule
 from lesionlab.training.staged import fit_stages, plan_stages
+from lesionlab.training.trainer_factory import trainer_maker
 from lesionlab.training.unfreeze import apply_unfreeze, backbone_groups
 
 SGD, CONSTANT = OptimizerConfig("sgd"), ScheduleConfig("constant", warmup_epochs=0)
-TRAINER = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-           "num_sanity_val_steps": 0, "enable_checkpointing": False}
+TRAINER = trainer_maker(TrainConfig(progress=False, trainer=TrainerConfig(accelerator="cpu", precision="32-true",
+                                                                          logger=("none",))), None)
 
 
 def loaders() -> tuple[DataLoader, DataLoader]:
@@ -53,7 +62,7 @@ def float_keys(state: dict, prefix: str = "") -> list[str]:
 def run_stage(module: LesionModule, unfreeze: str, history: HistoryWriter | None = None) -> list[dict]:
     train, val = loaders()
     cfg = TrainConfig(**{**module.cfg.__dict__, "stages": (StageConfig(epochs=2, lr=0.05, unfreeze=unfreeze),)})
-    return fit_stages(module, train, val, cfg, callbacks=[history] if history else [], trainer_kwargs=TRAINER)
+    return fit_stages(module, train, val, cfg, callbacks=[history] if history else [], make_trainer=TRAINER)
 
 
 def test_groups_come_from_timm() -> None:
@@ -105,7 +114,7 @@ def test_all_stage_trains_everything_and_weights_carry_over(tmp_path) -> None:
     before, original = snapshot(module.model), module.cfg
     summaries = fit_stages(module, train, val, TrainConfig(stages=stages, optimizer=SGD, schedule=CONSTANT,
                                                            ema_decay=0),
-                           callbacks=[history], trainer_kwargs=TRAINER)
+                           callbacks=[history], make_trainer=TRAINER)
     after = snapshot(module.model)
     assert [s["unfreeze"] for s in summaries] == ["head", "last", "all"]
     assert summaries[0]["trainable_params"] < summaries[1]["trainable_params"] < summaries[2]["trainable_params"]
@@ -154,7 +163,7 @@ def test_lightning_keeps_frozen_bn_in_eval_mode() -> None:
     train, val = loaders()
     cfg = TrainConfig(stages=(StageConfig(1, 0.05, "head"), StageConfig(1, 0.05, "all")), optimizer=SGD,
                       schedule=CONSTANT)
-    fit_stages(module, train, val, cfg, callbacks=[Spy()], trainer_kwargs=TRAINER)
+    fit_stages(module, train, val, cfg, callbacks=[Spy()], make_trainer=TRAINER)
     half = len(modes) // 2
     assert modes[:half] == [(False, True)] * half  # stage 1: frozen BN in eval, head in train mode
     assert modes[half:] == [(True, True)] * half  # stage 2: unfrozen BN back in train mode

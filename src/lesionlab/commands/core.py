@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shortcut for train.trainer.strategy=... (auto, ddp, ddp_spawn, fsdp)")
     p.add_argument("--precision", default=None,
                    help="shortcut for train.trainer.precision=... (auto, 32-true, bf16-mixed, 16-mixed)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a killed run from RUN_DIR/checkpoints/last.ckpt with RUN_DIR/config.yaml "
+                   "(same run directory; only where-it-runs overrides such as train.trainer.devices are accepted)")
     p.set_defaults(func=cmd_train, needs_training=True)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
@@ -100,8 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args, data_root="data.root", output_dir="output_dir", skip_bad="data.skip_bad",
         devices="train.trainer.devices", num_nodes="train.trainer.num_nodes", strategy="train.trainer.strategy",
         precision="train.trainer.precision"))
-    cfg = load_experiment(args.config, overrides)
-    result = train(cfg)
+    result = _resume_train(args, overrides) if args.resume else train(load_experiment(args.config, overrides))
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
         return 0
@@ -114,6 +116,19 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"accuracy {m['accuracy']:.4f} | {result.seconds['total']:.0f}s")
     print(f"report: {result.run.report.resolve()}")
     return 0
+
+
+def _resume_train(args: argparse.Namespace, overrides: list[str]):
+    from lesionlab.engine.train import train
+    from lesionlab.runs import RunPaths
+    from lesionlab.training.resume import ResumeError, resume_config
+
+    if args.config:
+        raise ResumeError("--resume reads RUN_DIR/config.yaml; drop --config")
+    run_dir = Path(args.resume)
+    if not run_dir.is_dir():
+        raise ResumeError(f"cannot resume {run_dir}: no such run directory")
+    return train(resume_config(run_dir, overrides), RunPaths(run_dir), resume=True)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

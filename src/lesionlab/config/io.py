@@ -127,7 +127,10 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_typed_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
     """Like :func:`load_config` for any config dataclass (``PretrainConfig``, ``DistillConfig``, ...)."""
-    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    return _build(cls, _read_yaml(path) if path is not None else {}, overrides)
+
+
+def _build(cls: type[T], data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> T:
     for text in overrides:
         keys, value = parse_override(text)
         _set_path(data, keys, value)
@@ -139,9 +142,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return load_typed_config(ExperimentConfig, path, overrides)
 
 
-def load_run_config(path: str | Path, cls: type[T] = ExperimentConfig) -> T:  # type: ignore[assignment]
-    """The ``config.yaml`` of a saved run; runs saved before ``train`` was grouped are migrated silently."""
-    return from_dict(cls, migrate_saved_config(_read_yaml(path)))
+def load_run_config(path: str | Path, cls: type[T] = ExperimentConfig,  # type: ignore[assignment]
+                    overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """The ``config.yaml`` of a saved run (← ``overrides``); runs saved before ``train`` was grouped are migrated
+    silently (the overrides use the current keys)."""
+    return _build(cls, migrate_saved_config(_read_yaml(path)), overrides)
 
 
 def read_run_config(path: str | Path) -> dict[str, Any]:

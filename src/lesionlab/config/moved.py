@@ -41,6 +41,8 @@ MOVED_TRAIN_KEYS: dict[str, str] = {
     "strategy": "trainer.strategy",
     "precision": "trainer.precision",
     "num_workers": "trainer.num_workers",
+    "logger": "trainer.logger",
+    "save_last": "trainer.save_last",
 }
 
 #: Old keys whose value was a section (its sub-keys moved with it).

@@ -149,8 +149,12 @@ class TrainerConfig:
     strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | fsdp
     precision: str = "auto"  # auto: bf16-mixed where the CPU/GPU has fast bf16, else 32-true; or any Lightning value
     num_workers: int = -1  # -1: chosen from the CPU count
+    logger: tuple[str, ...] = ("csv",)  # csv | tensorboard | mlflow | none, or a list: Lightning loggers in the run
+    save_last: bool = True  # checkpoints/last.ckpt each epoch (weights, optimizer, RNG...): `train --resume`
 
     def __post_init__(self) -> None:
+        if isinstance(self.logger, str):
+            self.logger = (self.logger,)
         _check(self.num_nodes >= 1, "train.trainer.num_nodes must be at least 1")
         _check(self.num_workers >= -1, "train.trainer.num_workers must be -1 (auto) or >= 0")
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.nn import functional as F
 
@@ -29,7 +28,7 @@ from lesionlab.data.table import DatasetError
 from lesionlab.data.transforms import to_model_input
 from lesionlab.engine.ood import fit_run_detector
 from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
-from lesionlab.engine.train import make_loaders, resolve_precision
+from lesionlab.engine.train import make_loaders
 from lesionlab.inference.predict import predict_probs
 from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.models.classifier import create_model, default_normalisation
@@ -41,6 +40,8 @@ from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
+from lesionlab.training.trainer_factory import best_checkpoint, build_trainer
+from lesionlab.training.trainer_factory import best_epoch as history_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -143,15 +144,9 @@ def distill(cfg: DistillConfig) -> DistillResult:
     hard = loss_from_config(cfg.train, counts.loc[list(classes), "train"].to_numpy())
     module = DistillModule(student, hard, cfg, len(classes), mean, std, teacher)
     train_loader, val_loader = make_loaders(data, exp)
-    ckpt = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=cfg.train.monitor,
-                           mode="min" if cfg.train.monitor == "val_loss" else "max", save_top_k=1)
-    tc = cfg.train.trainer
-    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=tc.accelerator, devices=tc.devices,
-                        precision=resolve_precision(tc.precision, tc.accelerator),
-                        callbacks=[ckpt, HistoryWriter(run.history)], logger=False,
-                        default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
-                        enable_model_summary=False, num_sanity_val_steps=0,
-                        max_time={"minutes": cfg.train.max_time_minutes} if cfg.train.max_time_minutes else None)
+    ckpt = best_checkpoint(cfg.train, run.checkpoints)
+    trainer = build_trainer(cfg.train, run.root, max_epochs=cfg.train.epochs,
+                            callbacks=[ckpt, HistoryWriter(run.history)])
     t1 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
     t_fit = time.perf_counter() - t1
@@ -161,7 +156,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
     prep = Preprocessing(image_size=teacher_run.prep.image_size, crop=teacher_run.prep.crop, mean=mean, std=std,
                          class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
     history = pd.read_csv(run.history)
-    best_epoch = int(history.loc[history[cfg.train.monitor].idxmax(), "epoch"]) if len(history) else 0
+    best_epoch = history_best_epoch(history, cfg.train.monitor)  # lowest val_loss, else highest metric
     detector = fit_run_detector(final, data, prep, cfg.eval.ood, cfg.eval.ood_coverage)  # the student's own
     save_model(run.model, final, cfg.student, prep, extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
                                                            "distilled_from": str(teacher_run.root)},

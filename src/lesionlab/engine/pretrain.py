@@ -29,7 +29,7 @@ from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import get_augmentation
-from lesionlab.engine.train import default_workers, resolve_precision
+from lesionlab.engine.train import default_workers
 from lesionlab.models.backbones import create_backbone, load_backbone_weights
 from lesionlab.models.classifier import default_normalisation
 from lesionlab.pretraining.config import PretrainConfig
@@ -46,6 +46,7 @@ from lesionlab.pretraining.module import VAEHistory, VAEModule
 from lesionlab.pretraining.vae import ConvNeXtVAE, build_vae
 from lesionlab.reports.pretrain_report import write_vae_report
 from lesionlab.runs import RunPaths, discards_unstarted_runs
+from lesionlab.training.trainer_factory import build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +135,7 @@ def pretrain_vae(cfg: PretrainConfig, run: RunPaths | None = None) -> PretrainRe
     mean, std = default_normalisation(vae, False)  # what the zoo will feed this backbone as a classifier
     module = VAEModule(vae, cfg.vae, cfg.train, mean, std)
     history = VAEHistory(run.root / "steps.csv", run.history)
-    tc = cfg.train.trainer
-    trainer = L.Trainer(max_epochs=cfg.train.epochs, accelerator=tc.accelerator, devices=tc.devices,
-                        precision=resolve_precision(tc.precision, tc.accelerator),
-                        callbacks=[history], logger=False, default_root_dir=run.root,
-                        enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
-                        enable_checkpointing=False,
-                        max_time={"minutes": cfg.train.max_time_minutes} if cfg.train.max_time_minutes else None)
+    trainer = build_trainer(cfg.train, run.root, max_epochs=cfg.train.epochs, callbacks=[history])
     train_loader, val_loader = _loaders(data, cfg)
     t1 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)

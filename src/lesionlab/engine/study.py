@@ -103,9 +103,10 @@ def _run_build_dermamnist(arm: ArmConfig, overrides: list[str]) -> dict[str, Pat
     from lesionlab.data.dermamnist_build import build_dermamnist
 
     root = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.root=")), None)
+    out_dir = Path(next(o.split("=", 1)[1] for o in overrides if o.startswith("output_dir="))) / arm.name
     written = build_dermamnist(root, sizes=tuple(int(s) for s in arm.options.get("sizes", (28, 64, 128))),
-                               progress=False)
-    return {arm.name: written[0].parent}
+                               out_dir=out_dir, progress=False)
+    return {arm.name: written[0].parent}  # later arms read <this>/dermamnist_corrected_<size>.npz
 
 
 def _run_latency(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
@@ -261,7 +262,8 @@ def run_study(study: StudyConfig, *, scale: str = "cpu", data_root: str | None =
             rows = []
             for label, run_dir in outputs.items():
                 row = {"minutes": minutes, **run_row(run_dir, study.metrics)}
-                row.update(arm=arm.name, seed=seed, label=label, scale=scale, run_dir=str(run_dir), machine=machine())
+                row.update(arm=arm.name, seed=seed, label=label, scale=scale, run_dir=str(Path(run_dir).resolve()),
+                           machine=machine())
                 rows.append(row)
             done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
             csv.parent.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,12 @@ import logging
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader
 
 from lesionlab.config import ExperimentConfig, save_config
@@ -47,29 +46,16 @@ from lesionlab.training.frozen_head import CachedFeatureHead, uses_cached_head
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
 from lesionlab.training.resampling import TrainingSet, assert_train_only
+from lesionlab.training.resume import ResumeState, check_resumable, drop_resume_state
 from lesionlab.training.staged import fit_model, fit_stages
 from lesionlab.training.train_set import build_training_set, training_dataset, training_sampler, uses_feature_smote
+from lesionlab.training.trainer_factory import best_checkpoint, last_checkpoint, monitor_mode, trainer_maker
+from lesionlab.training.trainer_factory import best_epoch as history_best_epoch
 from lesionlab.training.validation import check_component_names
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_precision(requested: str, accelerator: str = "auto") -> str:
-    """``auto`` → ``bf16-mixed`` on a CUDA GPU with bf16 or a CPU with AVX512-BF16/AMX (about 1.6x faster training
-    here), else ``32-true``. Any explicit Lightning precision string is passed through."""
-    if requested != "auto":
-        return requested
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if _cpu_has_bf16() else "32-true"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def default_workers(requested: int) -> int:
@@ -102,13 +88,19 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: Traini
 
 
 @discards_unstarted_runs
-def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
-    """Run one experiment end to end and return its run directory and test metrics."""
+def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = False) -> TrainResult:
+    """Run one experiment end to end and return its run directory and test metrics.
+
+    ``resume``: ``run`` is a killed run of ``cfg``; fitting continues from its ``checkpoints/last.ckpt``.
+    """
     t0 = time.perf_counter()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     check_component_names(cfg)  # an unknown loss/optimizer/sampler/... name fails before any data is loaded
     rank = process_rank()  # DDP: every rank runs this function; only rank 0 writes the run
+    resume_from = check_resumable(run.root, cfg) if resume and run is not None else None
+    if resume and resume_from is None:
+        raise ValueError("train(resume=True) needs the run directory to resume")
     run = run or (RunPaths(run_dir_for_rank(rank)) if rank else RunPaths.create(cfg.output_dir, cfg.name))
     cfg = replace(cfg, data=absolute_data_config(cfg.data),  # post-hoc commands may run from any directory
                   eval=replace(cfg.eval, mask_dir=absolute_path(cfg.eval.mask_dir)))
@@ -138,29 +130,25 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
     training_set = build_training_set(data, cfg, run)
     train_loader, val_loader = make_loaders(data, cfg, training_set, metadata=meta, metadata_spec=meta_spec)
 
-    mode = "min" if cfg.train.monitor == "val_loss" else "max"
-    ckpt = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=cfg.train.monitor, mode=mode,
-                           save_top_k=1, save_last=False, save_weights_only=True)  # the best weights, no resume state
+    mode = monitor_mode(cfg.train.monitor)
+    ckpt = best_checkpoint(cfg.train, run.checkpoints)  # the best weights (weights only): what the run ships
     callbacks: list[L.Callback] = [ckpt, HistoryWriter(run.history), SplitConsistency(split_fingerprint(table)),
                                    SyncInferenceWeights()]
+    single_fit = not cfg.train.stages and not uses_feature_smote(cfg) and not uses_cached_head(cfg)
+    if cfg.train.trainer.save_last and single_fit:  # the full state of every epoch, for `lesionlab train --resume`
+        callbacks += [last_checkpoint(run.checkpoints), ResumeState()]
     ignore_in_ddp(module)  # the weight EMA is not trained by gradients
     if cfg.train.patience:
         callbacks.append(EarlyStopping(monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience))
-    tc = cfg.train.trainer
-    trainer_kwargs = dict(
-        accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
-        strategy=tc.strategy, precision=resolve_precision(tc.precision, tc.accelerator),
-        logger=False, default_root_dir=run.root, enable_progress_bar=cfg.train.progress,
-        enable_model_summary=False, num_sanity_val_steps=0, deterministic=False,
-        max_time={"minutes": cfg.train.max_time_minutes} if cfg.train.max_time_minutes else None,
-    )
+    make_trainer = trainer_maker(cfg.train, run.root)
     t1 = time.perf_counter()
     if uses_cached_head(cfg) and not uses_feature_smote(cfg):  # frozen backbone: the head trains on cached features
-        fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks, trainer_kwargs=trainer_kwargs,
+        fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks, make_trainer=make_trainer,
                    head_trainer=CachedFeatureHead(data, training_set, cfg, mean, std, meta))
     else:
-        fit_model(module, train_loader, val_loader, cfg, callbacks=callbacks, trainer_kwargs=trainer_kwargs,
-                  data=data, training_set=training_set, run_root=run.root)  # one fit, or staged fine-tuning
+        fit_model(module, train_loader, val_loader, cfg, callbacks=callbacks, make_trainer=make_trainer,
+                  data=data, training_set=training_set, run_root=run.root,
+                  ckpt_path=resume_from)  # one fit, or staged fine-tuning
     t_fit = time.perf_counter() - t1
     if rank:  # test evaluation, calibration and artefacts: rank 0 only
         return TrainResult(run, {}, {"data": t_data, "fit": t_fit})
@@ -170,8 +158,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
         module.load_state_dict(state)
     prep = Preprocessing(image_size=cfg.data.image_size, crop=cfg.data.crop, mean=mean, std=std,
                          class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
-    best_epoch = int(pd.read_csv(run.history).pipe(lambda h: h.loc[
-        h[cfg.train.monitor].idxmax() if mode == "max" else h[cfg.train.monitor].idxmin(), "epoch"]))
+    best_epoch = history_best_epoch(pd.read_csv(run.history), cfg.train.monitor)
     final_model = module.inference_model().cpu()
     prep, val_outputs = tune_on_validation(final_model, data, prep, cfg, metadata=meta)  # temperature, thresholds
     val = data.indices("val")  # the unsure threshold is chosen on validation images, never on test images
@@ -208,6 +195,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None) -> TrainResult:
                      best_epoch=best_epoch)
     logger.info("Test balanced accuracy %.4f, macro AUC %.4f; report: %s", metrics["balanced_accuracy"],
                 metrics["auc_macro"], run.report)
+    drop_resume_state(run.root)
     return TrainResult(run, metrics, seconds)
 
 
@@ -221,6 +209,7 @@ def _validation_only(run: RunPaths, cfg: ExperimentConfig, best_epoch: int, seco
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
     logger.info("Validation balanced accuracy %.4f (epoch %d); test split untouched (eval.test=false)",
                 metrics.get("val_bal_acc", float("nan")), best_epoch)
+    drop_resume_state(run.root)
     return TrainResult(run, metrics, seconds)
 
 

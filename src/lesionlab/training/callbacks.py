@@ -35,3 +35,11 @@ class HistoryWriter(L.Callback):
         row["seconds"] = time.perf_counter() - self._start
         self.rows.append(row)
         pd.DataFrame(self.rows, columns=list(HISTORY_COLUMNS)).to_csv(self.path, index=False)
+
+    def state_dict(self) -> dict:
+        """Saved in full checkpoints: a resumed run keeps the rows up to its checkpoint and rewrites the rest."""
+        return {"rows": [dict(r) for r in self.rows], "epoch_offset": self.epoch_offset}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = [dict(r) for r in state_dict.get("rows", [])]
+        self.epoch_offset = int(state_dict.get("epoch_offset", 0))

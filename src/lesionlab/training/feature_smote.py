@@ -24,6 +24,7 @@ from lesionlab.training.optim import create_optimizer, lightning_schedulers, set
 from lesionlab.training.resampling import TrainingSet, assert_train_only, count_table, smote
 from lesionlab.training.samplers import create_sampler
 from lesionlab.training.train_set import RESAMPLING_CSV
+from lesionlab.training.trainer_factory import TrainerMaker, monitor_mode
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class FeatureSmoteHead:
                               "metadata; set model.metadata=false or train.sampling.smote_space=pixel")
         self.data, self.ts, self.cfg, self.mean, self.std, self.run_root = data, ts, cfg, mean, std, run_root
 
-    def __call__(self, module: L.LightningModule, stage: StageConfig, trainer_kwargs: dict,
+    def __call__(self, module: L.LightningModule, stage: StageConfig, make_trainer: TrainerMaker,
                  callbacks: list[L.Callback]) -> int:
         from lesionlab.models.features import extract_features
 
@@ -139,9 +140,7 @@ class FeatureSmoteHead:
                                 batch_size=cfg.eval.batch_size)
         head = FeatureHeadModule(module.model, module.loss_fn, cfg, len(data.dataset.class_names))
         head.cfg = module.cfg  # the stage's epochs and learning rate
-        mode = "min" if cfg.train.monitor == "val_loss" else "max"
-        trainer = L.Trainer(max_epochs=stage.epochs, callbacks=[*callbacks, KeepBest(cfg.train.monitor, mode)],
-                            **trainer_kwargs)
+        trainer = make_trainer(stage.epochs, [*callbacks, KeepBest(cfg.train.monitor, monitor_mode(cfg.train.monitor))])
         trainer.fit(head, train_loader, val_loader)
         ema = getattr(module, "ema", None)
         if ema is not None:  # the weight average restarts from the trained head

@@ -22,6 +22,7 @@ from lesionlab.models.features import check_cacheable, extract_features
 from lesionlab.training.feature_smote import FeatureHeadModule, KeepBest
 from lesionlab.training.resampling import TrainingSet, assert_train_only
 from lesionlab.training.samplers import create_sampler
+from lesionlab.training.trainer_factory import TrainerMaker, monitor_mode
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class CachedFeatureHead:
         return DataLoader(TensorDataset(*tensors), batch_size=cfg.train.batch_size, shuffle=sampler is None,
                           sampler=sampler, drop_last=len(y) > cfg.train.batch_size)
 
-    def __call__(self, module: L.LightningModule, stage: StageConfig, trainer_kwargs: dict,
+    def __call__(self, module: L.LightningModule, stage: StageConfig, make_trainer: TrainerMaker,
                  callbacks: list[L.Callback]) -> int:
         data, ts, cfg = self.data, self.ts, self.cfg
         self.features = extract_features(data, cfg.model, backbone=module.model.backbone, mean=self.mean,
@@ -74,9 +75,7 @@ class CachedFeatureHead:
         val_loader = self._loader(feats[val_pos], data.targets()[val_pos], val_pos, train=False)
         head = FeatureHeadModule(module.model, module.loss_fn, cfg, len(data.dataset.class_names))
         head.cfg = module.cfg  # the stage's epochs and learning rate
-        mode = "min" if cfg.train.monitor == "val_loss" else "max"
-        trainer = L.Trainer(max_epochs=stage.epochs, callbacks=[*callbacks, KeepBest(cfg.train.monitor, mode)],
-                            **trainer_kwargs)
+        trainer = make_trainer(stage.epochs, [*callbacks, KeepBest(cfg.train.monitor, monitor_mode(cfg.train.monitor))])
         with warnings.catch_warnings():  # the frozen backbone is in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
             trainer.fit(head, train_loader, val_loader)

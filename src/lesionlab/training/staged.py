@@ -23,6 +23,7 @@ from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, TrainCo
 from lesionlab.data.prepare import PreparedData
 from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.resampling import TrainingSet
+from lesionlab.training.trainer_factory import TrainerMaker
 from lesionlab.training.unfreeze import UNFREEZE, apply_unfreeze
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,12 @@ def plan_stages(cfg: TrainConfig, feature_head: bool = False) -> tuple[StageConf
     return (StageConfig(epochs=cfg.epochs, lr=cfg.optimizer.lr, unfreeze="head" if feature_head else "all"),)
 
 
-#: ``(module, stage, trainer_kwargs, callbacks) -> epochs run``: trains the head on features (feature-space SMOTE).
-HeadTrainer = Callable[[L.LightningModule, StageConfig, dict, list], int]
+#: ``(module, stage, make_trainer, callbacks) -> epochs run``: trains the head on features (feature-space SMOTE).
+HeadTrainer = Callable[[L.LightningModule, StageConfig, TrainerMaker, list], int]
 
 
 def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig, *,
-               callbacks: Sequence[L.Callback], trainer_kwargs: dict,
+               callbacks: Sequence[L.Callback], make_trainer: TrainerMaker,
                head_trainer: HeadTrainer | None = None) -> list[dict]:
     """Fit ``module`` stage by stage; weights carry over, the checkpoint callback keeps the best of all stages.
 
@@ -80,12 +81,12 @@ def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: 
                         f"{freeze.backbone_trainable:,}", f"{freeze.frozen:,}")
             module.cfg = replace(base, epochs=stage.epochs, optimizer=replace(base.optimizer, lr=stage.lr))
             if stage.unfreeze == "head" and head_trainer is not None:
-                epochs = head_trainer(module, stage, trainer_kwargs, [c for c in shared if c is history])
+                epochs = head_trainer(module, stage, make_trainer, [c for c in shared if c is history])
             else:
                 module.train()  # Lightning keeps modules' modes: undo an earlier stage's frozen-BN eval mode
                 stage_callbacks = [*shared, *(copy.deepcopy(s) for s in stoppers),
                                    FrozenBatchNormEval(freeze.frozen_batchnorm)]
-                trainer = L.Trainer(max_epochs=stage.epochs, callbacks=stage_callbacks, **trainer_kwargs)
+                trainer = make_trainer(stage.epochs, stage_callbacks)
                 trainer.fit(module, train_loader, val_loader)
                 epochs = int(trainer.current_epoch)
             if history is not None:
@@ -101,14 +102,18 @@ def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: 
 
 
 def fit_model(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader, cfg: ExperimentConfig,
-              *, callbacks: Sequence[L.Callback], trainer_kwargs: dict, data: PreparedData | None = None,
-              training_set: TrainingSet | None = None, run_root: Path | None = None) -> list[dict]:
-    """One Lightning fit of all layers, or staged fits when ``train.stages`` or feature-space SMOTE ask for them."""
+              *, callbacks: Sequence[L.Callback], make_trainer: TrainerMaker, data: PreparedData | None = None,
+              training_set: TrainingSet | None = None, run_root: Path | None = None,
+              ckpt_path: Path | None = None) -> list[dict]:
+    """One Lightning fit of all layers, or staged fits when ``train.stages`` or feature-space SMOTE ask for them.
+
+    ``ckpt_path`` (a full ``last.ckpt``) resumes the single fit; staged fits are refused by the resume checks."""
     feature_smote = cfg.train.sampling.oversample == "smote" and cfg.train.sampling.smote_space == "feature"
     if not cfg.train.stages and not feature_smote:
-        L.Trainer(max_epochs=cfg.train.epochs, callbacks=list(callbacks), **trainer_kwargs).fit(
-            module, train_loader, val_loader)
+        make_trainer(cfg.train.epochs, list(callbacks)).fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
         return []
+    if ckpt_path is not None:
+        raise ConfigError("only a single fit resumes from a checkpoint; staged fine-tuning starts again")
     if getattr(module.model, "frozen_backbone", False) and any(s.unfreeze != "head" for s in cfg.train.stages):
         raise ConfigError("model.freeze_backbone=true contradicts train.stages that unfreeze backbone layers")
     head = None
@@ -119,4 +124,4 @@ def fit_model(module: L.LightningModule, train_loader: DataLoader, val_loader: D
             raise ValueError("feature-space SMOTE needs the prepared data and the training set")
         head = FeatureSmoteHead(data, training_set, cfg, module.mean, module.std, run_root)
     return fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks,
-                      trainer_kwargs=trainer_kwargs, head_trainer=head)
+                      make_trainer=make_trainer, head_trainer=head)

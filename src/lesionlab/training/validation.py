@@ -9,8 +9,10 @@ from lesionlab.registry import UnknownNameError
 
 
 def check_train_names(t: TrainConfig, where: str = "train") -> None:
-    """Loss, class weights, optimizer, schedule, sampler, oversampler, augmentation preset, unfreeze levels."""
+    """Loss, class weights, optimizer, schedule, sampler, oversampler, augmentation preset, unfreeze levels,
+    loggers."""
     from lesionlab.data.transforms import augmentation_params
+    from lesionlab.training.loggers import check_logger_names
     from lesionlab.training.losses import CLASS_WEIGHTS, LOSSES
     from lesionlab.training.optim import OPTIMIZERS, SCHEDULERS
     from lesionlab.training.resampling import OVERSAMPLERS, SMOTE_SPACES
@@ -30,6 +32,12 @@ def check_train_names(t: TrainConfig, where: str = "train") -> None:
     if t.sampling.smote_space not in SMOTE_SPACES:
         raise ConfigError(f"{where}.sampling.smote_space must be one of {SMOTE_SPACES}, "
                           f"got {t.sampling.smote_space!r}")
+    try:
+        check_logger_names(t.trainer.logger)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{where}.trainer.logger: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}.trainer.logger: {exc}") from None
 
 
 def check_model_names(m: ModelConfig, where: str = "model") -> None:
