@@ -98,6 +98,7 @@ def test_sweep_over_smote_spaces_on_real_data(shared_data: Path, tmp_path: Path)
     ("train.schedule.name=step", "constant, cosine, onecycle, plateau"),
     ("train.stages=[{epochs: 1, lr: 0.1, unfreeze: top}]", "all, head, last"),
     ("eval.tta=d8", "d4, flips, none"),
+    ("train.trainer.logger=wandb", "csv, mlflow, none, tensorboard"),
 ])
 def test_train_rejects_unknown_component_names_before_any_work(override: str, valid: str, capsys,
                                                                 tmp_path: Path) -> None:
