@@ -23,14 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesionlab.config import ExperimentConfig, save_config
-from lesionlab.data.splits import check_no_leakage, check_test_unseen, split_summary
+from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.table import DatasetError
 from lesionlab.data.transforms import to_model_input
-from lesionlab.engine.ood import fit_run_detector
 from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
+from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.engine.train import make_loaders
 from lesionlab.inference.predict import predict_probs
-from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.pretraining.config import DistillConfig
 from lesionlab.reports.artifacts import write_evaluation
@@ -41,7 +40,6 @@ from lesionlab.training.callbacks import HistoryWriter
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
 from lesionlab.training.trainer_factory import best_checkpoint, build_trainer
-from lesionlab.training.trainer_factory import best_epoch as history_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +133,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
     save_config(cfg, run.root / "distill_config.yaml")
     table = data.table
     check_no_leakage(table, table["split"])
-    table[["image_id", "lesion_id", "label", "split"]].to_csv(run.splits, index=False)
-    counts = split_summary(table, table["split"], classes)
+    counts, summary_info = write_run_data(run, data)
 
     student = create_model(cfg.student, len(classes))
     mean, std = default_normalisation(student, cfg.student.pretrained or bool(cfg.student.weights))
@@ -150,34 +147,20 @@ def distill(cfg: DistillConfig) -> DistillResult:
     t1 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
     t_fit = time.perf_counter() - t1
-    if ckpt.best_model_path:
-        module.load_state_dict(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"])
-    final = module.inference_model().cpu().eval()
-    prep = Preprocessing(image_size=teacher_run.prep.image_size, crop=teacher_run.prep.crop, mean=mean, std=std,
-                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
-    history = pd.read_csv(run.history)
-    best_epoch = history_best_epoch(history, cfg.train.monitor)  # lowest val_loss, else highest metric
-    detector = fit_run_detector(final, data, prep, cfg.eval.ood, cfg.eval.ood_coverage)  # the student's own
-    save_model(run.model, final, cfg.student, prep, extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
-                                                           "distilled_from": str(teacher_run.root)},
-               ood=detector.to_dict() if detector is not None else None)
-
+    final = finalize(module, ckpt.best_model_path, run, exp, data, mean, std,
+                     extra={"distilled_from": str(teacher_run.root)})  # calibration, unsure, OOD: the student's own
+    best_epoch = final.best_epoch
+    metrics = evaluate_test(run, final, data, exp)  # what the shipped student predicts (TTA, temperature)
     test = data.indices("test")
-    check_test_unseen(table, test)  # raises LeakageError, also under `python -O`
-    y = data.targets()[test]
-    student_probs = predict_probs(final, data.images, mean, std, indices=data.rows[test], tta=cfg.eval.tta)
     teacher_probs = predict_probs(teacher_run.model, data.images, teacher_run.prep.mean, teacher_run.prep.std,
-                                  indices=data.rows[test], tta=cfg.eval.tta)
-    metrics = write_evaluation(run.root, table.iloc[test], y, student_probs, classes, cfg.eval.topk)
-    teacher_metrics = write_evaluation(run.root / "teacher_on_test", table.iloc[test], y, teacher_probs, classes,
-                                       cfg.eval.topk)
-    summary = compare_models(teacher_run.model, final, teacher_metrics, metrics, image_size=prep.image_size,
+                                  indices=data.rows[test], tta=cfg.eval.tta, temperature=teacher_run.prep.temperature)
+    teacher_metrics = write_evaluation(run.root / "teacher_on_test", table.iloc[test], data.targets()[test],
+                                       teacher_probs, classes, cfg.eval.topk)
+    summary = compare_models(teacher_run.model, final.model, teacher_metrics, metrics, image_size=final.prep.image_size,
                              runs=cfg.latency_runs)
     summary.to_csv(run.root / "distillation.csv")
     seconds = {"fit": t_fit, "total": time.perf_counter() - t0}
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
-    summary_info = {**data.dataset.summary(), "split_counts": counts.to_dict(), "skipped_images": 0,
-                    "cache": str(data.arrays.directory), "cache_built": data.arrays.built}
     write_run_report(run, metrics, cfg=exp, split_counts=counts, summary=summary_info, seconds=seconds,
                      best_epoch=best_epoch)
     run.report.rename(run.root / STUDENT_REPORT)  # report.html becomes the distillation report, linking to it

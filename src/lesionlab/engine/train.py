@@ -18,18 +18,12 @@ from torch.utils.data import DataLoader
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import absolute_data_config, absolute_path
-from lesionlab.data.splits import check_no_leakage, check_test_unseen, split_summary
+from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
-from lesionlab.engine.finalize import tune_on_validation, write_depth_artifacts
-from lesionlab.engine.ood import fit_run_detector, write_ood_summary
-from lesionlab.inference.calibration import probs_from_view_logits
-from lesionlab.inference.predict import predict_probs, predict_view_logits
-from lesionlab.inference.unsure import with_unsure_threshold
-from lesionlab.models.checkpoint import Preprocessing, save_model
+from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.models.metadata import MetadataSpec, encode_split_metadata, sample_metadata
-from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.reports.run_report import write_run_report
 from lesionlab.runs import RunPaths, TrainResult, discards_unstarted_runs
 from lesionlab.training.callbacks import HistoryWriter
@@ -50,7 +44,6 @@ from lesionlab.training.resume import ResumeState, check_resumable, drop_resume_
 from lesionlab.training.staged import fit_model, fit_stages
 from lesionlab.training.train_set import build_training_set, training_dataset, training_sampler, uses_feature_smote
 from lesionlab.training.trainer_factory import best_checkpoint, last_checkpoint, monitor_mode, trainer_maker
-from lesionlab.training.trainer_factory import best_epoch as history_best_epoch
 from lesionlab.training.validation import check_component_names
 
 logger = logging.getLogger(__name__)
@@ -111,16 +104,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     t_data = time.perf_counter() - t0
     table, classes = data.table, data.dataset.class_names
     check_no_leakage(table, table["split"])  # again, right before training: nothing may have changed it
-    patients = ["patient_id"] if table["patient_id"].notna().any() else []  # the seen-data guard compares them too
-    table[["image_id", "lesion_id", *patients, "label", "split", *(["fold"] if "fold" in table else [])]].to_csv(
-        run.splits, index=False)
-    if len(data.skipped):
-        data.skipped.to_csv(run.skipped, index=False)
-    counts = split_summary(table, table["split"], classes)
-    summary = {**data.dataset.summary(), "split_counts": counts.to_dict(), "skipped_images": len(data.skipped),
-               "cache": str(data.arrays.directory), "cache_built": data.arrays.built,
-               "cache_seconds": data.arrays.seconds}
-    run.data_summary.write_text(json.dumps(summary, indent=2, default=str))
+    counts, summary = write_run_data(run, data)
 
     train_counts = counts.loc[list(classes), "train"].to_numpy()
     meta_spec, meta = encode_split_metadata(cfg.model, table)  # model.metadata: fitted on the training split
@@ -153,41 +137,14 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     if rank:  # test evaluation, calibration and artefacts: rank 0 only
         return TrainResult(run, {}, {"data": t_data, "fit": t_fit})
 
-    if ckpt.best_model_path:
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-    prep = Preprocessing(image_size=cfg.data.image_size, crop=cfg.data.crop, mean=mean, std=std,
-                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
-    best_epoch = history_best_epoch(pd.read_csv(run.history), cfg.train.monitor)
-    final_model = module.inference_model().cpu()
-    prep, val_outputs = tune_on_validation(final_model, data, prep, cfg, metadata=meta)  # temperature, thresholds
-    val = data.indices("val")  # the unsure threshold is chosen on validation images, never on test images
-    prep = with_unsure_threshold(prep, predict_probs(final_model, data.images, mean, std, indices=data.rows[val],
-                                                     batch_size=cfg.eval.batch_size, temperature=prep.temperature,
-                                                     tta=cfg.eval.tta, metadata=None if meta is None else meta[val]),
-                               data.targets()[val])
-    detector = fit_run_detector(final_model, data, prep, cfg.eval.ood, cfg.eval.ood_coverage, meta,
-                                cfg.eval.batch_size)  # training features, threshold on validation
-    final_model.ood_detector = detector
-    save_model(run.model, final_model, cfg.model, prep,
-               extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
-                      "train_images": len(data.indices("train"))},
-               ood=detector.to_dict() if detector is not None else None)
+    final = finalize(module, ckpt.best_model_path, run, cfg, data, mean, std, metadata=meta)
+    best_epoch = final.best_epoch
 
     if not cfg.eval.test:  # a recipe search: judged on validation, the test split is never predicted
         return _validation_only(run, cfg, best_epoch, {"data": t_data, "fit": t_fit,
                                                        "total": time.perf_counter() - t0})
     t2 = time.perf_counter()
-    test = data.indices("test")
-    check_test_unseen(table, test)  # raises LeakageError (an assert would vanish under `python -O`)
-    test_logits = predict_view_logits(final_model, data.images, mean, std, indices=data.rows[test],
-                                      batch_size=cfg.eval.batch_size, tta=cfg.eval.tta,
-                                      metadata=None if meta is None else meta[test])
-    probs = probs_from_view_logits(test_logits, prep.temperature)  # what the saved model (and `evaluate`) gives
-    metrics = write_evaluation(run.root, table.iloc[test], data.targets()[test], probs, classes, cfg.eval.topk,
-                               thresholds=prep.thresholds, sensitivity_target=cfg.eval.triage_sensitivity)
-    write_depth_artifacts(run.root, final_model, data, test, test_logits, prep, cfg, val_outputs)
-    write_ood_summary(run.root, final_model, data, prep, meta)  # share of test lesions the detector flags
+    metrics = evaluate_test(run, final, data, cfg, metadata=meta)
     t_eval = time.perf_counter() - t2
     seconds = {"data": t_data, "fit": t_fit, "evaluate": t_eval, "total": time.perf_counter() - t0}
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
