@@ -45,7 +45,8 @@ class StudyConfig:
     metrics: tuple[str, ...] = ("balanced_accuracy", "auc_macro", "accuracy")
     scales: dict[str, list[str]] = field(default_factory=dict)  # cpu / gpu → overrides applied to every arm
     setting: dict[str, str] = field(default_factory=dict)  # scale → data, size, epochs in words (for the table)
-    headline: dict[str, str] = field(default_factory=dict)  # {label, metric[, paper]}: the row answering the question
+    # {label, metric[, paper, claim_row]}: our row that answers the question, the paper's row it is compared with
+    headline: dict[str, str] = field(default_factory=dict)
     verdict: str = ""  # one hand-written line once the numbers are in (agrees / does not, and why)
 
     def __post_init__(self) -> None:

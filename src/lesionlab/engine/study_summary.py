@@ -17,7 +17,7 @@ BEGIN, END = "<!-- studies:begin (lesionlab study --summary) -->", "<!-- studies
 def summary_row(study_file: Path, results_dir: Path) -> str:
     study = load_study(study_file)
     label, metric = study.headline.get("label", ""), study.headline.get("metric", "balanced_accuracy")
-    claim = study.claims.get(label, {}).get(metric)
+    claim = study.claims.get(study.headline.get("claim_row", label), {}).get(metric)  # the paper's row to compare
     csv = results_path(study, results_dir, "cpu")
     ours = "not run yet"
     if csv.is_file():
