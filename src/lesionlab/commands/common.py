@@ -87,6 +87,11 @@ def data_config_from_args(args: argparse.Namespace, **extra: object) -> DataConf
                       taxonomy=args.taxonomy, options=options, skip_bad=args.skip_bad, **extra)
 
 
+def add_run_data_root(p: argparse.ArgumentParser) -> None:
+    """``--data-root`` of a command on a finished run: where its data lives now (the run stores its own root)."""
+    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
+
+
 def expand_images(items: Sequence[str]) -> list[Path]:
     from lesionlab.data.table import IMAGE_EXTENSIONS
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from lesionlab.commands.common import add_run_data_root
+
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     from lesionlab.commands.common import add_config_args
@@ -66,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(the predictor applies them) and report ECE/Brier before and after, and the operating points, "
                        "on its held-out test split.")
     p.add_argument("run", help="run directory")
-    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
+    add_run_data_root(p)
     p.add_argument("--no-temperature", action="store_true", help="keep T = 1 (thresholds only)")
     p.add_argument("--sensitivity", type=float, default=None,
                    help="sensitivity target of the priority-1 thresholds on validation (default: the run's "
@@ -85,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "eval.mask_dir, else beside the data)")
     p.add_argument("--max-images", type=int, default=200, help="test images to explain (class-balanced sample)")
     p.add_argument("--per-class", type=int, default=3, help="gallery: correct and wrong examples per class")
-    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
+    add_run_data_root(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/explain/<time>)")
     p.set_defaults(func=cmd_explain)
 
@@ -100,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, default=None, help="stratified subset of the test split")
     p.add_argument("--tta", default=None, help="TTA policy for this evaluation, e.g. none (1 view), flips, d4 "
                    "(default: the run's eval.tta)")
-    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
+    add_run_data_root(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/robustness/<time>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random corruptions")
     p.set_defaults(func=cmd_robustness)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from lesionlab.commands.common import add_run_data_root
+
 METHODS_HELP = "knn (Sun et al. 2022), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)"
 
 
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coverage", type=float, default=None,
                    help="share of validation lesions the threshold lets through (default: the run's "
                    "eval.ood_coverage)")
-    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
+    add_run_data_root(p)
     p.set_defaults(func=cmd_fit_ood)
 
     p = sub.add_parser("ood-eval", help="OOD benchmark: AUROC and FPR at 95%% TPR per group",
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory or ensemble folder")
     p.add_argument("--methods", default="mahalanobis,energy,knn",
                    help="detectors to fit and compare besides the stored one (comma-separated; '' for none)")
-    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
+    add_run_data_root(p)
     p.add_argument("--out", default=None, help="output folder (default: the run directory)")
     p.add_argument("--seed", type=int, default=0, help="seed of the benchmark's random images and corruptions")
     p.set_defaults(func=cmd_ood_eval)

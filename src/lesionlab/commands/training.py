@@ -86,17 +86,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from lesionlab.engine.sweep import run_sweep
 
     result = run_sweep(args.config, args.grid, _overrides(args), output_dir=args.output_dir)
-    print(f"{len(result.table)} cells; best by validation: {result.best}")
-    print(f"results: {(result.directory / 'results.md').resolve()}")
-    print(f"report: {(result.directory / 'report.html').resolve()}")
-    return 0
+    return _print_table_result(result, f"{len(result.table)} cells; best by validation: {result.best}")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from lesionlab.engine.ablation import run_ablation
 
     result = run_ablation(args.config, args.factors, _overrides(args), output_dir=args.output_dir)
-    print(f"{len(result.table)} runs (full + {len(result.table) - 1} leave-one-out)")
+    return _print_table_result(result, f"{len(result.table)} runs (full + {len(result.table) - 1} leave-one-out)")
+
+
+def _print_table_result(result, headline: str) -> int:
+    """A sweep's or an ablation's summary line, then where its table and report are."""
+    print(headline)
     print(f"results: {(result.directory / 'results.md').resolve()}")
     print(f"report: {(result.directory / 'report.html').resolve()}")
     return 0
