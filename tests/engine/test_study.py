@@ -160,3 +160,16 @@ def test_a_real_study_runs_end_to_end(shared_data: Path, tmp_path: Path, monkeyp
     assert len(rows) == 1 and 0 <= rows["balanced_accuracy"].iloc[0] <= 1 and rows["minutes"].iloc[0] > 0
     assert rows["balanced_accuracy_lo"].iloc[0] <= rows["balanced_accuracy"].iloc[0]
     assert "| scratch | 1 |" in (tmp_path / "results" / "tiny.md").read_text()
+
+
+def test_latency_arm_measures_each_backbone(tmp_path: Path) -> None:
+    study = StudyConfig(name="speed", title="Speed", question="How fast?", paper="none", seeds=(0,),
+                        metrics=("latency_ms", "params_m"),
+                        arms=(ArmConfig("latency", kind="latency",
+                                        options={"backbones": ["resnet10t", "mobilenetv3-small"], "image_size": 32,
+                                                 "runs": 3}),))
+    results = run_study(study, results_dir=tmp_path, runs_dir=tmp_path / "runs")
+    assert list(results["label"]) == ["latency: resnet10t", "latency: mobilenetv3-small"]
+    assert (results["latency_ms"] > 0).all()
+    small, resnet = results.set_index("label")["params_m"].loc[["latency: mobilenetv3-small", "latency: resnet10t"]]
+    assert 0.5 < small < resnet  # parameter counts of the real architectures, in millions
