@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -19,16 +17,11 @@ import pandas as pd
 import yaml
 
 from lesionlab.config import load_config
+from lesionlab.engine.study import machine
 from lesionlab.engine.train import train
 
 COLUMNS = ["candidate", "val_bal_acc", "val_auc", "best_epoch", "epochs", "image_size", "fit_min", "s_per_epoch",
            "train_bal_acc", "overrides", "run_dir", "machine"]
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{os.cpu_count()}-core {cpu}"
 
 
 def write_markdown(df: pd.DataFrame, path: Path, spec: dict) -> None:
