@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a killed run from RUN_DIR/checkpoints/last.ckpt with RUN_DIR/config.yaml "
                    "(same run directory; only where-it-runs overrides such as train.trainer.devices are accepted)")
+    p.add_argument("--refit", default=None, metavar="RUN_DIR",
+                   help="train RUN_DIR's recipe again on its training + validation lesions (the test split stays "
+                   "held out) for its full train.epochs, and ship RUN_DIR's temperature, triage thresholds and "
+                   "unsure threshold, which were fitted on the validation split (a release; see configs/release.yaml)")
     p.set_defaults(func=cmd_train, needs_training=True)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
@@ -103,7 +107,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         args, data_root="data.root", output_dir="output_dir", skip_bad="data.skip_bad",
         devices="train.trainer.devices", num_nodes="train.trainer.num_nodes", strategy="train.trainer.strategy",
         precision="train.trainer.precision"))
-    result = _resume_train(args, overrides) if args.resume else train(load_experiment(args.config, overrides))
+    if args.resume:
+        result = _resume_train(args, overrides)
+    elif args.refit:
+        result = train(_refit_config(args, overrides))
+    else:
+        result = train(load_experiment(args.config, overrides))
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
         return 0
@@ -129,6 +138,14 @@ def _resume_train(args: argparse.Namespace, overrides: list[str]):
     if not run_dir.is_dir():
         raise ResumeError(f"cannot resume {run_dir}: no such run directory")
     return train(resume_config(run_dir, overrides), RunPaths(run_dir), resume=True)
+
+
+def _refit_config(args: argparse.Namespace, overrides: list[str]):
+    from lesionlab.engine.calibration_source import refit_config
+
+    if args.config:
+        raise ConfigError("--refit reads RUN_DIR/config.yaml; drop --config")
+    return refit_config(args.refit, overrides)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -163,6 +163,10 @@ class TrainerConfig:
 MONITORS = ("val_bal_acc", "val_loss", "val_auc")
 
 
+#: ``train.fit_on`` values: which lesions one fit trains on (the test split is always held out).
+FIT_ON = ("train", "train+val")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation, imbalance handling, augmentation and the Lightning trainer."""
@@ -177,6 +181,9 @@ class TrainConfig:
     ema_decay: float = 0.998  # exponential moving average of the weights; 0 disables it
     progress: bool = True  # progress bars
     max_time_minutes: float | None = None  # hard wall-clock budget for fitting
+    fit_on: str = "train"  # train | train+val (a refit on training + validation lesions; needs calibration_from)
+    calibration_from: str | None = None  # train+val: the train-only run whose validation-fitted temperature, triage
+    # thresholds and unsure threshold the refit ships (it has no validation split of its own)
     stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs and optimizer.lr
     speedups: SpeedupConfig = field(default_factory=SpeedupConfig)  # opt-in speed-ups of one fit
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # optimizer and learning rate
@@ -192,6 +199,15 @@ class TrainConfig:
         _check(self.patience >= 0, "train.patience must be >= 0")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must lie in [0, 1) (0 disables EMA)")
         _check(self.monitor in MONITORS, f"train.monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        _check(self.fit_on in FIT_ON, f"train.fit_on must be one of {', '.join(FIT_ON)}, got {self.fit_on!r}")
+        if self.fit_on == "train+val":
+            _check(bool(self.calibration_from),
+                   "train.fit_on=train+val leaves no validation split to calibrate on: set train.calibration_from to "
+                   "a train-only run of the same recipe (or use `lesionlab train --refit RUN_DIR`)")
+            _check(self.patience == 0, "train.fit_on=train+val has no validation split to stop early on: "
+                                       "set train.patience=0 and fix train.epochs")
+        else:
+            _check(self.calibration_from is None, "train.calibration_from only applies with train.fit_on=train+val")
         mix = self.augmentation.mix
         _check(not (mix.active and self.loss.name == "focal"),
                "train.augmentation.mix (mixup/CutMix) makes soft targets, which train.loss.name=focal does not take; "

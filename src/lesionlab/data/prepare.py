@@ -6,7 +6,7 @@ import hashlib
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +117,26 @@ def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = T
         check_no_leakage(table, table["split"])
         dataset = LesionDataset(dataset.name, dataset.taxonomy, table)
     return PreparedData(dataset, arrays.images, rows, arrays, skipped)
+
+
+REFIT_COLUMN = "split_before_refit"  # a refit's table keeps each row's original split here
+
+
+def with_validation_in_training(data: PreparedData) -> PreparedData:
+    """The same data with the validation lesions moved into the training split (a refit; test stays held out).
+
+    The original split stays in the ``split_before_refit`` column (see :func:`original_split`)."""
+    table = data.table.copy()
+    table[REFIT_COLUMN] = table["split"]
+    table["split"] = np.where(table["split"] == "val", "train", table["split"])
+    check_no_leakage(table, table["split"])
+    return replace(data, dataset=LesionDataset(data.dataset.name, data.dataset.taxonomy, table))
+
+
+def original_split(data: PreparedData) -> PreparedData:
+    """Undo :func:`with_validation_in_training` (unchanged data when it was not a refit)."""
+    if REFIT_COLUMN not in data.table:
+        return data
+    table = data.table.copy()
+    table["split"] = table.pop(REFIT_COLUMN)
+    return replace(data, dataset=LesionDataset(data.dataset.name, data.dataset.taxonomy, table))

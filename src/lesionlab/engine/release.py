@@ -127,7 +127,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
                      "citation": info.citation if info else None,
                      "images": {k: int(v) for k, v in counts.items()},
                      "trained_on": "the training split" + (" + validation split" if extra.get("train_on_val") else ""),
-                     "calibrated_on": "the validation split (temperature, triage thresholds, unsure threshold)",
+                     "calibrated_on": ("the validation split, by the train-only sibling run of the same recipe "
+                                       "(temperature, triage thresholds, unsure threshold)" if extra.get("train_on_val")
+                                       else "the validation split (temperature, triage thresholds, unsure threshold)"),
                      "held_out": "the test split: lesion-disjoint, never used to train, choose or calibrate",
                      "epochs": cfg.train.epochs, "best_epoch": extra.get("best_epoch"),
                      "command": command, "fit_minutes": round(timings.get("fit", float("nan")) / 60, 1),

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from lesionlab.config import ExperimentConfig, ModelConfig
-from lesionlab.data.prepare import PreparedData
+from lesionlab.data.prepare import PreparedData, original_split
 from lesionlab.data.splits import check_test_unseen, split_summary
+from lesionlab.engine.calibration_source import calibrated_like
 from lesionlab.engine.finalize import tune_on_validation, write_depth_artifacts
 from lesionlab.engine.ood import fit_run_detector, write_ood_summary
 from lesionlab.inference.calibration import probs_from_view_logits
@@ -61,31 +62,47 @@ class Finalized:
 
 def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentConfig, data: PreparedData,
              mean: tuple[float, ...], std: tuple[float, ...], *, metadata: np.ndarray | None = None,
-             model_cfg: ModelConfig | None = None, extra: Mapping[str, Any] | None = None) -> Finalized:
+             model_cfg: ModelConfig | None = None, extra: Mapping[str, Any] | None = None,
+             calibration: Preprocessing | None = None) -> Finalized:
     """Best weights → temperature and thresholds → unsure threshold → OOD detector (all on validation or training
-    data, never test) → ``model.pt``."""
+    data, never test) → ``model.pt``.
+
+    ``calibration``: a refit on training + validation lesions ships its train-only sibling's temperature and
+    thresholds (:mod:`lesionlab.engine.calibration_source`) and its last epoch's weights."""
     if best_path:
         module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
     classes = data.dataset.class_names
     prep = Preprocessing(image_size=cfg.data.image_size, crop=cfg.data.crop, mean=mean, std=std,
                          class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
-    best_epoch = history_best_epoch(pd.read_csv(run.history), cfg.train.monitor)
+    history = pd.read_csv(run.history)
+    best_epoch = history_best_epoch(history, cfg.train.monitor) if calibration is None else len(history)
     model = module.inference_model().cpu()
-    prep, val_outputs = tune_on_validation(model, data, prep, cfg, metadata=metadata)  # temperature, thresholds
-    val = data.indices("val")  # the unsure threshold is chosen on validation images, never on test images
-    prep = with_unsure_threshold(prep, predict_probs(model, data.images, mean, std, indices=data.rows[val],
-                                                     batch_size=cfg.eval.batch_size, temperature=prep.temperature,
-                                                     tta=cfg.eval.tta,
-                                                     metadata=None if metadata is None else metadata[val]),
-                                 data.targets()[val])
-    detector = fit_run_detector(model, data, prep, cfg.eval.ood, cfg.eval.ood_coverage, metadata,
+    if calibration is None:
+        prep, val_outputs = _fit_on_validation(model, data, prep, cfg, metadata)
+    else:
+        prep, val_outputs = calibrated_like(prep, calibration), None
+    detector = fit_run_detector(model, original_split(data), prep, cfg.eval.ood, cfg.eval.ood_coverage, metadata,
                                 cfg.eval.batch_size)  # training features, threshold on validation
     model.ood_detector = detector
     save_model(run.model, model, model_cfg or cfg.model, prep,
                extra={"best_epoch": best_epoch, "dataset": data.dataset.name,
-                      "train_images": len(data.indices("train")), **(extra or {})},
+                      "train_images": len(data.indices("train")), **(extra or {}),
+                      **({"train_on_val": True, "calibrated_by": cfg.train.calibration_from} if calibration else {})},
                ood=detector.to_dict() if detector is not None else None)
     return Finalized(model, prep, best_epoch, val_outputs)
+
+
+def _fit_on_validation(model: nn.Module, data: PreparedData, prep: Preprocessing, cfg: ExperimentConfig,
+                       metadata: np.ndarray | None) -> tuple[Preprocessing, Any]:
+    """Temperature and thresholds, then the unsure threshold: all chosen on validation images, never on test."""
+    prep, val_outputs = tune_on_validation(model, data, prep, cfg, metadata=metadata)
+    val = data.indices("val")
+    prep = with_unsure_threshold(prep, predict_probs(model, data.images, prep.mean, prep.std, indices=data.rows[val],
+                                                     batch_size=cfg.eval.batch_size, temperature=prep.temperature,
+                                                     tta=cfg.eval.tta,
+                                                     metadata=None if metadata is None else metadata[val]),
+                                 data.targets()[val])
+    return prep, val_outputs
 
 
 def evaluate_test(run: RunPaths, final: Finalized, data: PreparedData, cfg: ExperimentConfig, *,

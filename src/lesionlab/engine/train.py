@@ -16,11 +16,12 @@ from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader
 
 from lesionlab.config import ExperimentConfig, save_config
-from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.prepare import PreparedData, prepare_data, with_validation_in_training
 from lesionlab.data.roots import absolute_data_config, absolute_path
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
+from lesionlab.engine.calibration_source import sibling_calibration
 from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.models.metadata import MetadataSpec, encode_split_metadata, sample_metadata
@@ -47,8 +48,6 @@ from lesionlab.training.trainer_factory import best_checkpoint, last_checkpoint,
 from lesionlab.training.validation import check_component_names
 
 logger = logging.getLogger(__name__)
-
-
 
 
 def default_workers(requested: int) -> int:
@@ -101,6 +100,10 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     logger.info("Run directory: %s", run.root)
 
     data = prepare_data(cfg.data, progress=cfg.train.progress)
+    calibration = None
+    if cfg.train.fit_on == "train+val":  # a refit: validation lesions train too; the sibling's calibration ships
+        calibration = sibling_calibration(cfg.train.calibration_from, cfg, data)
+        data = with_validation_in_training(data)
     t_data = time.perf_counter() - t0
     table, classes = data.table, data.dataset.class_names
     check_no_leakage(table, table["split"])  # again, right before training: nothing may have changed it
@@ -113,11 +116,13 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     module = LesionModule(model, loss_from_config(cfg.train, train_counts), cfg.train, len(classes), mean, std)
     training_set = build_training_set(data, cfg, run)
     train_loader, val_loader = make_loaders(data, cfg, training_set, metadata=meta, metadata_spec=meta_spec)
+    if calibration is not None:  # a refit validates nothing and ships its last epoch
+        val_loader = None
 
     mode = monitor_mode(cfg.train.monitor)
     ckpt = best_checkpoint(cfg.train, run.checkpoints)  # the best weights (weights only): what the run ships
-    callbacks: list[L.Callback] = [ckpt, HistoryWriter(run.history), SplitConsistency(split_fingerprint(table)),
-                                   SyncInferenceWeights()]
+    callbacks: list[L.Callback] = [*([ckpt] if val_loader is not None else []), HistoryWriter(run.history),
+                                   SplitConsistency(split_fingerprint(table)), SyncInferenceWeights()]
     single_fit = not cfg.train.stages and not uses_feature_smote(cfg) and not uses_cached_head(cfg)
     if cfg.train.trainer.save_last and single_fit:  # the full state of every epoch, for `lesionlab train --resume`
         callbacks += [last_checkpoint(run.checkpoints), ResumeState()]
@@ -137,7 +142,8 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     if rank:  # test evaluation, calibration and artefacts: rank 0 only
         return TrainResult(run, {}, {"data": t_data, "fit": t_fit})
 
-    final = finalize(module, ckpt.best_model_path, run, cfg, data, mean, std, metadata=meta)
+    final = finalize(module, ckpt.best_model_path if val_loader is not None else None, run, cfg, data, mean, std,
+                     metadata=meta, calibration=calibration)
     best_epoch = final.best_epoch
 
     if not cfg.eval.test:  # a recipe search: judged on validation, the test split is never predicted

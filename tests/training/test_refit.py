@@ -1,0 +1,136 @@
+"""``lesionlab train --refit RUN``: the same recipe on training + validation lesions, calibrated by its sibling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from lesionlab.cli import main
+from lesionlab.config import DataConfig
+from lesionlab.data.prepare import original_split, with_validation_in_training
+from lesionlab.engine.evaluate import SeenDataError, evaluate_run
+
+from .conftest import make_prepared
+
+CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven class folders of 12 random 16 px images whose mean colour depends on the class (learnable)."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(1)
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir()
+        for k in range(12):
+            base = np.array([30 * c, 255 - 30 * c, 120], dtype=np.int16)
+            img = np.clip(base + rng.integers(-40, 41, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{name}_{k}.png")
+    return root
+
+
+def _common(folder: Path, cache: Path) -> list[str]:
+    return ["data.dataset=folder", f"data.image_dir={folder}", "data.image_size=16", f"data.cache_dir={cache}",
+            "model.backbone=tiny-resnet", "train.epochs=2", "train.batch_size=8", "train.progress=false",
+            "train.trainer.num_workers=0", "train.trainer.precision=32-true", "train.trainer.accelerator=cpu",
+            "train.optimizer.lr=0.01", "eval.tta=none", "eval.gradcam_images=0"]
+
+
+def _run(out: Path, prefix: str) -> Path:
+    (run,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith(prefix)]
+    return run
+
+
+@pytest.fixture(scope="module")
+def sibling_and_refit(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    out, cache = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("cache")
+    assert main(["-q", "train", "--output-dir", str(out), "name=sib", *_common(image_folder, cache)]) == 0
+    sibling = _run(out, "sib-")
+    assert main(["-q", "train", "--refit", str(sibling), f"output_dir={out}"]) == 0
+    return sibling, _run(out, "sib-refit-"), cache
+
+
+def test_validation_lesions_join_training_and_the_original_split_is_kept() -> None:
+    data = make_prepared([5] * 7)
+    refit = with_validation_in_training(data)
+    assert len(refit.indices("val")) == 0
+    assert len(refit.indices("train")) == len(data.indices("train")) + len(data.indices("val"))
+    np.testing.assert_array_equal(refit.indices("test"), data.indices("test"))
+    back = original_split(refit)
+    assert back.table["split"].tolist() == data.table["split"].tolist()
+    assert original_split(data) is data
+
+
+def test_refit_trains_on_train_and_val_and_ships_the_siblings_calibration(sibling_and_refit) -> None:
+    sibling, refit, _ = sibling_and_refit
+    before = pd.read_csv(sibling / "splits.csv")["split"].value_counts()
+    after = pd.read_csv(refit / "splits.csv")["split"].value_counts()
+    assert "val" not in after and after["train"] == before["train"] + before["val"]
+    assert after["test"] == before["test"]
+    theirs = pd.read_csv(sibling / "splits.csv").query("split == 'test'")["image_id"].tolist()
+    ours = pd.read_csv(refit / "splits.csv").query("split == 'test'")["image_id"].tolist()
+    assert sorted(theirs) == sorted(ours)
+    a = torch.load(sibling / "model.pt", weights_only=False)
+    b = torch.load(refit / "model.pt", weights_only=False)
+    for key in ("temperature", "thresholds", "unsure_threshold", "tta", "image_size"):
+        assert b["preprocessing"][key] == a["preprocessing"][key]
+    assert b["extra"]["train_on_val"] is True and b["extra"]["calibrated_by"] == str(sibling.resolve())
+    assert b["extra"]["best_epoch"] == 2  # the last epoch ships: nothing is left to choose another
+    history = pd.read_csv(refit / "history.csv")
+    assert len(history) == 2 and history["val_bal_acc"].isna().all()
+    assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])  # trained anew
+    assert (refit / "metrics.json").is_file()  # the one look at the held-out test split
+
+
+def test_evaluating_a_refit_refuses_its_validation_images_too(sibling_and_refit, image_folder: Path) -> None:
+    _, refit, cache = sibling_and_refit
+    data = DataConfig(dataset="folder", image_dir=str(image_folder), image_size=16, cache_dir=str(cache))
+    split = pd.read_csv(refit / "splits.csv")["split"]
+    with pytest.raises(SeenDataError, match=f"{int((split != 'test').sum())} of {len(split)} images were used"):
+        evaluate_run(refit, data, progress=False)
+    result = evaluate_run(refit, data, out_dir=refit / "eval", exclude_seen=True, progress=False)
+    assert result.excluded == int((split != "test").sum())
+    assert result.metrics["n"] == int((split == "test").sum())
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["train.fit_on=train+val"], "train.calibration_from"),
+    (["train.calibration_from=x"], "only applies with train.fit_on=train\\+val"),
+    (["train.fit_on=everything"], "train.fit_on must be one of"),
+])
+def test_refit_settings_are_checked_before_anything_runs(extra: list[str], message: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "train", "--output-dir", str(tmp_path), *extra]) == 2
+    assert message.replace("\\", "") in capsys.readouterr().err.replace("\\", "")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_sibling_that_does_not_match_is_refused(sibling_and_refit, image_folder: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    sibling, refit, cache = sibling_and_refit
+    common = [*_common(image_folder, cache), "train.fit_on=train+val", "train.patience=0"]
+    cases = [
+        ([f"train.calibration_from={sibling}", "data.image_size=24"], "image_size=16"),
+        ([f"train.calibration_from={refit}"], "had no validation split"),
+        ([f"train.calibration_from={sibling}", "data.split.seed=5"], "held out other test images"),
+        ([f"train.calibration_from={tmp_path / 'missing'}"], "no model.pt there"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / f"out{len(message)}"
+        assert main(["-q", "train", "--output-dir", str(out), *common, *extra]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists() or not list(out.iterdir())  # a refused start leaves no run directory
+
+
+def test_refit_reads_the_runs_own_config(sibling_and_refit, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    sibling, _, _ = sibling_and_refit
+    assert main(["-q", "train", "--refit", str(sibling), "--config", "configs/default.yaml"]) == 2
+    assert "drop --config" in capsys.readouterr().err
+    assert main(["-q", "train", "--refit", str(tmp_path)]) == 2
+    assert "not a LesionLab run directory" in capsys.readouterr().err
