@@ -8,7 +8,7 @@ DATA   ?= $(if $(wildcard $(SHARED)/ham10000/HAM10000_metadata.csv),$(SHARED),$(
 CONFIG ?= configs/default.yaml
 ARGS   ?=
 
-.PHONY: run test install install-test lint clean
+.PHONY: run test install install-test lint clean release
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ run: install
 		echo "HAM10000 not found under $(DATA): downloading the official release"; \
 		$(BIN)/lesionlab data download ham10000 --data-root "$(DATA)"; fi
 	$(BIN)/lesionlab train --config $(CONFIG) --data-root "$(DATA)" $(ARGS)
+
+## The built-in model (configs/release.yaml): train-only sibling -> refit on train + val -> package with its card.
+RELEASE_OUT ?= src/lesionlab/released/models/ham7-lite0
+release: install
+	$(BIN)/lesionlab train --config configs/release.yaml --data-root "$(DATA)" output_dir=runs/release $(ARGS)
+	$(BIN)/lesionlab train --refit "$$(ls -d runs/release/release-2* | tail -1)" output_dir=runs/release
+	$(BIN)/lesionlab release "$$(ls -d runs/release/release-refit-* | tail -1)" --name ham7-lite0 \
+		--out "$(RELEASE_OUT)" --data-root "$(DATA)" --external ph2 \
+		--command "make release"
 
 ## Test suite (tests that need ../shared/data skip with a reason when it is absent).
 test: install-test
