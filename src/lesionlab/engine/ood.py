@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from lesionlab.data.crops import get_crop
-from lesionlab.data.prepare import PreparedData
+from lesionlab.data.prepare import REFIT_COLUMN, PreparedData, original_split
 from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.errors import EvaluationInputError
 from lesionlab.evaluation.ood_benchmark import FAR_GROUPS, far_ood_set, near_ood_set
@@ -59,15 +59,23 @@ def split_features(model: nn.Module, data: PreparedData, prep: Preprocessing, sp
 def fit_run_detector(model: nn.Module, data: PreparedData, prep: Preprocessing, method: str = DEFAULT_METHOD,
                      coverage: float = DEFAULT_COVERAGE, metadata: np.ndarray | None = None,
                      batch_size: int = 256) -> OODDetector | None:
-    """Fit ``method`` on the training split, threshold on validation; None (with a warning) without validation."""
+    """Fit ``method`` on the training split, threshold on validation; None (with a warning) without validation.
+
+    A refit's data (:func:`~lesionlab.data.prepare.with_validation_in_training`) use their original split: the
+    detector is fitted on the original training lesions and thresholded on the original validation lesions, which the
+    refit also trained on, so it flags somewhat more new in-distribution images than ``coverage`` says."""
     if method == "none":
         return None
+    refit = REFIT_COLUMN in data.table
+    data = original_split(data)
     if len(data.indices("val")) < 2 or len(data.indices("train")) < 2:
         logger.warning("No validation split: the OOD detector is not fitted")
         return None
     tr = split_features(model, data, prep, "train", metadata, batch_size)
     va = split_features(model, data, prep, "val", metadata, batch_size)
     detector = fit_ood_detector(method, (tr.features, tr.logits, tr.labels), (va.features, va.logits), coverage)
+    if refit:
+        detector.rule += "; this refit also trained on those validation images, so new images exceed it more often"
     logger.info("OOD detector: %s", detector.rule)
     return detector
 

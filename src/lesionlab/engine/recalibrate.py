@@ -32,7 +32,9 @@ def recalibrate_run(run_dir: str | Path, *, data_root: str | None = None, calibr
     base = replace(run.prep, temperature=1.0, thresholds={})  # refit from scratch, never on top of an old fit
     prep, val = tune_on_validation(run.model, data, base, cfg)
     if val is None:
-        raise EvaluationInputError(f"{run.root} has no validation split to fit on")
+        raise EvaluationInputError(f"{run.root} has no validation split to fit on" + (
+            " (a refit trained on it; calibrate its train-only sibling and refit again)"
+            if cfg.train.fit_on == "train+val" else ""))
     try:
         from lesionlab.inference.unsure import with_unsure_threshold  # keep the unsure threshold consistent with T
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from lesionlab.config import DataConfig, ExperimentConfig, load_run_config
 from lesionlab.data.identity import ID_KINDS, canonical_ids
-from lesionlab.data.prepare import PreparedData, prepare_data
+from lesionlab.data.prepare import PreparedData, prepare_data, with_validation_in_training
 from lesionlab.data.roots import data_root_hint, resolve_run_data_root
 from lesionlab.data.table import DatasetError
 from lesionlab.errors import EvaluationInputError
@@ -153,6 +153,8 @@ def prepare_run_data(run: LoadedRun, data_root: str | None = None, progress: boo
         seen = seen_in_splits(data.table.iloc[data.indices("test")], [path])
         if seen.any():
             raise EvaluationInputError(f"{int(seen.sum())} test images were used to train or validate {path.parent}")
+    if cfg.train.fit_on == "train+val":  # a refit trained on its validation lesions: none is left to fit on
+        data = with_validation_in_training(data)
     return cfg, data
 
 

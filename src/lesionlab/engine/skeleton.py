@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lesionlab.config import ExperimentConfig, ModelConfig
-from lesionlab.data.prepare import PreparedData, original_split
+from lesionlab.data.prepare import PreparedData
 from lesionlab.data.splits import check_test_unseen, split_summary
 from lesionlab.engine.calibration_source import calibrated_like
 from lesionlab.engine.finalize import tune_on_validation, write_depth_artifacts
@@ -81,7 +81,7 @@ def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentC
         prep, val_outputs = _fit_on_validation(model, data, prep, cfg, metadata)
     else:
         prep, val_outputs = calibrated_like(prep, calibration), None
-    detector = fit_run_detector(model, original_split(data), prep, cfg.eval.ood, cfg.eval.ood_coverage, metadata,
+    detector = fit_run_detector(model, data, prep, cfg.eval.ood, cfg.eval.ood_coverage, metadata,
                                 cfg.eval.batch_size)  # training features, threshold on validation
     model.ood_detector = detector
     save_model(run.model, model, model_cfg or cfg.model, prep,
