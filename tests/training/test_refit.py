@@ -102,6 +102,8 @@ def test_evaluating_a_refit_refuses_its_validation_images_too(sibling_and_refit,
     (["train.fit_on=train+val"], "train.calibration_from"),
     (["train.calibration_from=x"], "only applies with train.fit_on=train\\+val"),
     (["train.fit_on=everything"], "train.fit_on must be one of"),
+    (["train.fit_on=train+val", "train.calibration_from=x", "train.schedule.name=plateau"],
+     "no validation metric for train.schedule.name=plateau"),
 ])
 def test_refit_settings_are_checked_before_anything_runs(extra: list[str], message: str, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,3 +150,13 @@ def test_post_hoc_commands_see_the_refit_split(sibling_and_refit, capsys: pytest
     assert after["fitted_on"]["train_images"] == int((split == "train").sum())
     assert after["fitted_on"]["val_images"] == int((split == "val").sum())
     assert "this refit also trained on those validation images" in after["rule"]
+
+
+def test_ood_eval_and_cv_handle_refits(sibling_and_refit, image_folder: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    _, refit, cache = sibling_and_refit
+    assert main(["-q", "ood-eval", str(refit), "--methods", "knn", "--out", str(tmp_path / "ood")]) == 0  # fits on
+    assert (tmp_path / "ood").is_dir()  # the original training lesions, thresholds on the original validation ones
+    common = [*_common(image_folder, cache), "train.fit_on=train+val", f"train.calibration_from={refit}"]
+    assert main(["-q", "cv", "--folds", "2", "--output-dir", str(tmp_path / "cv"), *common]) == 2
+    assert "train.fit_on must be train" in capsys.readouterr().err

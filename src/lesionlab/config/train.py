@@ -206,6 +206,8 @@ class TrainConfig:
                    "a train-only run of the same recipe (or use `lesionlab train --refit RUN_DIR`)")
             _check(self.patience == 0, "train.fit_on=train+val has no validation split to stop early on: "
                                        "set train.patience=0 and fix train.epochs")
+            _check(self.schedule.name != "plateau", "train.fit_on=train+val has no validation metric for "
+                   "train.schedule.name=plateau to watch: use a fixed schedule (onecycle, cosine, step, constant)")
         else:
             _check(self.calibration_from is None, "train.calibration_from only applies with train.fit_on=train+val")
         mix = self.augmentation.mix

@@ -71,6 +71,9 @@ def _scores(y: np.ndarray, before: np.ndarray, after: np.ndarray, classes: tuple
 def _cv_config(cfg: ExperimentConfig, folds: int) -> ExperimentConfig:
     if cfg.data.split.unit != "lesion" or cfg.data.split.column:
         raise ConfigError("cv needs the lesion-disjoint split (data.split.unit=lesion, no data.split.column)")
+    if cfg.train.fit_on != "train":
+        raise ConfigError("cv fits each fold's calibration on its held-out fold: train.fit_on must be train (a CV "
+                          "ensemble already trains on every non-test lesion)")
     split = replace(cfg.data.split, folds=folds, val_fold=None)
     return replace(cfg, data=replace(cfg.data, split=split))
 

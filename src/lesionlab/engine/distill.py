@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesionlab.config import ExperimentConfig, save_config
+from lesionlab.data.prepare import original_split
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.table import DatasetError
 from lesionlab.data.transforms import to_model_input
@@ -123,6 +124,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
     t0 = time.perf_counter()
     teacher_run: LoadedRun = load_run(cfg.teacher)
     teacher_cfg, data = prepare_run_data(teacher_run, cfg.data_root, progress=cfg.train.progress)
+    data = original_split(data)  # a refit teacher: the student still trains on train and is calibrated on val
     exp = student_experiment(cfg, teacher_cfg)
     classes = data.dataset.class_names
     if tuple(teacher_run.prep.class_names) != tuple(classes):

@@ -163,9 +163,13 @@ def write_depth_artifacts(directory: Path, model: nn.Module, data: PreparedData,
                           val: ValidationOutputs | None) -> None:
     """Everything the report's evaluation-depth sections read, computed on the held-out test split."""
     y_test = data.targets()[test]
-    note = ("temperature fitted on the validation split; ECE/Brier/NLL measured on the held-out test split"
-            if val is not None and cfg.eval.calibrate else "no temperature scaling (eval.calibrate=false or no "
-            "validation split)")
+    if cfg.train.calibration_from:  # a refit ships its train-only sibling's temperature
+        note = (f"temperature {prep.temperature:.3f} fitted on the validation split by the train-only sibling run "
+                f"{cfg.train.calibration_from}; ECE/Brier/NLL measured on the held-out test split")
+    elif val is not None and cfg.eval.calibrate:
+        note = "temperature fitted on the validation split; ECE/Brier/NLL measured on the held-out test split"
+    else:
+        note = "no temperature scaling (eval.calibrate=false or no validation split)"
     write_calibration(directory, y_test, test_logits, prep.temperature, cfg.eval.ece_bins, note)
     p_test = probs_from_view_logits(test_logits, prep.temperature)
     if val is not None:

@@ -188,6 +188,7 @@ def _scores_by_method(loaded: LoadedRun, data: PreparedData, images: dict[str, n
     if stored is not None:
         out["stored"] = (stored.threshold, {k: stored.score(*fz) for k, fz in feats.items()})
     if methods:
+        data = original_split(data)  # a refit: fitted on the original training lesions, thresholded on validation
         meta = _encoded_metadata(model, data)
         tr = split_features(model, data, prep, "train", meta)
         va = split_features(model, data, prep, "val", meta)

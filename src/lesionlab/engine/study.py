@@ -183,7 +183,7 @@ def run_row(run_dir: Path, metrics: Sequence[str]) -> dict[str, Any]:
     history = run_dir / "history.csv"
     if history.is_file():
         h = pd.read_csv(history)
-        if len(h) and {"train_bal_acc", "val_bal_acc"} <= set(h.columns):
+        if len(h) and {"train_bal_acc", "val_bal_acc"} <= set(h.columns) and h["val_bal_acc"].notna().any():
             last = h.iloc[-1]
             row.update(final_train_bal_acc=float(last["train_bal_acc"]), final_val_bal_acc=float(last["val_bal_acc"]),
                        gap_bal_acc=float(last["train_bal_acc"] - last["val_bal_acc"]),
