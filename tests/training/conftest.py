@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from lesionlab.data.prepare import PreparedData
 from lesionlab.data.table import LesionDataset
@@ -41,3 +44,17 @@ def make_prepared(per_class_train: list[int], per_class_held: int = 3, size: int
 @pytest.fixture
 def prepared() -> PreparedData:
     return make_prepared([30, 12, 9, 6, 20, 60, 4])
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven class folders of 12 random 16 px images whose mean colour depends on the class (learnable)."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(get_taxonomy("ham7").classes):
+        (root / name).mkdir()
+        for k in range(12):
+            base = np.array([30 * c, 255 - 30 * c, 120], dtype=np.int16)
+            img = np.clip(base + rng.integers(-40, 41, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{name}_{k}.png")
+    return root

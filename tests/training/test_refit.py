@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from lesionlab.cli import main
 from lesionlab.config import DataConfig
@@ -16,22 +15,6 @@ from lesionlab.data.prepare import original_split, with_validation_in_training
 from lesionlab.engine.evaluate import SeenDataError, evaluate_run
 
 from .conftest import make_prepared
-
-CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Seven class folders of 12 random 16 px images whose mean colour depends on the class (learnable)."""
-    root = tmp_path_factory.mktemp("folder")
-    rng = np.random.default_rng(1)
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir()
-        for k in range(12):
-            base = np.array([30 * c, 255 - 30 * c, 120], dtype=np.int16)
-            img = np.clip(base + rng.integers(-40, 41, (16, 16, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / name / f"{name}_{k}.png")
-    return root
 
 
 def _common(folder: Path, cache: Path) -> list[str]:

@@ -14,12 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from lesionlab.cli import main
 from lesionlab.config import load_config, save_config
 
-CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 EPOCHS, KILL_AFTER = 4, 2
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -42,20 +40,6 @@ ModelCheckpoint._save_checkpoint = save_then_wait
 from lesionlab.cli import main
 sys.exit(main(argv))
 """
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Seven class folders of 12 random 16 px images whose mean colour depends on the class (learnable)."""
-    root = tmp_path_factory.mktemp("folder")
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir()
-        for k in range(12):
-            base = np.array([30 * c, 255 - 30 * c, 120], dtype=np.int16)
-            img = np.clip(base + rng.integers(-40, 41, (16, 16, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / name / f"{name}_{k}.png")
-    return root
 
 
 @pytest.fixture(autouse=True)
