@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from lesionlab.cli import main
+from lesionlab.config import ConfigError
 
 TINY = ["data.max_samples=400", "data.image_size=16", "model.backbone=tiny-resnet", "train.epochs=1",
         "train.batch_size=32", "train.progress=false", "eval.tta=none", "train.trainer.num_workers=0"]
@@ -106,3 +107,44 @@ def test_train_rejects_unknown_component_names_before_any_work(override: str, va
     err = capsys.readouterr().err
     assert valid in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # no run directory, no data loaded
+
+
+def _stop_at_the_fold_count(monkeypatch) -> dict:
+    """Replace the CV set-up by one that records its fold count and stops before any data are read."""
+    import lesionlab.engine.crossval as crossval
+
+    seen: dict = {}
+
+    def record(cfg, k):
+        seen["folds"] = k
+        raise crossval.ConfigError("stop here")
+
+    monkeypatch.setattr(crossval, "_cv_config", record)
+    return seen
+
+
+@pytest.mark.parametrize(("argv", "folds"), [
+    (["cv", "data.split.folds=3"], 3),  # the config's folds
+    (["cv", "data.split.folds=3", "--folds", "4"], 4),  # --folds wins
+    (["cv"], 5),  # neither: 5
+    (["train", "data.split.folds=2"], 2),  # train with folds in the config trains the CV ensemble (make run)
+])
+def test_cv_takes_its_fold_count_from_the_config(argv: list[str], folds: int, monkeypatch, tmp_path) -> None:
+    seen = _stop_at_the_fold_count(monkeypatch)
+    assert main(["-q", *argv, "--output-dir", str(tmp_path)]) == 2
+    assert seen["folds"] == folds
+
+
+def test_train_with_a_val_fold_trains_that_fold_alone(monkeypatch, tmp_path) -> None:
+    import lesionlab.engine.train as engine_train
+
+    seen = _stop_at_the_fold_count(monkeypatch)
+    single = []
+
+    def one_model(cfg, *args, **kwargs):
+        single.append(cfg.data.split.val_fold)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(engine_train, "train", one_model)
+    assert main(["-q", "train", "data.split.folds=2", "data.split.val_fold=1", "--output-dir", str(tmp_path)]) == 2
+    assert single == [1] and not seen

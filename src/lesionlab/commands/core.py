@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(e.g. train.epochs=10 train.optimizer.lr=1e-3 model.backbone=resnet18 data.image_size=96). "
                        "Every registered name (loss, optimizer, backbone, eval.tta, ...) is checked first. "
                        "The resolved config, splits, checkpoints, metrics, figures and report.html go to a new "
-                       "run directory under output_dir.",
+                       "run directory under output_dir. A config with data.split.folds=K (K >= 2, no val_fold), "
+                       "such as configs/default.yaml (K = 3), trains the K-fold cross-validation ensemble of "
+                       "`lesionlab cv` instead: one member per fold, evaluated together on the held-out test split.",
                        epilog="example:\n  lesionlab train --config configs/default.yaml train.epochs=10 "
                        "train.loss.name=focal --data-root ../shared/data",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,6 +103,7 @@ def register_data(sub: argparse._SubParsersAction) -> argparse._SubParsersAction
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from lesionlab.engine.crossval import wants_cv
     from lesionlab.engine.train import train
 
     overrides = config_overrides(args, *shortcut_overrides(
@@ -112,7 +115,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.refit:
         result = train(_refit_config(args, overrides))
     else:
-        result = train(load_experiment(args.config, overrides))
+        cfg = load_experiment(args.config, overrides)
+        if wants_cv(cfg):  # data.split.folds >= 2: the K-fold cross-validation ensemble (= lesionlab cv)
+            from lesionlab.commands.evaluation import print_cv
+            from lesionlab.engine.crossval import run_cv
+
+            print_cv(run_cv(cfg))
+            return 0
+        result = train(cfg)
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
         return 0

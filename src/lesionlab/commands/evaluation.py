@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "  lesionlab cv --config configs/default.yaml train.epochs=10 data.image_size=48 --folds 5\n"
                            "(give the key=value overrides together, before or after the --options)"))
     _experiment_args(p)
-    p.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="number of folds K (default: the config's data.split.folds, else 5)")
     p.add_argument("--weights", choices=("equal", "val"), default="equal",
                    help="ensemble weights: equal, or proportional to each member's validation balanced accuracy")
     p.set_defaults(func=cmd_cv, needs_training=True)
@@ -208,15 +209,23 @@ def cmd_transfer_report(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
     from lesionlab.engine.crossval import run_cv
+
+    if args.folds is not None and args.folds < 2:
+        raise ConfigError("--folds must be at least 2")
+    print_cv(run_cv(_load_experiment(args), args.folds, weighting=args.weights))
+    return 0
+
+
+def print_cv(result) -> None:
+    """The cross-validation summary table, the ensemble's headline line and where its report lies."""
     from lesionlab.reports.crossval_report import summary_display
 
-    if args.folds < 2:
-        raise ConfigError("--folds must be at least 2")
-    result = run_cv(_load_experiment(args), args.folds, weighting=args.weights)
     print(summary_display(result.summary).to_string())
-    print(f"{result.seconds:.0f}s | ensemble: {result.directory.resolve()}")
+    final = result.summary.iloc[-1]  # ensemble + TTA
+    print(f"test balanced accuracy {final['balanced_accuracy']:.4f} | macro AUC {final['auc_macro']:.4f} | "
+          f"accuracy {final['accuracy']:.4f} ({result.summary.index[-1]}) | {result.seconds:.0f}s")
+    print(f"ensemble: {result.directory.resolve()}")
     print(f"report: {(result.directory / 'report.html').resolve()}")
-    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -38,6 +38,15 @@ from lesionlab.runs import RunPaths, discards_unstarted_runs
 logger = logging.getLogger(__name__)
 
 WEIGHTINGS = ("equal", "val")
+DEFAULT_FOLDS = 5
+
+
+def wants_cv(cfg: ExperimentConfig) -> bool:
+    """Whether ``cfg`` asks for a K-fold cross-validation ensemble: ``data.split.folds`` ≥ 2 with no ``val_fold``.
+
+    ``lesionlab train`` (and ``make run``) then trains the ensemble; components that train one model per cell
+    (sweeps, ablations, studies) train the member recipe once on the fixed split."""
+    return cfg.data.split.folds >= 2 and cfg.data.split.val_fold is None
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,9 @@ def _train_member(cfg: ExperimentConfig, root: Path, k: int, data: PreparedData)
     from lesionlab.engine.train import train
 
     split = replace(cfg.data.split, val_fold=k)
-    fold_cfg = replace(cfg, name=f"fold-{k}", output_dir=str(root), data=replace(cfg.data, split=split))
+    # a member's own Grad-CAM gallery would repeat the ensemble's (written once, by the cross-validation)
+    fold_cfg = replace(cfg, name=f"fold-{k}", output_dir=str(root), data=replace(cfg.data, split=split),
+                       eval=replace(cfg.eval, gradcam_images=0))
     (root / f"fold-{k}" / "figures").mkdir(parents=True)
     run = RunPaths(root / f"fold-{k}")
     logger.info("Cross-validation: training fold %d of %d", k + 1, cfg.data.split.folds)
@@ -103,8 +114,13 @@ def _train_member(cfg: ExperimentConfig, root: Path, k: int, data: PreparedData)
 
 
 @discards_unstarted_runs
-def run_cv(cfg: ExperimentConfig, folds: int = 5, *, weighting: str = "equal") -> CVResult:
-    """Train ``folds`` fold models, evaluate each and their ensemble (with and without TTA) on the test split."""
+def run_cv(cfg: ExperimentConfig, folds: int | None = None, *, weighting: str = "equal") -> CVResult:
+    """Train ``folds`` fold models, evaluate each and their ensemble (with and without TTA) on the test split.
+
+    ``folds`` defaults to the config's ``data.split.folds`` (5 where that is 0)."""
+    folds = folds or cfg.data.split.folds or DEFAULT_FOLDS
+    if folds < 2:
+        raise ConfigError(f"cross-validation needs at least 2 folds, got {folds}")
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"--weights must be one of {WEIGHTINGS}, got {weighting!r}")
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ import torch
 
 from lesionlab.config import ModelConfig, from_dict
 from lesionlab.models.classifier import LesionClassifier, create_model
+from lesionlab.models.compression import dequantize_state
 from lesionlab.models.metadata import MetadataSpec
 
 FORMAT = "lesionlab-model/1"
@@ -60,7 +61,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     # The saved state replaces every weight: no ImageNet download or weights package is needed to load a model.
     model_cfg = dataclasses.replace(from_dict(ModelConfig, blob["model"]), pretrained=False, weights=None)
     model = create_model(model_cfg, len(prep.class_names), metadata_spec=spec)
-    model.load_state_dict(blob["state_dict"])
+    model.load_state_dict(dequantize_state(blob["state_dict"]))  # released files may hold int8 weights
     model.eval()
     return model, prep
 
