@@ -20,6 +20,7 @@ import torch
 from lesionlab.config import DataConfig, load_run_config
 from lesionlab.data.info import DATASET_INFO
 from lesionlab.evaluation.card_metrics import card_metrics
+from lesionlab.models.compression import WEIGHT_FORMATS, compress_state
 
 INTENDED_USE = (
     "Decision support for trained clinicians triaging dermatoscopic images of pigmented skin lesions: a ranked "
@@ -44,10 +45,10 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}"
 
 
-def _half_precision_copy(model_file: Path, target: Path, extra: dict[str, Any]) -> None:
+def _compressed_copy(model_file: Path, target: Path, weights: str, extra: dict[str, Any]) -> None:
     blob = torch.load(model_file, map_location="cpu", weights_only=False)
-    blob["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-    blob["extra"] = {**blob.get("extra", {}), **extra}
+    blob["state_dict"] = compress_state(blob["state_dict"], weights)
+    blob["extra"] = {**blob.get("extra", {}), **extra, "weights_format": weights}
     torch.save(blob, target)
 
 
@@ -90,19 +91,22 @@ def evaluate_for_card(model_dir: Path, dataset: str, data_root: str | Path, thre
 
 def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data_root: str | Path,
                     external: Sequence[str] = (), command: str = "", n_boot: int = 1000,
-                    max_samples: int | None = None) -> dict:
+                    max_samples: int | None = None, weights: str = "fp16") -> dict:
     """Write ``out_dir`` (model.pt, model.onnx, splits.csv, config.yaml, card.json) from ``run_dir``.
 
-    ``max_samples`` limits the evaluation sets (tests only: a card's figures use every image)."""
+    ``weights`` is the stored weight format (:data:`lesionlab.models.compression.WEIGHT_FORMATS`: ``fp16`` or
+    ``int8``); the card's figures come from the packaged, compressed model. ``max_samples`` limits the evaluation
+    sets (tests only: a card's figures use every image)."""
     from lesionlab.serving.export import export_run
 
+    WEIGHT_FORMATS.get(weights)  # an unknown format fails before anything is written
     run_dir, out = Path(run_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
     splits = pd.read_csv(run_dir / "splits.csv", dtype={"image_id": str, "lesion_id": str})
     splits[["image_id", "lesion_id", "split"]].to_csv(out / "splits.csv", index=False)
-    _half_precision_copy(run_dir / "model.pt", out / "model.pt", {"released_as": name})
+    _compressed_copy(run_dir / "model.pt", out / "model.pt", weights, {"released_as": name})
     export_run(out, out / "model.onnx")
     blob = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
     prep, extra = blob["preprocessing"], blob.get("extra", {})
@@ -122,7 +126,8 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
         "architecture": {"backbone": cfg.model.backbone, "pretrained": str(cfg.model.pretrained),
                          "head": cfg.model.head, "colour_constancy": cfg.model.colour_constancy,
                          "input": {"image_size": prep["image_size"], "crop": prep["crop"], "tta": prep["tta"]},
-                         "classes": list(prep["class_names"]), "taxonomy": prep["taxonomy"]},
+                         "classes": list(prep["class_names"]), "taxonomy": prep["taxonomy"],
+                         "weights_format": weights},
         "training": {"dataset": cfg.data.dataset, "licence": info.licence if info else None,
                      "citation": info.citation if info else None,
                      "images": {k: int(v) for k, v in counts.items()},

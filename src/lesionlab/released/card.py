@@ -35,7 +35,8 @@ def card_markdown(card: dict[str, Any]) -> str:
              f"- temperature {card['calibration']['temperature']:.3f}; triage operating point: "
              f"{card['triage_operating_point']['rule']} "
              f"({', '.join(f'{k} ≥ {v:.3f}' for k, v in card['triage_operating_point']['thresholds'].items())})",
-             f"- CPU latency, batch 1 with TTA: {card.get('latency_ms_batch1', float('nan')):.0f} ms; files: "
+             f"- weights stored as {arch.get('weights_format', 'fp16')}; "
+             f"CPU latency, batch 1 with TTA: {card.get('latency_ms_batch1', float('nan')):.0f} ms; files: "
              + ", ".join(f"{k} {v} MB" for k, v in card.get("files_mb", {}).items()), "",
              "## Training data", "",
              f"- {tr['dataset']} ({tr['licence']}); cite: {tr['citation']}",

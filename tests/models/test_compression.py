@@ -1,0 +1,53 @@
+"""Released weight formats: int8 weight-only files load like the fp16 ones and predict nearly the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lesionlab.models.checkpoint import load_model
+from lesionlab.models.compression import SCALE_SUFFIX, compress_state, dequantize_state
+from lesionlab.registry import UnknownNameError
+from lesionlab.released.registry import released_dir
+
+
+@pytest.fixture(scope="module")
+def builtin_file() -> Path:
+    try:
+        return released_dir() / "model.pt"
+    except FileNotFoundError:
+        pytest.skip("the built-in model is not shipped in this checkout")
+
+
+def test_int8_keeps_conv_and_linear_weights_per_channel_and_the_rest_in_half(builtin_file: Path) -> None:
+    state = torch.load(builtin_file, map_location="cpu", weights_only=False)["state_dict"]
+    small = compress_state(state, "int8")
+    conv = next(k for k, v in state.items() if k.endswith("conv_pw.weight"))
+    scale = small[conv + SCALE_SUFFIX]
+    assert small[conv].dtype == torch.int8 and scale.shape == (state[conv].shape[0],)
+    bias = next(k for k, v in state.items() if v.dim() == 1 and v.is_floating_point())
+    assert small[bias].dtype == torch.float16 and bias + SCALE_SUFFIX not in small
+    back = dequantize_state(small)
+    assert set(back) == set(state)  # the scales are folded back in, no extra keys
+    err = (back[conv].float() - state[conv].float()).abs().amax(dim=(1, 2, 3))
+    assert (err > 0).any() and (err <= scale / 2 + 1e-4).all()  # rounding: at most half a step per channel
+
+
+def test_int8_file_is_smaller_and_predicts_nearly_like_fp16(builtin_file: Path, tmp_path: Path) -> None:
+    blob = torch.load(builtin_file, map_location="cpu", weights_only=False)
+    torch.save({**blob, "state_dict": compress_state(blob["state_dict"], "int8")}, tmp_path / "int8.pt")
+    assert (tmp_path / "int8.pt").stat().st_size < 0.75 * builtin_file.stat().st_size
+    ref, prep = load_model(builtin_file)
+    small, _ = load_model(tmp_path / "int8.pt")
+    x = torch.rand(16, 3, prep.image_size, prep.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        p, q = ref.float()(x).softmax(-1), small.float()(x).softmax(-1)
+    assert (p - q).abs().mean() < 0.02 and (p.argmax(-1) == q.argmax(-1)).float().mean() >= 0.8
+    assert not torch.equal(p, q)  # the int8 file really holds other (rounded) weights
+
+
+def test_unknown_weight_format_lists_the_valid_ones() -> None:
+    with pytest.raises(UnknownNameError, match="fp16"):
+        compress_state({"w": torch.zeros(2, 2)}, "int4")
