@@ -143,3 +143,28 @@ def test_ood_eval_and_cv_handle_refits(sibling_and_refit, image_folder: Path, tm
     common = [*_common(image_folder, cache), "train.fit_on=train+val", f"train.calibration_from={refit}"]
     assert main(["-q", "cv", "--folds", "2", "--output-dir", str(tmp_path / "cv"), *common]) == 2
     assert "train.fit_on must be train" in capsys.readouterr().err
+
+
+def test_train_refit_runs_the_sibling_then_the_refit_as_one_job(image_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    assert main(["-q", "train", "--output-dir", str(out), "name=job", "train.refit=true",
+                 *_common(image_folder, tmp_path / "cache")]) == 0
+    sibling, refit = _run(out, "job-2"), _run(out, "job-refit-")
+    assert (sibling / "val_metrics.json").is_file() and not (sibling / "metrics.json").is_file()  # test untouched
+    assert (refit / "metrics.json").is_file()  # the refit is the one evaluated on the test split
+    blob = torch.load(refit / "model.pt", weights_only=False)
+    assert blob["extra"]["calibrated_by"] == str(sibling.resolve()) and blob["extra"]["train_on_val"] is True
+    printed = capsys.readouterr().out
+    assert "train-only run (calibrates the refit)" in printed
+    assert f"report: {(refit / 'report.html').resolve()}" in printed
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.refit=true", "train.fit_on=train+val", "train.calibration_from=x"], "starts from a train-only run"),
+    (["train.refit=true", "data.split.folds=3"], "asks for a cross-validation ensemble"),
+    (["train.refit=true", "data.split.val=0"], "needs a validation split"),
+    (["train.refit=true", "train.schedule.name=plateau"], "train.schedule.name=plateau"),
+])
+def test_refit_job_refuses_what_it_cannot_refit(overrides: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert main(["-q", "train", "--output-dir", str(tmp_path), *overrides]) == 2
+    assert message in capsys.readouterr().err and not any(tmp_path.iterdir())

@@ -26,9 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(e.g. train.epochs=10 train.optimizer.lr=1e-3 model.backbone=resnet18 data.image_size=96). "
                        "Every registered name (loss, optimizer, backbone, eval.tta, ...) is checked first. "
                        "The resolved config, splits, checkpoints, metrics, figures and report.html go to a new "
-                       "run directory under output_dir. A config with data.split.folds=K (K >= 2, no val_fold), "
-                       "such as configs/default.yaml (K = 3), trains the K-fold cross-validation ensemble of "
-                       "`lesionlab cv` instead: one member per fold, evaluated together on the held-out test split.",
+                       "run directory under output_dir. A config with data.split.folds=K (K >= 2, no val_fold) "
+                       "trains the K-fold cross-validation ensemble of `lesionlab cv` instead: one member per fold, "
+                       "evaluated together on the held-out test split. "
+                       "With train.refit=true, as in configs/default.yaml, it trains a train-only run (its validation "
+                       "split picks the epoch and fits the calibration; the test split is not predicted) and then "
+                       "refits the recipe on training + validation lesions: the refit is evaluated and reported.",
                        epilog="example:\n  lesionlab train --config configs/default.yaml train.epochs=10 "
                        "train.loss.name=focal --data-root ../shared/data",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,7 +125,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             print_cv(run_cv(cfg))
             return 0
-        result = train(cfg)
+        if cfg.train.refit:  # train-only run, then its refit on train + val (the one evaluated on test)
+            from lesionlab.engine.refit_job import train_and_refit
+
+            job = train_and_refit(cfg)
+            m = job.sibling.metrics
+            print(f"train-only run (calibrates the refit): validation balanced accuracy "
+                  f"{m.get('val_bal_acc', float('nan')):.4f} (best epoch {m.get('best_epoch')}) | "
+                  f"{job.sibling.run.root.resolve()}")
+            print(f"refit on training + validation lesions: {job.refit.run.root.resolve()} | training wall time of "
+                  f"both fits {job.fit_seconds / 60:.1f} min")
+            result = job.refit
+        else:
+            result = train(cfg)
     m = result.metrics
     if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
         return 0

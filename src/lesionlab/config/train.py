@@ -184,6 +184,8 @@ class TrainConfig:
     fit_on: str = "train"  # train | train+val (a refit on training + validation lesions; needs calibration_from)
     calibration_from: str | None = None  # train+val: the train-only run whose validation-fitted temperature, triage
     # thresholds and unsure threshold the refit ships (it has no validation split of its own)
+    refit: bool = False  # `lesionlab train`: after this train-only run, refit its recipe on training + validation
+    # lesions for the full epochs, calibrated by this run, and evaluate the refit (not this run) on the test split
     stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs and optimizer.lr
     speedups: SpeedupConfig = field(default_factory=SpeedupConfig)  # opt-in speed-ups of one fit
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # optimizer and learning rate
@@ -210,6 +212,11 @@ class TrainConfig:
                    "train.schedule.name=plateau to watch: use a fixed schedule (onecycle, cosine, step, constant)")
         else:
             _check(self.calibration_from is None, "train.calibration_from only applies with train.fit_on=train+val")
+        if self.refit:
+            _check(self.fit_on == "train", "train.refit starts from a train-only run: set train.fit_on=train "
+                   "(the refit itself trains on train+val)")
+            _check(self.schedule.name != "plateau", "train.refit: the refit has no validation metric for "
+                   "train.schedule.name=plateau to watch: use a fixed schedule (onecycle, cosine, step, constant)")
         mix = self.augmentation.mix
         _check(not (mix.active and self.loss.name == "focal"),
                "train.augmentation.mix (mixup/CutMix) makes soft targets, which train.loss.name=focal does not take; "
