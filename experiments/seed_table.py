@@ -21,7 +21,7 @@ import torch
 from lesionlab.config import DataConfig, load_run_config
 from lesionlab.evaluation.card_metrics import card_metrics
 
-KEYS = ("balanced_accuracy", "auc_macro", "accuracy", "priority1_sensitivity", "priority1_specificity")
+KEYS = ("balanced_accuracy", "auc_macro", "auc_mel", "accuracy", "priority1_sensitivity", "priority1_specificity")
 
 
 def run_predictions(run: Path, data_root: str) -> pd.DataFrame:
@@ -57,17 +57,23 @@ def main(argv: list[str] | None = None) -> int:
                                [lesion_of[i] for i in preds["image_id"]], n_boot=args.bootstrap, positive="mel")
         cfg = load_run_config(run / "config.yaml")
         timings = json.loads((run / "timings.json").read_text())
+        fit = timings["fit"] / 60
+        sibling = Path(cfg.train.calibration_from or "") / "timings.json"
+        if cfg.train.calibration_from:  # a refit: its train-only sibling's fit belongs to the same job
+            fit = (f"{json.loads(sibling.read_text())['fit'] / 60 + fit:.1f}" if sibling.is_file()
+                   else f"{fit:.1f}*")
         rows.append({"run": run.name, "seed": cfg.train.seed, "n": summary["n_images"],
-                     "fit_min": timings["fit"] / 60, **{k: summary["figures"][k] for k in KEYS},
+                     "fit_min": fit if isinstance(fit, str) else f"{fit:.1f}",  # '*': the refit's fit alone
+                     **{k: summary["figures"][k] for k in KEYS},
                      "per_class": {k.removeprefix("recall_"): v["value"] for k, v in summary["figures"].items()
                                    if k.startswith("recall_")}})
     fmt = lambda f: f"{f['value']:.3f} ({f['lo']:.3f}–{f['hi']:.3f})"  # noqa: E731
     lines = [f"# {args.title}", "", f"Lesion-bootstrap 95 % intervals ({args.bootstrap} resamples of test lesions). "
              "Priority 1 = MEL/BCC/SCC by the stored operating point (thresholds chosen on validation).", "",
-             "| seed | test images | fit min | balanced accuracy | macro AUC | accuracy | P1 sensitivity | "
-             "P1 specificity |", "|---:|---:|---:|---|---|---|---|---|"]
+             "| seed | test images | fit min | balanced accuracy | macro AUC | melanoma AUC | accuracy | "
+             "P1 sensitivity | P1 specificity |", "|---:|---:|---:|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['n']} | {r['fit_min']:.1f} | " + " | ".join(fmt(r[k]) for k in KEYS) + " |")
+        lines.append(f"| {r['seed']} | {r['n']} | {r['fit_min']} | " + " | ".join(fmt(r[k]) for k in KEYS) + " |")
     med = {k: float(np.median([r[k]["value"] for r in rows])) for k in KEYS}
     lines.append("| **median** | | | " + " | ".join(f"**{med[k]:.3f}**" for k in KEYS) + " |")
     classes = list(rows[0]["per_class"])
