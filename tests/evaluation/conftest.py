@@ -78,7 +78,7 @@ def real_csv_dataset(ham_images_dir: Path, ham_metadata: pd.DataFrame,
 @pytest.fixture(scope="session")
 def cv_dir(real_csv_dataset: Path, ham_masks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-fold cross-validation ensemble of a tiny model for 1 epoch on ~140 real images (every report section on),
-    trained the way ``make run`` trains the default: ``lesionlab train`` with ``data.split.folds`` in the config."""
+    trained by ``lesionlab train`` with ``data.split.folds`` in the config (a config's way to ask for the ensemble)."""
     from lesionlab.cli import main
 
     out = tmp_path_factory.mktemp("cvruns")

@@ -127,7 +127,7 @@ def _stop_at_the_fold_count(monkeypatch) -> dict:
     (["cv", "data.split.folds=3"], 3),  # the config's folds
     (["cv", "data.split.folds=3", "--folds", "4"], 4),  # --folds wins
     (["cv"], 5),  # neither: 5
-    (["train", "data.split.folds=2"], 2),  # train with folds in the config trains the CV ensemble (make run)
+    (["train", "data.split.folds=2"], 2),  # train with folds in the config trains the CV ensemble
 ])
 def test_cv_takes_its_fold_count_from_the_config(argv: list[str], folds: int, monkeypatch, tmp_path) -> None:
     seen = _stop_at_the_fold_count(monkeypatch)

@@ -164,6 +164,7 @@ def test_train_refit_runs_the_sibling_then_the_refit_as_one_job(image_folder: Pa
     (["train.refit=true", "data.split.folds=3"], "asks for a cross-validation ensemble"),
     (["train.refit=true", "data.split.val=0"], "needs a validation split"),
     (["train.refit=true", "train.schedule.name=plateau"], "train.schedule.name=plateau"),
+    (["train.refit=true", "train.trainer.devices=2"], "runs its two fits in one process"),
 ])
 def test_refit_job_refuses_what_it_cannot_refit(overrides: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert main(["-q", "train", "--output-dir", str(tmp_path), *overrides]) == 2

@@ -198,3 +198,17 @@ def test_in_process_resume_replays_the_plateau_step_and_the_shuffling(tmp_path: 
     cols = ["epoch", "train_loss", "train_bal_acc", "val_loss", "val_bal_acc", "lr"]
     assert [[r[c] for c in cols] for r in resumed_rows] == [[r[c] for c in cols] for r in rows]
     assert all(torch.equal(state[k], resumed_state[k]) for k in state)  # weights and the EMA copy
+
+
+def test_resuming_a_refit_jobs_killed_train_only_run_goes_on_to_the_refit(image_folder: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "killed"
+    _kill_after_checkpoint([*_args(image_folder, out, tmp_path / "cache"), "train.refit=true"], tmp_path / "marker")
+    sibling = _only_run(out)  # killed during the first of the two fits
+    assert main(["-q", "train", "--resume", str(sibling), "train.progress=false"]) == 0
+    assert (sibling / "val_metrics.json").is_file() and not (sibling / "metrics.json").exists()  # test untouched
+    (refit,) = [p for p in out.iterdir() if p.name.startswith("resume-refit-")]
+    assert (refit / "metrics.json").is_file()  # the job's second fit ran and was evaluated
+    blob = torch.load(refit / "model.pt", map_location="cpu", weights_only=False)
+    assert blob["extra"]["calibrated_by"] == str(sibling.resolve())
+    assert "train-only run (calibrates the refit)" in capsys.readouterr().out

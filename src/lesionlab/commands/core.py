@@ -119,23 +119,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(_refit_config(args, overrides))
     else:
         cfg = load_experiment(args.config, overrides)
-        if wants_cv(cfg):  # data.split.folds >= 2: the K-fold cross-validation ensemble (= lesionlab cv)
+        if cfg.train.refit:  # train-only run, then its refit on train + val (the one evaluated on test)
+            from lesionlab.engine.refit_job import train_and_refit
+
+            result = _print_refit_job(train_and_refit(cfg))
+        elif wants_cv(cfg):  # data.split.folds >= 2: the K-fold cross-validation ensemble (= lesionlab cv)
             from lesionlab.commands.evaluation import print_cv
             from lesionlab.engine.crossval import run_cv
 
             print_cv(run_cv(cfg))
             return 0
-        if cfg.train.refit:  # train-only run, then its refit on train + val (the one evaluated on test)
-            from lesionlab.engine.refit_job import train_and_refit
-
-            job = train_and_refit(cfg)
-            m = job.sibling.metrics
-            print(f"train-only run (calibrates the refit): validation balanced accuracy "
-                  f"{m.get('val_bal_acc', float('nan')):.4f} (best epoch {m.get('best_epoch')}) | "
-                  f"{job.sibling.run.root.resolve()}")
-            print(f"refit on training + validation lesions: {job.refit.run.root.resolve()} | training wall time of "
-                  f"both fits {job.fit_seconds / 60:.1f} min")
-            result = job.refit
         else:
             result = train(cfg)
     m = result.metrics
@@ -152,7 +145,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_refit_job(job):
+    """Say where both runs of a refit job are; the refit's own figures follow."""
+    m = job.sibling.metrics
+    print(f"train-only run (calibrates the refit): validation balanced accuracy "
+          f"{m.get('val_bal_acc', float('nan')):.4f} (best epoch {m.get('best_epoch')}) | "
+          f"{job.sibling.run.root.resolve()}")
+    print(f"refit on training + validation lesions: {job.refit.run.root.resolve()} | training wall time of "
+          f"both fits {job.fit_seconds / 60:.1f} min")
+    return job.refit
+
+
 def _resume_train(args: argparse.Namespace, overrides: list[str]):
+    from lesionlab.engine.refit_job import resumed_refit_job
     from lesionlab.engine.train import train
     from lesionlab.runs import RunPaths
     from lesionlab.training.resume import ResumeError, resume_config
@@ -162,7 +167,10 @@ def _resume_train(args: argparse.Namespace, overrides: list[str]):
     run_dir = Path(args.resume)
     if not run_dir.is_dir():
         raise ResumeError(f"cannot resume {run_dir}: no such run directory")
-    return train(resume_config(run_dir, overrides), RunPaths(run_dir), resume=True)
+    cfg = resume_config(run_dir, overrides)
+    result = train(cfg, RunPaths(run_dir), resume=True)
+    job = resumed_refit_job(result, cfg, test=True) if result.metrics else None  # the train-only run of a refit job
+    return _print_refit_job(job) if job else result
 
 
 def _refit_config(args: argparse.Namespace, overrides: list[str]):

@@ -145,12 +145,6 @@ class ExperimentConfig:
             _check(self.data.taxonomy in (None, "triage"),
                    f"task=triage trains on the triage taxonomy; data.taxonomy={self.data.taxonomy!r} contradicts it")
             self.data.taxonomy = "triage"
-        if self.train.refit:
-            _check(not (self.data.split.folds >= 2 and self.data.split.val_fold is None),
-                   "train.refit refits one train-only run; data.split.folds asks for a cross-validation ensemble, "
-                   "whose members already train on every non-test lesion: set one of them off")
-            _check(self.data.split.val > 0 and not self.data.split.column,
-                   "train.refit needs a validation split to calibrate the refit with (data.split.val > 0)")
 
 
 #: ``task`` values: what the classifier predicts.

@@ -212,11 +212,6 @@ class TrainConfig:
                    "train.schedule.name=plateau to watch: use a fixed schedule (onecycle, cosine, step, constant)")
         else:
             _check(self.calibration_from is None, "train.calibration_from only applies with train.fit_on=train+val")
-        if self.refit:
-            _check(self.fit_on == "train", "train.refit starts from a train-only run: set train.fit_on=train "
-                   "(the refit itself trains on train+val)")
-            _check(self.schedule.name != "plateau", "train.refit: the refit has no validation metric for "
-                   "train.schedule.name=plateau to watch: use a fixed schedule (onecycle, cosine, step, constant)")
         mix = self.augmentation.mix
         _check(not (mix.active and self.loss.name == "focal"),
                "train.augmentation.mix (mixup/CutMix) makes soft targets, which train.loss.name=focal does not take; "

@@ -42,11 +42,13 @@ DEFAULT_FOLDS = 5
 
 
 def wants_cv(cfg: ExperimentConfig) -> bool:
-    """Whether ``cfg`` asks for a K-fold cross-validation ensemble: ``data.split.folds`` ≥ 2 with no ``val_fold``.
+    """Whether ``cfg`` asks for a K-fold cross-validation ensemble: ``data.split.folds`` ≥ 2 on the lesion-disjoint
+    split (no ``val_fold``, no ``split.column``).
 
-    ``lesionlab train`` (and ``make run``) then trains the ensemble; components that train one model per cell
-    (sweeps, ablations, studies) train the member recipe once on the fixed split."""
-    return cfg.data.split.folds >= 2 and cfg.data.split.val_fold is None
+    ``lesionlab train`` then trains the ensemble; components that train one model per cell (sweeps, ablations,
+    studies) train the member recipe once on the fixed split."""
+    split = cfg.data.split
+    return split.folds >= 2 and split.val_fold is None and not split.column
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,7 @@ def _train_member(cfg: ExperimentConfig, root: Path, k: int, data: PreparedData)
     from lesionlab.engine.train import train
 
     split = replace(cfg.data.split, val_fold=k)
-    # a member's own Grad-CAM gallery would repeat the ensemble's (written once, by the cross-validation)
-    fold_cfg = replace(cfg, name=f"fold-{k}", output_dir=str(root), data=replace(cfg.data, split=split),
-                       eval=replace(cfg.eval, gradcam_images=0))
+    fold_cfg = replace(cfg, name=f"fold-{k}", output_dir=str(root), data=replace(cfg.data, split=split))
     (root / f"fold-{k}" / "figures").mkdir(parents=True)
     run = RunPaths(root / f"fold-{k}")
     logger.info("Cross-validation: training fold %d of %d", k + 1, cfg.data.split.folds)

@@ -3,14 +3,20 @@
 The train-only run chooses nothing on test (``eval.test`` off): its validation split picks the best epoch and fits the
 temperature, triage thresholds and unsure threshold. The refit (:func:`lesionlab.engine.calibration_source.
 refit_config`) then trains the same recipe on the training + validation lesions for the full ``train.epochs``, ships
-that calibration, and is the one model evaluated on the held-out test split. ``make run`` trains the default this way.
+that calibration, and is the one model evaluated on the held-out test split (unless the config says
+``eval.test=false``). ``make run`` trains the default this way. The train-only run's saved config keeps
+``train.refit=true``, so ``lesionlab train --resume`` of a killed train-only run goes on to the refit.
+
+Only ``lesionlab train`` reads ``train.refit``; sweeps, ablations and studies train the train-only run alone.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from lesionlab.config import ExperimentConfig
+from lesionlab.config import ConfigError, ExperimentConfig
 from lesionlab.engine.calibration_source import refit_config
 from lesionlab.engine.train import train
 from lesionlab.runs import TrainResult
@@ -27,11 +33,51 @@ class RefitJob:
         return self.sibling.seconds["fit"] + self.refit.seconds["fit"]
 
 
+def check_refit_job(cfg: ExperimentConfig) -> None:
+    """Refuse, before anything is written, a config whose train-only run could not be refitted."""
+    split, tr = cfg.data.split, cfg.train
+    problems = [
+        (tr.fit_on != "train", "train.refit starts from a train-only run: set train.fit_on=train (the refit itself "
+                               "trains on train+val)"),
+        (split.folds >= 2 and split.val_fold is None and not split.column,
+         "train.refit refits one train-only run; data.split.folds asks for a cross-validation ensemble, whose "
+         "members already train on every non-test lesion: set one of them off"),
+        (not split.column and split.val <= 0,
+         "train.refit needs a validation split to calibrate the refit with (data.split.val > 0)"),
+        (tr.schedule.name == "plateau", "train.refit: the refit has no validation metric for "
+                                        "train.schedule.name=plateau to watch: use a fixed schedule (onecycle, cosine, "
+                                        "step, constant)"),
+        (_multi_process(cfg), "train.refit runs its two fits in one process: with several devices or nodes, train "
+                              "with train.refit=false, then `lesionlab train --refit RUN_DIR` with the same devices"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise ConfigError(message)
+
+
+def _multi_process(cfg: ExperimentConfig) -> bool:
+    devices = str(cfg.train.trainer.devices)
+    many = (devices.isdigit() and int(devices) > 1) or "," in devices or devices == "-1"
+    return many or cfg.train.trainer.num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def refit_of(sibling: TrainResult, cfg: ExperimentConfig) -> TrainResult:
+    """The refit of a finished train-only run (its test evaluation follows ``cfg.eval.test``)."""
+    return train(refit_config(sibling.run.root, [] if cfg.eval.test else ["eval.test=false"]))
+
+
 def train_and_refit(cfg: ExperimentConfig) -> RefitJob:
     """Train ``cfg`` on its training split (test untouched), then refit it on training + validation lesions."""
-    sibling_cfg = replace(cfg, train=replace(cfg.train, refit=False), eval=replace(cfg.eval, test=False))
-    sibling = train(sibling_cfg)
-    return RefitJob(sibling, train(refit_config(sibling.run.root)))
+    check_refit_job(cfg)
+    sibling = train(replace(cfg, eval=replace(cfg.eval, test=False)))
+    return RefitJob(sibling, refit_of(sibling, cfg))
 
 
-__all__ = ["RefitJob", "train_and_refit"]
+def resumed_refit_job(sibling: TrainResult, cfg: ExperimentConfig, test: bool) -> RefitJob | None:
+    """After ``--resume`` of a train-only run that belongs to a refit job: its refit (None when it is not one)."""
+    if not cfg.train.refit or cfg.train.fit_on != "train" or not Path(sibling.run.model).is_file():
+        return None
+    return RefitJob(sibling, refit_of(sibling, replace(cfg, eval=replace(cfg.eval, test=test))))
+
+
+__all__ = ["RefitJob", "check_refit_job", "resumed_refit_job", "train_and_refit"]
