@@ -169,7 +169,7 @@ def _resume_train(args: argparse.Namespace, overrides: list[str]):
         raise ResumeError(f"cannot resume {run_dir}: no such run directory")
     cfg = resume_config(run_dir, overrides)
     result = train(cfg, RunPaths(run_dir), resume=True)
-    job = resumed_refit_job(result, cfg, test=True) if result.metrics else None  # the train-only run of a refit job
+    job = resumed_refit_job(result, cfg) if result.metrics else None  # the train-only run of a refit job
     return _print_refit_job(job) if job else result
 
 

@@ -73,11 +73,12 @@ def train_and_refit(cfg: ExperimentConfig) -> RefitJob:
     return RefitJob(sibling, refit_of(sibling, cfg))
 
 
-def resumed_refit_job(sibling: TrainResult, cfg: ExperimentConfig, test: bool) -> RefitJob | None:
-    """After ``--resume`` of a train-only run that belongs to a refit job: its refit (None when it is not one)."""
+def resumed_refit_job(sibling: TrainResult, cfg: ExperimentConfig) -> RefitJob | None:
+    """After ``--resume`` of a train-only run that belongs to a refit job: its refit, evaluated on the test split
+    (the train-only run's saved ``eval.test`` is the job's own switch-off, not the user's); None when it is not one."""
     if not cfg.train.refit or cfg.train.fit_on != "train" or not Path(sibling.run.model).is_file():
         return None
-    return RefitJob(sibling, refit_of(sibling, replace(cfg, eval=replace(cfg.eval, test=test))))
+    return RefitJob(sibling, refit_of(sibling, replace(cfg, eval=replace(cfg.eval, test=True))))
 
 
 __all__ = ["RefitJob", "check_refit_job", "resumed_refit_job", "train_and_refit"]
