@@ -1,6 +1,7 @@
 """Test-split figures of several training runs (seeds) of one recipe, with lesion-bootstrap 95 % intervals.
 
-Each run is scored on its own held-out test split: from its ``predictions.csv`` (written by ``lesionlab train``) or,
+A run is a run directory or the ensemble folder of a refit job (``train.refit_ensemble``). Each is scored on its own
+held-out test split: from its ``predictions.csv`` (written by ``lesionlab train``) or,
 for a validation-only run (``eval.test=false``), by evaluating its model once on the test split (seen images
 excluded). Writes a Markdown table: one row per seed and the median over seeds.
 
@@ -38,6 +39,18 @@ def run_predictions(run: Path, data_root: str) -> pd.DataFrame:
     return frame
 
 
+def stored_model(run: Path) -> tuple[Path, dict | None]:
+    """(a model.pt with the run's classes and split, the ensemble's thresholds or None for a single run).
+
+    For the ensemble folder of a refit job (``train.refit_ensemble``) that is its last member, the refit, whose
+    ``splits.csv`` holds every image the two members trained or validated on; its ``timings.json`` has both fits."""
+    manifest = run / "ensemble.json"
+    if not manifest.is_file():
+        return run / "model.pt", None
+    data = json.loads(manifest.read_text())
+    return (run / data["members"][-1]).resolve(), dict(data.get("thresholds") or {})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
@@ -49,17 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in map(Path, args.runs):
         preds = run_predictions(run, str(Path(args.data_root).resolve()))
-        blob = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+        model_file, thresholds = stored_model(run)
+        blob = torch.load(model_file, map_location="cpu", weights_only=False)
         names = list(blob["preprocessing"]["class_names"])
-        splits = pd.read_csv(run / "splits.csv", dtype=str)
+        splits = pd.read_csv(model_file.parent / "splits.csv", dtype=str)
         lesion_of = dict(zip(splits["image_id"], splits["lesion_id"], strict=True))
-        summary = card_metrics(preds, names, blob["preprocessing"].get("thresholds") or {},
-                               [lesion_of[i] for i in preds["image_id"]], n_boot=args.bootstrap, positive="mel")
+        summary = card_metrics(preds, names, blob["preprocessing"].get("thresholds") if thresholds is None
+                               else thresholds, [lesion_of[i] for i in preds["image_id"]], n_boot=args.bootstrap,
+                               positive="mel")
         cfg = load_run_config(run / "config.yaml")
         timings = json.loads((run / "timings.json").read_text())
         fit = timings["fit"] / 60
         sibling = Path(cfg.train.calibration_from or "") / "timings.json"
-        if cfg.train.calibration_from:  # a refit: its train-only sibling's fit belongs to the same job
+        if cfg.train.calibration_from and thresholds is None:  # a refit: its sibling's fit belongs to the same job
             fit = (f"{json.loads(sibling.read_text())['fit'] / 60 + fit:.1f}" if sibling.is_file()
                    else f"{fit:.1f}*")
         rows.append({"run": run.name, "seed": cfg.train.seed, "n": summary["n_images"],

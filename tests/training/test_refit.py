@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,33 @@ def test_train_refit_runs_the_sibling_then_the_refit_as_one_job(image_folder: Pa
 def test_refit_job_refuses_what_it_cannot_refit(overrides: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert main(["-q", "train", "--output-dir", str(tmp_path), *overrides]) == 2
     assert message in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_refit_ensemble_ships_both_fits_as_one_model_scored_once(image_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    assert main(["-q", "train", "--output-dir", str(out), "name=job", "train.refit=true", "train.refit_ensemble=true",
+                 *_common(image_folder, tmp_path / "cache")]) == 0
+    sibling, refit, ensemble = _run(out, "job-2"), _run(out, "job-refit-"), _run(out, "job-ensemble-")
+    assert not (sibling / "metrics.json").is_file() and not (refit / "metrics.json").is_file()  # neither alone
+    manifest = json.loads((ensemble / "ensemble.json").read_text())
+    assert manifest["members"] == [f"../{sibling.name}/model.pt", f"../{refit.name}/model.pt"]  # movable together
+    refit_prep = torch.load(refit / "model.pt", weights_only=False)["preprocessing"]
+    assert manifest["thresholds"] == refit_prep["thresholds"]  # the train-only run's, chosen on its validation split
+    assert manifest["weights"] == [0.5, 0.5]
+    printed = capsys.readouterr().out
+    assert f"report: {(ensemble / 'report.html').resolve()}" in printed and "ensemble of both fits" in printed
+
+    # what was scored is the average of the two members' calibrated probabilities on the test split
+    predictions = pd.read_csv(ensemble / "predictions.csv", dtype={"image_id": str})
+    split = pd.read_csv(refit / "splits.csv", dtype={"image_id": str})
+    assert sorted(predictions["image_id"]) == sorted(split.loc[split["split"] == "test", "image_id"])
+    data = DataConfig(dataset="folder", image_dir=str(image_folder), image_size=16, cache_dir=str(tmp_path / "cache"))
+    members = [evaluate_run(m, data, out_dir=tmp_path / f"eval-{m.name}", exclude_seen=True, progress=False)
+               for m in (sibling, refit)]
+    member_probs = [pd.read_csv(r.directory / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
+                    for r in members]
+    classes = [c for c in member_probs[0].columns if c.startswith("p_")]
+    mean = (member_probs[0][classes] + member_probs[1][classes]) / 2
+    np.testing.assert_allclose(predictions.set_index("image_id").loc[mean.index, classes], mean, atol=1e-5)
+    with pytest.raises(SeenDataError, match="were used to train or validate"):
+        evaluate_run(ensemble, data, progress=False)  # the refit trained on the validation lesions too

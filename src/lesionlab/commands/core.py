@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "evaluated together on the held-out test split. "
                        "With train.refit=true, as in configs/default.yaml, it trains a train-only run (its validation "
                        "split picks the epoch and fits the calibration; the test split is not predicted) and then "
-                       "refits the recipe on training + validation lesions: the refit is evaluated and reported.",
+                       "refits the recipe on training + validation lesions: the refit is evaluated and reported. "
+                       "With train.refit_ensemble=true as well (the default config) the two fits are saved as one "
+                       "equal-weight ensemble folder, and that ensemble is evaluated and reported instead.",
                        epilog="example:\n  lesionlab train --config configs/default.yaml train.epochs=10 "
                        "train.loss.name=focal --data-root ../shared/data",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,14 +148,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_refit_job(job):
-    """Say where both runs of a refit job are; the refit's own figures follow."""
+    """Say where the runs of a refit job are; the shipped model's own figures (refit or ensemble) follow."""
     m = job.sibling.metrics
     print(f"train-only run (calibrates the refit): validation balanced accuracy "
           f"{m.get('val_bal_acc', float('nan')):.4f} (best epoch {m.get('best_epoch')}) | "
           f"{job.sibling.run.root.resolve()}")
     print(f"refit on training + validation lesions: {job.refit.run.root.resolve()} | training wall time of "
           f"both fits {job.fit_seconds / 60:.1f} min")
-    return job.refit
+    if job.ensemble is not None:
+        print(f"ensemble of both fits (train.refit_ensemble; the model evaluated): {job.ensemble.run.root.resolve()}")
+    return job.shipped
 
 
 def _resume_train(args: argparse.Namespace, overrides: list[str]):

@@ -61,7 +61,7 @@ def refit_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Experime
     name = read_run_config(run_dir / "config.yaml").get("name", "run")
     return load_run_config(run_dir / "config.yaml", overrides=[
         f"name={name}-refit", "train.fit_on=train+val", f"train.calibration_from={run_dir.resolve()}",
-        "train.patience=0", "train.refit=false", "eval.test=true", *overrides])
+        "train.patience=0", "train.refit=false", "train.refit_ensemble=false", "eval.test=true", *overrides])
 
 
 def calibrated_like(prep: Preprocessing, sibling: Preprocessing) -> Preprocessing:

@@ -86,7 +86,8 @@ def _cv_config(cfg: ExperimentConfig, folds: int) -> ExperimentConfig:
         raise ConfigError("cv fits each fold's calibration on its held-out fold: train.fit_on must be train (a CV "
                           "ensemble already trains on every non-test lesion)")
     split = replace(cfg.data.split, folds=folds, val_fold=None)
-    cfg = replace(cfg, train=replace(cfg.train, refit=False))  # the members already see every non-test lesion
+    # the members already see every non-test lesion: no refit
+    cfg = replace(cfg, train=replace(cfg.train, refit=False, refit_ensemble=False))
     return replace(cfg, data=replace(cfg.data, split=split))
 
 

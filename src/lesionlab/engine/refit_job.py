@@ -7,6 +7,11 @@ that calibration, and is the one model evaluated on the held-out test split (unl
 ``eval.test=false``). ``make run`` trains the default this way. The train-only run's saved config keeps
 ``train.refit=true``, so ``lesionlab train --resume`` of a killed train-only run goes on to the refit.
 
+With ``train.refit_ensemble`` the job ships both fits as one equal-weight ensemble (``ensemble.json`` in a third
+folder, :mod:`lesionlab.engine.fits_ensemble`): the refit is then not scored alone and the ensemble is the one model
+evaluated on the test split. The configs' recipe search measured on validation what a second member of the recipe
+adds (docs/results/recipe-search-notes.md).
+
 Only ``lesionlab train`` reads ``train.refit``; sweeps, ablations and studies train the train-only run alone.
 """
 
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from lesionlab.config import ConfigError, ExperimentConfig
 from lesionlab.engine.calibration_source import refit_config
+from lesionlab.engine.fits_ensemble import ensemble_of_fits
 from lesionlab.engine.train import train
 from lesionlab.runs import TrainResult
 
@@ -25,7 +31,13 @@ from lesionlab.runs import TrainResult
 @dataclass(frozen=True)
 class RefitJob:
     sibling: TrainResult  # the train-only run (validation figures only)
-    refit: TrainResult  # the shipped model, evaluated on the test split
+    refit: TrainResult  # the refit on training + validation lesions
+    ensemble: TrainResult | None = None  # train.refit_ensemble: both fits as one model
+
+    @property
+    def shipped(self) -> TrainResult:
+        """The job's model, the one evaluated on the test split: the ensemble when there is one, else the refit."""
+        return self.ensemble or self.refit
 
     @property
     def fit_seconds(self) -> float:
@@ -61,16 +73,21 @@ def _multi_process(cfg: ExperimentConfig) -> bool:
     return many or cfg.train.trainer.num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def refit_of(sibling: TrainResult, cfg: ExperimentConfig) -> TrainResult:
-    """The refit of a finished train-only run (its test evaluation follows ``cfg.eval.test``)."""
-    return train(refit_config(sibling.run.root, [] if cfg.eval.test else ["eval.test=false"]))
+def refit_of(sibling: TrainResult, cfg: ExperimentConfig) -> RefitJob:
+    """The rest of the job after a finished train-only run: its refit, then (``train.refit_ensemble``) the ensemble
+    of both. The one model shipped is evaluated on the test split when ``cfg.eval.test`` is on."""
+    score_refit = cfg.eval.test and not cfg.train.refit_ensemble
+    refit = train(refit_config(sibling.run.root, [] if score_refit else ["eval.test=false"]))
+    if not cfg.train.refit_ensemble:
+        return RefitJob(sibling, refit)
+    return RefitJob(sibling, refit, ensemble_of_fits(sibling, refit, cfg.name, test=cfg.eval.test))
 
 
 def train_and_refit(cfg: ExperimentConfig) -> RefitJob:
     """Train ``cfg`` on its training split (test untouched), then refit it on training + validation lesions."""
     check_refit_job(cfg)
     sibling = train(replace(cfg, eval=replace(cfg.eval, test=False)))
-    return RefitJob(sibling, refit_of(sibling, cfg))
+    return refit_of(sibling, cfg)
 
 
 def resumed_refit_job(sibling: TrainResult, cfg: ExperimentConfig) -> RefitJob | None:
@@ -78,7 +95,7 @@ def resumed_refit_job(sibling: TrainResult, cfg: ExperimentConfig) -> RefitJob |
     (the train-only run's saved ``eval.test`` is the job's own switch-off, not the user's); None when it is not one."""
     if not cfg.train.refit or cfg.train.fit_on != "train" or not Path(sibling.run.model).is_file():
         return None
-    return RefitJob(sibling, refit_of(sibling, replace(cfg, eval=replace(cfg.eval, test=True))))
+    return refit_of(sibling, replace(cfg, eval=replace(cfg.eval, test=True)))
 
 
 __all__ = ["RefitJob", "check_refit_job", "resumed_refit_job", "train_and_refit"]

@@ -10,6 +10,7 @@ over the views — :func:`combine_member_probs` computes exactly what the loaded
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def normalise_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
 
 def write_manifest(directory: str | Path, members: Sequence[str | Path], *, weights: Sequence[float] | None = None,
                    thresholds: Mapping[str, float] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``directory/ensemble.json``; member paths are stored relative to ``directory`` when inside it."""
+    """Write ``directory/ensemble.json``; member paths are stored relative to ``directory`` (``../run/model.pt``
+    for sibling run directories), so the folders move together; absolute only across drives."""
     directory = Path(directory)
     rel = []
     for m in members:
@@ -52,8 +54,8 @@ def write_manifest(directory: str | Path, members: Sequence[str | Path], *, weig
         if not p.is_file():
             raise EvaluationInputError(f"ensemble member {p} does not exist")
         try:
-            rel.append(str(p.relative_to(directory.resolve())))
-        except ValueError:
+            rel.append(os.path.relpath(p, directory.resolve()))
+        except ValueError:  # another drive (Windows)
             rel.append(str(p))
     data = {"format": FORMAT, "members": rel,
             "weights": [float(w) for w in normalise_weights(weights, len(rel))],
