@@ -121,8 +121,57 @@ def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path,
     assert {"ham10000-test", "ph2"} <= set(card["evaluations"]) and "non-commercial" in card["licence_note"]
     assert sum(card["files_mb"].values()) <= 25
     assert eager.predict(unseen_images[:1])[0].ood is not None  # it carries its OOD detector
-    onnx = Predictor.load(folder / "model.onnx")
+    onnx = Predictor.load(folder / "model.onnx" if (folder / "model.onnx").is_file() else folder / "onnx")
     for a, b in zip(eager.predict(unseen_images[:3]), onnx.predict(unseen_images[:3]), strict=True):
         assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-3)
     with pytest.raises(SeenDataError):
         evaluate_run("builtin", DataConfig(root=str(shared_data), max_samples=300), out_dir=tmp_path, progress=False)
+
+
+@pytest.fixture(scope="module")
+def released_ensemble(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ensemble folder (two members: the serving run twice) released with int8 weights."""
+    import shutil
+
+    from lesionlab.engine.release import package_release
+    from lesionlab.models.ensemble import write_manifest
+
+    ensemble = tmp_path_factory.mktemp("ensemble")
+    write_manifest(ensemble, [serving_run / "model.pt", serving_run / "model.pt"], extra={"roles": ["a", "b"]})
+    shutil.copy(serving_run / "config.yaml", ensemble / "config.yaml")
+    out = tmp_path_factory.mktemp("released") / "ens"
+    package_release(ensemble, out, name="ens", data_root=shared_data, n_boot=20, weights="int8")
+    return out
+
+
+def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
+        released_ensemble: Path, serving_run: Path, unseen_images: list[Path], shared_data: Path,
+        tmp_path: Path) -> None:
+    import onnx
+
+    from lesionlab.config import DataConfig
+    from lesionlab.engine.evaluate import SeenDataError, evaluate_run
+    from lesionlab.serving.predictor import Predictor
+
+    out = released_ensemble
+    assert not (out / "model.pt").exists() and (out / "ensemble.json").is_file()
+    for i in (0, 1):
+        assert {p.name for p in (out / "members" / str(i)).iterdir()} >= {"model.pt", "model.onnx", "splits.csv"}
+    blob = torch.load(out / "members" / "0" / "model.pt", map_location="cpu", weights_only=False)
+    assert any(v.dtype == torch.int8 for v in blob["state_dict"].values())
+    graph = onnx.load(str(out / "members" / "0" / "model.onnx")).graph
+    assert sum(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer) >= 2  # conv weights stored as int8
+    card = json.loads((out / "card.json").read_text())
+    assert card["architecture"]["members"] == 2 and card["architecture"]["weights_format"] == "int8"
+    assert card["training"]["trained_on"].startswith("an equal-weight ensemble of 2 models") and "a; b" in \
+        card["training"]["trained_on"]
+    assert "members/1/model.onnx" in card["files_mb"]
+
+    single = Predictor.load(serving_run).predict(unseen_images[:3])
+    eager, exported = Predictor.load(out), Predictor.load(out / "onnx")
+    assert eager.card.model_card["name"] == "ens" and exported.card.model_card["name"] == "ens"
+    for a, b, c in zip(single, eager.predict(unseen_images[:3]), exported.predict(unseen_images[:3]), strict=True):
+        assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=0.03)  # int8
+        assert np.allclose(list(b.probabilities.values()), list(c.probabilities.values()), atol=0.01)
+    with pytest.raises(SeenDataError):
+        evaluate_run(out, DataConfig(root=str(shared_data), max_samples=300), out_dir=tmp_path, progress=False)

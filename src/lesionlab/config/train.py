@@ -186,8 +186,8 @@ class TrainConfig:
     # thresholds and unsure threshold the refit ships (it has no validation split of its own)
     refit: bool = False  # `lesionlab train`: after this train-only run, refit its recipe on training + validation
     # lesions for the full epochs, calibrated by this run, and evaluate the refit (not this run) on the test split
-    refit_ensemble: bool = False  # with train.refit: ship this run + its refit as one equal-weight ensemble, scored
-    # on the test split instead of the refit alone (no extra training); ignored without train.refit
+    refit_ensemble: bool = False  # ship this run and its refit as one 2-model ensemble, scored on test (needs refit)
+    # equal weights; the refit is then not scored alone; no extra training. Ignored without train.refit
     stages: tuple[StageConfig, ...] = ()  # staged fine-tuning; when set, replaces epochs and optimizer.lr
     speedups: SpeedupConfig = field(default_factory=SpeedupConfig)  # opt-in speed-ups of one fit
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # optimizer and learning rate

@@ -21,6 +21,7 @@ from lesionlab.config import DataConfig, load_run_config
 from lesionlab.data.info import DATASET_INFO
 from lesionlab.evaluation.card_metrics import card_metrics
 from lesionlab.models.compression import WEIGHT_FORMATS, compress_state
+from lesionlab.models.ensemble import manifest_path, read_manifest, write_manifest
 
 INTENDED_USE = (
     "Decision support for trained clinicians triaging dermatoscopic images of pigmented skin lesions: a ranked "
@@ -89,28 +90,83 @@ def evaluate_for_card(model_dir: Path, dataset: str, data_root: str | Path, thre
     return summary
 
 
+def _package_member(run_dir: Path, target: Path, weights: str, name: str) -> None:
+    """One model of a release in ``target``: compressed ``model.pt``, its ONNX export (int8 weights too with
+    ``weights=int8``) and ``splits.csv`` (the images it trained and was calibrated on, refused by ``evaluate``)."""
+    from lesionlab.serving.export import export_run
+
+    target.mkdir(parents=True, exist_ok=True)
+    splits = pd.read_csv(run_dir / "splits.csv", dtype={"image_id": str, "lesion_id": str})
+    splits[["image_id", "lesion_id", "split"]].to_csv(target / "splits.csv", index=False)
+    _compressed_copy(run_dir / "model.pt", target / "model.pt", weights, {"released_as": name})
+    export_run(target, target / "model.onnx")
+    if weights == "int8":
+        _int8_onnx(target)
+
+
+def _int8_onnx(member: Path, atol: float = 0.02) -> None:
+    """Store the ONNX weights as int8 too, and check the graph still predicts like the (int8) PyTorch model."""
+    from lesionlab.serving.artefacts import load_torch
+    from lesionlab.serving.onnx import OnnxExportError, OnnxModule, check_parity
+    from lesionlab.serving.onnx_weights import int8_weights
+
+    int8_weights(member / "model.onnx")
+    model, prep, _ = load_torch(member / "model.pt")
+    diff = check_parity(model, OnnxModule(member / "model.onnx"),
+                        torch.randn(3, 3, prep.image_size, prep.image_size, generator=torch.Generator().manual_seed(0)))
+    if diff > atol:
+        raise OnnxExportError(f"the int8 ONNX graph of {member} disagrees with the PyTorch model: max |Δprob| "
+                              f"{diff:.2e} > {atol}")
+
+
+def _release_members(run_dir: Path, out: Path, weights: str, name: str) -> tuple[Path, dict[str, float], int]:
+    """Package a run (or each member of an ensemble folder under ``members/i/``); returns (a packaged model.pt with
+    the release's classes and calibration, the decision thresholds, the number of members)."""
+    manifest = manifest_path(run_dir)
+    if manifest is None:
+        _package_member(run_dir, out, weights, name)
+        blob = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+        return out / "model.pt", dict(blob["preprocessing"].get("thresholds") or {}), 1
+    data = read_manifest(manifest)
+    targets = [out / "members" / str(i) for i in range(len(data["members"]))]
+    for member, target in zip(data["members"], targets, strict=True):
+        _package_member(member if member.is_dir() else member.parent, target, weights, name)
+    keep = {k: v for k, v in data.items() if k not in ("format", "members", "weights", "thresholds")}
+    common = {"weights": data["weights"], "thresholds": data.get("thresholds"), "extra": {**keep, "name": name}}
+    write_manifest(out, [t / "model.pt" for t in targets], **common)
+    (out / "onnx").mkdir(exist_ok=True)  # the same ensemble served from the ONNX files: `lesionlab serve NAME/onnx`
+    write_manifest(out / "onnx", [t / "model.onnx" for t in targets], **common)
+    shutil.copy(targets[-1] / "splits.csv", out / "splits.csv")  # a refit job's last member saw every seen image
+    return targets[-1] / "model.pt", dict(data.get("thresholds") or {}), len(targets)
+
+
+def _trained_on(out: Path, extra: dict[str, Any], n_members: int) -> str:
+    single = "the training split" + (" + validation split" if extra.get("train_on_val") else "")
+    if n_members == 1:
+        return single
+    roles = read_manifest(out / "ensemble.json").get("roles") or [f"member {i}" for i in range(n_members)]
+    return f"an equal-weight ensemble of {n_members} models of one recipe: " + "; ".join(roles)
+
+
 def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data_root: str | Path,
                     external: Sequence[str] = (), command: str = "", n_boot: int = 1000,
                     max_samples: int | None = None, weights: str = "fp16") -> dict:
     """Write ``out_dir`` (model.pt, model.onnx, splits.csv, config.yaml, card.json) from ``run_dir``.
 
+    ``run_dir`` may be an ensemble folder (``ensemble.json``, e.g. a refit job's two fits): each member is packaged
+    under ``members/i/``, with ``ensemble.json`` (PyTorch) and ``onnx/ensemble.json`` (ONNX) beside them.
     ``weights`` is the stored weight format (:data:`lesionlab.models.compression.WEIGHT_FORMATS`: ``fp16`` or
-    ``int8``); the card's figures come from the packaged, compressed model. ``max_samples`` limits the evaluation
-    sets (tests only: a card's figures use every image)."""
-    from lesionlab.serving.export import export_run
-
+    ``int8``, the ONNX weights too); the card's figures come from the packaged, compressed model. ``max_samples``
+    limits the evaluation sets (tests only: a card's figures use every image)."""
     WEIGHT_FORMATS.get(weights)  # an unknown format fails before anything is written
     run_dir, out = Path(run_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
-    splits = pd.read_csv(run_dir / "splits.csv", dtype={"image_id": str, "lesion_id": str})
-    splits[["image_id", "lesion_id", "split"]].to_csv(out / "splits.csv", index=False)
-    _compressed_copy(run_dir / "model.pt", out / "model.pt", weights, {"released_as": name})
-    export_run(out, out / "model.onnx")
-    blob = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+    model_file, thresholds, n_members = _release_members(run_dir, out, weights, name)
+    blob = torch.load(model_file, map_location="cpu", weights_only=False)
     prep, extra = blob["preprocessing"], blob.get("extra", {})
-    thresholds = dict(prep.get("thresholds") or {})
+    splits = pd.read_csv(out / "splits.csv", dtype={"image_id": str, "lesion_id": str})
     lesion_of = dict(zip(splits["image_id"], splits["lesion_id"], strict=True))
     timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").is_file() else {}
     own = evaluate_for_card(out, cfg.data.dataset, data_root, thresholds, lesion_of, n_boot, positive="mel",
@@ -127,11 +183,11 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
                          "head": cfg.model.head, "colour_constancy": cfg.model.colour_constancy,
                          "input": {"image_size": prep["image_size"], "crop": prep["crop"], "tta": prep["tta"]},
                          "classes": list(prep["class_names"]), "taxonomy": prep["taxonomy"],
-                         "weights_format": weights},
+                         "weights_format": weights, "members": n_members},
         "training": {"dataset": cfg.data.dataset, "licence": info.licence if info else None,
                      "citation": info.citation if info else None,
                      "images": {k: int(v) for k, v in counts.items()},
-                     "trained_on": "the training split" + (" + validation split" if extra.get("train_on_val") else ""),
+                     "trained_on": _trained_on(out, extra, n_members),
                      "calibrated_on": ("the validation split, by the train-only sibling run of the same recipe "
                                        "(temperature, triage thresholds, unsure threshold)" if extra.get("train_on_val")
                                        else "the validation split (temperature, triage thresholds, unsure threshold)"),
@@ -145,7 +201,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
                     f"{cfg.eval.triage_sensitivity}", "thresholds": thresholds},
         "evaluations": evaluations,
         "latency_ms_batch1": round(_latency_ms(out), 1),
-        "files_mb": {p.name: round(p.stat().st_size / 2**20, 2) for p in sorted(out.iterdir()) if p.is_file()},
+        "files_mb": {str(p.relative_to(out)): round(p.stat().st_size / 2**20, 2) for p in sorted(out.rglob("*"))
+                     if p.is_file()},
+        "total_mb": round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, 2),
         "intended_use": INTENDED_USE,
         "limitations": list(LIMITATIONS),
         "licence_note": "Model weights derived from CC BY-NC 4.0 data: non-commercial use only.",

@@ -1,8 +1,9 @@
 """The registry of built-in models and how a model reference (``builtin``, ``builtin:NAME``, a name) resolves.
 
-A released model is a pruned run directory inside the package: ``model.pt`` (half-precision weights +
+A released model is a pruned run directory inside the package: ``model.pt`` (half-precision or int8 weights +
 preprocessing), ``model.onnx``, ``splits.csv`` (the images and lesions it trained and was calibrated on, so
-``evaluate`` refuses them), ``config.yaml`` and ``card.json`` (its model card). Importing this module loads nothing.
+``evaluate`` refuses them), ``config.yaml`` and ``card.json`` (its model card). A released ensemble holds
+``ensemble.json`` instead of ``model.pt``, its members under ``members/i/`` and ``onnx/ensemble.json``. Importing this module loads nothing.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def released_dir(ref: str | Path | None = None) -> Path:
     do, when this installation does not ship its files."""
     text = DEFAULT_MODEL if ref is None or str(ref) == PREFIX else str(ref).removeprefix(PREFIX + ":")
     model = RELEASED.get(text)  # an unknown name lists the valid ones
-    if not (model.directory / "model.pt").is_file():
+    if not any((model.directory / f).is_file() for f in ("model.pt", "ensemble.json")):
         raise FileNotFoundError(
-            f"the built-in model {text!r} is not shipped in this installation ({model.directory} has no model.pt); "
+            f"the built-in model {text!r} is not shipped in this installation ({model.directory} has no model.pt or "
+            "ensemble.json); "
             "reinstall lesionlab from a release, or pass a run directory / model.pt / .onnx you trained")
     return model.directory
 

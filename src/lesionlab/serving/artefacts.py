@@ -202,6 +202,12 @@ def load_artefact(path: str | Path | Sequence[str | Path], device: str = "cpu"
     path = Path(path)
     manifest = path / "ensemble.json" if path.is_dir() and not (path / "model.pt").is_file() else path
     if manifest.is_file() and manifest.suffix in MANIFEST_SUFFIXES:
+        from lesionlab.released.card import load_card
+
         members, data = _read_manifest(manifest)
-        return load_ensemble(members, device, data, name=str(data.get("name", manifest.parent.name)))
+        model, prep, card = load_ensemble(members, device, data, name=str(data.get("name", manifest.parent.name)))
+        card.model_card = load_card(manifest.parent)  # a released ensemble's card.json (or one folder up: onnx/)
+        if card.model_card is None and manifest.parent.name == "onnx":
+            card.model_card = load_card(manifest.parent.parent)
+        return model, prep, card
     return load_single(path, device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -110,7 +111,10 @@ def fit_model(module: L.LightningModule, train_loader: DataLoader, val_loader: D
     ``ckpt_path`` (a full ``last.ckpt``) resumes the single fit; staged fits are refused by the resume checks."""
     feature_smote = cfg.train.sampling.oversample == "smote" and cfg.train.sampling.smote_space == "feature"
     if not cfg.train.stages and not feature_smote:
-        make_trainer(cfg.train.epochs, list(callbacks)).fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        with warnings.catch_warnings():
+            if val_loader is None:  # a refit validates nothing on purpose: Lightning's notice says nothing new
+                warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
+            make_trainer(cfg.train.epochs, list(callbacks)).fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
         return []
     if ckpt_path is not None:
         raise ConfigError("only a single fit resumes from a checkpoint; staged fine-tuning starts again")
