@@ -204,3 +204,16 @@ def test_refit_ensemble_ships_both_fits_as_one_model_scored_once(image_folder: P
     np.testing.assert_allclose(predictions.set_index("image_id").loc[mean.index, classes], mean, atol=1e-5)
     with pytest.raises(SeenDataError, match="were used to train or validate"):
         evaluate_run(ensemble, data, progress=False)  # the refit trained on the validation lesions too
+
+
+def test_fit_ood_on_a_validation_only_run_leaves_its_test_split_unscored(sibling_and_refit, tmp_path: Path,
+                                                                        capsys) -> None:
+    sibling, _, _ = sibling_and_refit
+    import shutil
+
+    run = tmp_path / "validation-only"
+    shutil.copytree(sibling, run)
+    (run / "metrics.json").unlink(missing_ok=True)  # what eval.test=false leaves: no test figures
+    assert main(["fit-ood", str(run), "--method", "knn"]) == 0
+    assert "test split not scored" in capsys.readouterr().out
+    assert json.loads((run / "ood.json").read_text())["test_images"] == 0

@@ -51,8 +51,10 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
         raise ConfigError(f"--coverage must lie in (0, 1), got {args.coverage}")
     summary = fit_ood_run(args.run, args.method, args.coverage, args.data_root)
     print(f"OOD detector: {summary.get('rule')}")
-    print(f"test lesions flagged: {100 * summary.get('test_flagged', float('nan')):.1f}% of "
-          f"{summary.get('test_images')}")
+    if summary.get("test_images"):
+        print(f"test lesions flagged: {100 * summary['test_flagged']:.1f}% of {summary['test_images']}")
+    else:
+        print("test split not scored: the run is validation-only (eval.test=false)")
     return 0
 
 

@@ -81,14 +81,15 @@ def fit_run_detector(model: nn.Module, data: PreparedData, prep: Preprocessing, 
 
 
 def write_ood_summary(directory: Path, model: nn.Module, data: PreparedData, prep: Preprocessing,
-                      metadata: np.ndarray | None = None) -> dict | None:
-    """``ood.json``: the detector's rule and the share of the held-out test lesions it flags."""
+                      metadata: np.ndarray | None = None, *, score_test: bool = True) -> dict | None:
+    """``ood.json``: the detector's rule and the share of the held-out test lesions it flags (``score_test=False``,
+    for a validation-only run: the rule alone, the test split left unpredicted)."""
     detector = getattr(model, "ood_detector", None)
     if detector is None:
         return None
-    test = data.indices("test")
+    test = data.indices("test") if score_test else np.zeros(0, dtype=np.int64)
     result = score_images(model, np.asarray(data.images[data.rows[test]]), prep.mean, prep.std,
-                          metadata=None if metadata is None else metadata[test])
+                          metadata=None if metadata is None else metadata[test]) if len(test) else None
     flagged = float(result.ood.mean()) if result is not None and len(test) else float("nan")
     summary = {"method": detector.method, "threshold": detector.threshold, "rule": detector.rule,
                "coverage": getattr(detector, "coverage", None), "fitted_on": getattr(detector, "fitted_on", {}),
@@ -126,11 +127,13 @@ def fit_ood_run(run_dir: str | Path, method: str | None = None, coverage: float 
         raise EvaluationInputError(f"{loaded.root} has no validation split to calibrate an OOD detector on")
     store_ood(loaded.root / "model.pt", detector.to_dict())
     loaded.model.ood_detector = detector
-    summary = write_ood_summary(loaded.root, loaded.model, data, loaded.prep, meta) or {}
+    tested = (loaded.root / "metrics.json").is_file()  # a validation-only run (eval.test=false) keeps test unseen
+    summary = write_ood_summary(loaded.root, loaded.model, data, loaded.prep, meta, score_test=tested) or {}
     if (loaded.root / "model.onnx").is_file():
         logger.warning("%s/model.onnx predates the detector: re-export it ('lesionlab export %s') so the ONNX "
                        "sidecar carries it", loaded.root, loaded.root)
-    _refresh_report(loaded.root)
+    if tested:
+        _refresh_report(loaded.root)
     return summary
 
 

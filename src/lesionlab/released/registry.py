@@ -3,7 +3,8 @@
 A released model is a pruned run directory inside the package: ``model.pt`` (half-precision or int8 weights +
 preprocessing), ``model.onnx``, ``splits.csv`` (the images and lesions it trained and was calibrated on, so
 ``evaluate`` refuses them), ``config.yaml`` and ``card.json`` (its model card). A released ensemble holds
-``ensemble.json`` instead of ``model.pt``, its members under ``members/i/`` and ``onnx/ensemble.json``. Importing this module loads nothing.
+``ensemble.json`` instead of ``model.pt``, its members under ``members/i/`` and ``onnx/ensemble.json``.
+Importing this module loads nothing.
 """
 
 from __future__ import annotations
