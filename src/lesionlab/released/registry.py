@@ -29,7 +29,8 @@ class ReleasedModel:
 
 RELEASED: Registry[ReleasedModel] = Registry("built-in model")
 RELEASED.add("ham7-lite0", ReleasedModel(
-    "ham7-lite0", "EfficientNet-Lite0 (ImageNet transfer), HAM10000 7 classes, 112 px; non-commercial (CC BY-NC)"),
+    "ham7-lite0", "2 x EfficientNet-Lite0 (ImageNet transfer; train-only run + refit, int8), HAM10000 7 classes, "
+    "112 px; non-commercial (CC BY-NC)"),
     help="the default built-in model: HAM10000 7-class diagnosis + triage priority (non-commercial use)")
 DEFAULT_MODEL = "ham7-lite0"
 PREFIX = "builtin"
