@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import json
 import shutil
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -64,6 +65,17 @@ class TrainResult:
     run: RunPaths
     metrics: dict
     seconds: dict[str, float]
+
+    @classmethod
+    def from_directory(cls, root: str | Path) -> TrainResult:
+        """A finished run read back from disk: its test metrics (``metrics.json``) or validation figures
+        (``val_metrics.json``) and its ``timings.json``."""
+        run = RunPaths.existing(root)
+        found = [f for f in (run.metrics, run.root / "val_metrics.json") if f.is_file()]
+        timings = run.root / "timings.json"
+        if not found or not timings.is_file():
+            raise FileNotFoundError(f"{run.root} has not finished: no metrics.json / val_metrics.json or timings.json")
+        return cls(run, json.loads(found[0].read_text()), json.loads(timings.read_text()))
 
 
 def discards_unstarted_runs(fn: Callable[P, R]) -> Callable[P, R]:

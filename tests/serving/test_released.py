@@ -155,6 +155,21 @@ def test_release_refuses_a_folder_that_is_not_an_earlier_release(serving_run: Pa
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_bad_run_leaves_an_earlier_release_untouched(released: Path, serving_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lesionlab.engine.release import package_release
+
+    earlier = tmp_path / "ham7-lite0"
+    shutil.copytree(released, earlier)
+    before = sorted(p.name for p in earlier.iterdir())
+    with pytest.raises(FileNotFoundError, match=r"no config\.yaml"):  # e.g. `make release` when ls matched nothing
+        package_release(tmp_path / "missing", earlier, name="x", data_root=tmp_path)
+    with pytest.raises(ValueError, match="would hold the run it packages"):
+        package_release(earlier, earlier, name="x", data_root=tmp_path)
+    assert sorted(p.name for p in earlier.iterdir()) == before
+
+
 def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
         released_ensemble: Path, serving_run: Path, unseen_images: list[Path], shared_data: Path,
         tmp_path: Path) -> None:
@@ -178,6 +193,10 @@ def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
     assert card["training"]["trained_on"].startswith("an equal-weight ensemble of 2 models") and "a; b" in \
         card["training"]["trained_on"]
     assert "members/1/model.onnx" in card["files_mb"]
+    float_ood = torch.load(serving_run / "model.pt", map_location="cpu", weights_only=False)["ood"]
+    int8_ood = blob["ood"]  # fitted again on the int8 member's features
+    assert int8_ood["method"] == float_ood["method"] and int8_ood["threshold"] != float_ood["threshold"]
+    assert not list(out.parent.glob(".*partial"))  # built beside the target and swapped in
 
     single = Predictor.load(serving_run).predict(unseen_images[:3])
     eager, exported = Predictor.load(out), Predictor.load(out / "onnx")
@@ -187,3 +206,21 @@ def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
         assert np.allclose(list(b.probabilities.values()), list(c.probabilities.values()), atol=0.01)
     with pytest.raises(SeenDataError):
         evaluate_run(out, DataConfig(root=str(shared_data), max_samples=300), out_dir=tmp_path, progress=False)
+
+
+def test_a_released_refit_points_at_its_packaged_train_only_member(tmp_path: Path) -> None:
+    import yaml
+
+    from lesionlab.engine.release import _relink_calibration
+
+    sibling, refit, out = tmp_path / "runs" / "sib", tmp_path / "runs" / "refit", tmp_path / "release"
+    for folder in (sibling, refit, out / "members" / "0", out / "members" / "1"):
+        folder.mkdir(parents=True)
+    text = yaml.safe_dump({"name": "x", "train": {"fit_on": "train+val", "calibration_from": str(sibling)}})
+    for config in (out / "config.yaml", out / "members" / "1" / "config.yaml"):
+        config.write_text(text)
+    (out / "members" / "0" / "config.yaml").write_text(yaml.safe_dump({"name": "x", "train": {"fit_on": "train"}}))
+    _relink_calibration(out, [sibling, refit])
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["calibration_from"] == "members/0"
+    assert yaml.safe_load((out / "members" / "1" / "config.yaml").read_text())["train"]["calibration_from"] == "../0"
+    assert "calibration_from" not in yaml.safe_load((out / "members" / "0" / "config.yaml").read_text())["train"]

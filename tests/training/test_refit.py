@@ -167,6 +167,7 @@ def test_train_refit_runs_the_sibling_then_the_refit_as_one_job(image_folder: Pa
     (["train.refit=true", "data.split.val=0"], "needs a validation split"),
     (["train.refit=true", "train.schedule.name=plateau"], "train.schedule.name=plateau"),
     (["train.refit=true", "train.trainer.devices=2"], "runs its two fits in one process"),
+    (["train.refit=true", "train.refit_ensemble=true", "model.metadata=true"], "cannot feed patient metadata"),
 ])
 def test_refit_job_refuses_what_it_cannot_refit(overrides: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert main(["-q", "train", "--output-dir", str(tmp_path), *overrides]) == 2
@@ -204,6 +205,17 @@ def test_refit_ensemble_ships_both_fits_as_one_model_scored_once(image_folder: P
     np.testing.assert_allclose(predictions.set_index("image_id").loc[mean.index, classes], mean, atol=1e-5)
     with pytest.raises(SeenDataError, match="were used to train or validate"):
         evaluate_run(ensemble, data, progress=False)  # the refit trained on the validation lesions too
+
+    # a killed refit resumed on its own (`train --resume REFIT`) still ends with the job's ensemble
+    from lesionlab.config import load_run_config
+    from lesionlab.engine.refit_job import resumed_refit
+    from lesionlab.runs import TrainResult
+
+    job = resumed_refit(TrainResult.from_directory(refit), load_run_config(refit / "config.yaml"))
+    assert job is not None and job.ensemble.run.root != ensemble and job.ensemble.run.root.name.startswith("job-ens")
+    assert job.ensemble.metrics["balanced_accuracy"] == pytest.approx(
+        json.loads((ensemble / "metrics.json").read_text())["balanced_accuracy"])
+    assert resumed_refit(TrainResult.from_directory(sibling), load_run_config(sibling / "config.yaml")) is None
 
 
 def test_fit_ood_on_a_validation_only_run_leaves_its_test_split_unscored(sibling_and_refit, tmp_path: Path,

@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             result = train(cfg)
     m = result.metrics
-    if not m:  # a non-zero DDP rank: rank 0 evaluates and reports
+    if not m:  # a non-zero DDP rank (rank 0 evaluates and reports), or an unscored ensemble (eval.test=false)
         return 0
     if "balanced_accuracy" not in m:  # eval.test=false
         print(f"validation balanced accuracy {m.get('val_bal_acc', float('nan')):.4f} | macro AUC "
@@ -156,12 +156,13 @@ def _print_refit_job(job):
     print(f"refit on training + validation lesions: {job.refit.run.root.resolve()} | training wall time of "
           f"both fits {job.fit_seconds / 60:.1f} min")
     if job.ensemble is not None:
-        print(f"ensemble of both fits (train.refit_ensemble; the model evaluated): {job.ensemble.run.root.resolve()}")
+        scored = "the model evaluated" if job.ensemble.metrics else "not scored: eval.test=false"
+        print(f"ensemble of both fits (train.refit_ensemble; {scored}): {job.ensemble.run.root.resolve()}")
     return job.shipped
 
 
 def _resume_train(args: argparse.Namespace, overrides: list[str]):
-    from lesionlab.engine.refit_job import resumed_refit_job
+    from lesionlab.engine.refit_job import resumed_refit, resumed_refit_job
     from lesionlab.engine.train import train
     from lesionlab.runs import RunPaths
     from lesionlab.training.resume import ResumeError, resume_config
@@ -173,7 +174,9 @@ def _resume_train(args: argparse.Namespace, overrides: list[str]):
         raise ResumeError(f"cannot resume {run_dir}: no such run directory")
     cfg = resume_config(run_dir, overrides)
     result = train(cfg, RunPaths(run_dir), resume=True)
-    job = resumed_refit_job(result, cfg) if result.metrics else None  # the train-only run of a refit job
+    job = None
+    if result.metrics:  # the train-only run of a refit job, or the refit of one that ships both fits as an ensemble
+        job = resumed_refit_job(result, cfg) or resumed_refit(result, cfg)
     return _print_refit_job(job) if job else result
 
 

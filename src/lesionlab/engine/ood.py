@@ -119,7 +119,8 @@ def fit_ood_run(run_dir: str | Path, method: str | None = None, coverage: float 
             fit_ood_run(member, method, coverage, data_root)
         loaded = load_run(run_dir)  # reload: the ensemble detector combines the members' new ones
         _, data = prepare_run_data(loaded, data_root)
-        return write_ood_summary(loaded.root, loaded.model, data, loaded.prep) or {}
+        return write_ood_summary(loaded.root, loaded.model, data, loaded.prep,
+                                 score_test=(loaded.root / "metrics.json").is_file()) or {}
     _, data = prepare_run_data(loaded, data_root)
     meta = _encoded_metadata(loaded.model, data)
     detector = fit_run_detector(loaded.model, data, loaded.prep, method, coverage, meta)

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lesionlab.config import ConfigError, ExperimentConfig
+from lesionlab.config import ConfigError, ExperimentConfig, load_run_config
 from lesionlab.engine.calibration_source import refit_config
 from lesionlab.engine.fits_ensemble import ensemble_of_fits
 from lesionlab.engine.train import train
@@ -61,6 +61,9 @@ def check_refit_job(cfg: ExperimentConfig) -> None:
                                         "step, constant)"),
         (_multi_process(cfg), "train.refit runs its two fits in one process: with several devices or nodes, train "
                               "with train.refit=false, then `lesionlab train --refit RUN_DIR` with the same devices"),
+        (tr.refit_ensemble and cfg.model.metadata,
+         "train.refit_ensemble: an ensemble cannot feed patient metadata to its members yet; set "
+         "train.refit_ensemble=false for a metadata-fusion model (the refit alone is then shipped)"),
     ]
     for failed, message in problems:
         if failed:
@@ -98,4 +101,17 @@ def resumed_refit_job(sibling: TrainResult, cfg: ExperimentConfig) -> RefitJob |
     return refit_of(sibling, replace(cfg, eval=replace(cfg.eval, test=True)))
 
 
-__all__ = ["RefitJob", "check_refit_job", "resumed_refit_job", "train_and_refit"]
+def resumed_refit(refit: TrainResult, cfg: ExperimentConfig) -> RefitJob | None:
+    """After ``--resume`` of a killed refit whose job ships both fits as one ensemble (its train-only run's config
+    says ``train.refit`` and ``train.refit_ensemble``): that ensemble, evaluated on the test split; None otherwise."""
+    source = Path(cfg.train.calibration_from) if cfg.train.calibration_from else None
+    if cfg.train.fit_on != "train+val" or source is None or not (source / "config.yaml").is_file():
+        return None
+    job_cfg = load_run_config(source / "config.yaml")
+    if not (job_cfg.train.refit and job_cfg.train.refit_ensemble):
+        return None
+    sibling = TrainResult.from_directory(source)
+    return RefitJob(sibling, refit, ensemble_of_fits(sibling, refit, job_cfg.name, test=True))
+
+
+__all__ = ["RefitJob", "check_refit_job", "resumed_refit", "resumed_refit_job", "train_and_refit"]

@@ -128,6 +128,21 @@ def _int8_onnx(member: Path, atol: float = 0.02) -> None:
                               f"{diff:.2e} > {atol}")
 
 
+def _relink_calibration(out: Path, sources: Sequence[Path]) -> None:
+    """A refit's ``train.calibration_from`` names its train-only run by a path on the machine that trained it; when
+    that run is a member of this release, point at the packaged member instead (relative to each config)."""
+    import yaml
+
+    where = {str(src.resolve()): i for i, src in enumerate(sources)}
+    for config in [out / "config.yaml", *sorted(out.glob("members/*/config.yaml"))]:
+        data = yaml.safe_load(config.read_text())
+        source = (data.get("train") or {}).get("calibration_from")
+        member = where.get(str(Path(source).resolve())) if source else None
+        if member is not None:
+            data["train"]["calibration_from"] = os.path.relpath(out / "members" / str(member), config.parent)
+            config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_root: str | Path
                      ) -> tuple[Path, dict[str, float], int]:
     """Package a run (or each member of an ensemble folder under ``members/i/``); returns (a packaged model.pt with
@@ -138,9 +153,16 @@ def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_roo
         blob = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
         return out / "model.pt", dict(blob["preprocessing"].get("thresholds") or {}), 1
     data = read_manifest(manifest)
-    targets = [out / "members" / str(i) for i in range(len(data["members"]))]
-    for member, target in zip(data["members"], targets, strict=True):
-        _package_member(member if member.is_dir() else member.parent, target, weights, name, data_root)
+    sources = [m if m.is_dir() else m.parent for m in data["members"]]
+    tests = [frozenset(pd.read_csv(s / "splits.csv", dtype={"image_id": str}).query("split == 'test'")["image_id"])
+             for s in sources]
+    if len(set(tests)) > 1:
+        raise ValueError(f"{run_dir}: its members hold out different test splits; a release's card scores one held-out "
+                         "test split, so every member must share it")
+    targets = [out / "members" / str(i) for i in range(len(sources))]
+    for source, target in zip(sources, targets, strict=True):
+        _package_member(source, target, weights, name, data_root)
+    _relink_calibration(out, sources)
     keep = {k: v for k, v in data.items() if k not in ("format", "members", "weights", "thresholds")}
     common = {"weights": data["weights"], "thresholds": data.get("thresholds"), "extra": {**keep, "name": name}}
     write_manifest(out, [t / "model.pt" for t in targets], **common)
@@ -150,15 +172,13 @@ def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_roo
     return targets[-1] / "model.pt", dict(data.get("thresholds") or {}), len(targets)
 
 
-def _clear_previous_release(out: Path) -> None:
-    """Replace an earlier release in ``out`` (a folder with ``card.json``) whole, so no file of it survives (a stale
-    ``model.pt`` would shadow a new ensemble); refuse any other non-empty folder rather than delete it."""
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / "card.json").is_file():
+def _check_replaceable(out: Path) -> None:
+    """``out`` may be empty, missing or an earlier release (a folder with ``card.json``), which the new release
+    replaces whole once it is complete (a stale ``model.pt`` would shadow a new ensemble); any other non-empty folder
+    is refused rather than deleted."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "card.json").is_file():
         raise FileExistsError(f"{out} is not empty and holds no earlier release (no card.json): choose an empty "
                               "or new --out folder")
-    shutil.rmtree(out)
 
 
 def _trained_on(out: Path, extra: dict[str, Any], n_members: int) -> str:
@@ -180,9 +200,15 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     ``int8``, the ONNX weights too); the card's figures come from the packaged, compressed model. ``max_samples``
     limits the evaluation sets (tests only: a card's figures use every image)."""
     WEIGHT_FORMATS.get(weights)  # an unknown format fails before anything is written
-    run_dir, out = Path(run_dir), Path(out_dir)
-    _clear_previous_release(out)
-    out.mkdir(parents=True, exist_ok=True)
+    run_dir, final = Path(run_dir).resolve(), Path(out_dir).resolve()
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a trained run or ensemble folder (no config.yaml)")
+    if final == run_dir or final in run_dir.parents:
+        raise ValueError(f"--out {final} would hold the run it packages ({run_dir}): choose another folder")
+    _check_replaceable(final)
+    out = final.with_name(f".{final.name}.partial")  # built beside it, swapped in only when complete
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
     model_file, thresholds, n_members = _release_members(run_dir, out, weights, name, data_root)
@@ -231,6 +257,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
         "licence_note": "Model weights derived from CC BY-NC 4.0 data: non-commercial use only.",
     }
     (out / "card.json").write_text(json.dumps(card, indent=2, default=float))
+    if final.exists():  # an earlier release (checked above): replaced whole, so none of its files survives
+        shutil.rmtree(final)
+    out.rename(final)
     return card
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import replace
@@ -171,7 +172,7 @@ def _validation_only(run: RunPaths, cfg: ExperimentConfig, best_epoch: int, seco
     (run.root / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
     val = metrics.get("val_bal_acc", float("nan"))
-    if val == val:  # not NaN
+    if not math.isnan(val):
         logger.info("Validation balanced accuracy %.4f (epoch %d); test split untouched (eval.test=false)", val,
                     best_epoch)
     else:  # a refit: its validation lesions trained it

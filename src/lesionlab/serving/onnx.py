@@ -136,6 +136,9 @@ class OnnxModule(nn.Module):
         ort = _require("onnxruntime")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # int8-stored weights (serving.onnx_weights): fold their DequantizeLinear nodes into float weights once at
+        # load time instead of keeping them as QDQ pairs that re-run on every call (about 3x faster on CPU)
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
         if threads:
             opts.intra_op_num_threads = threads
         self.path = Path(path)
