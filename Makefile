@@ -8,7 +8,7 @@ DATA   ?= $(if $(wildcard $(SHARED)/ham10000/HAM10000_metadata.csv),$(SHARED),$(
 CONFIG ?= configs/default.yaml
 ARGS   ?=
 
-.PHONY: run test install install-test lint clean release
+.PHONY: run test install install-test install-release lint clean release
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e ".[test]"
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-release: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e ".[train,weights,serve]"
+	touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-release: $(VENV)/.installed-release
 
 ## Main job: train + evaluate the default config on the default data, write the HTML report, print its path.
 run: install
@@ -38,7 +43,7 @@ run: install
 ## The built-in model (configs/release.yaml): train-only sibling + refit on train + val, shipped as one ensemble ->
 ## package it (int8 weights) with its card.
 RELEASE_OUT ?= src/lesionlab/released/models/ham7-lite0
-release: install
+release: install-release
 	$(BIN)/lesionlab train --config configs/release.yaml --data-root "$(DATA)" output_dir=runs/release $(ARGS)
 	$(BIN)/lesionlab release "$$(ls -d runs/release/release-ensemble-* | tail -1)" --name ham7-lite0 \
 		--out "$(RELEASE_OUT)" --data-root "$(DATA)" --external ph2 --weights int8 \
@@ -54,5 +59,5 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks
 
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+clean:  # build/ too: setuptools keeps stale package-data files there (an old built-in model)
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info build
