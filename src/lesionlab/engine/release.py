@@ -46,11 +46,13 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}"
 
 
-def _compressed_copy(model_file: Path, target: Path, weights: str, extra: dict[str, Any]) -> None:
+def _compressed_copy(model_file: Path, target: Path, weights: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write ``target`` with compressed weights; returns what was written."""
     blob = torch.load(model_file, map_location="cpu", weights_only=False)
     blob["state_dict"] = compress_state(blob["state_dict"], weights)
     blob["extra"] = {**blob.get("extra", {}), **extra, "weights_format": weights}
     torch.save(blob, target)
+    return blob
 
 
 def _latency_ms(model_dir: Path, repeats: int = 20) -> float:
@@ -90,9 +92,10 @@ def evaluate_for_card(model_dir: Path, dataset: str, data_root: str | Path, thre
     return summary
 
 
-def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_root: str | Path) -> None:
+def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_root: str | Path) -> dict[str, Any]:
     """One model of a release in ``target``: compressed ``model.pt``, its ONNX export (int8 weights too with
-    ``weights=int8``) and ``splits.csv`` (the images it trained and was calibrated on, refused by ``evaluate``).
+    ``weights=int8``) and ``splits.csv`` (the images it trained and was calibrated on, refused by ``evaluate``);
+    returns the model file's contents as first written (the OOD refit below changes only its detector).
 
     With int8 weights the OOD detector is fitted again on the compressed model's features (training lesions,
     threshold on validation lesions, as in training), so the flag matches the weights that ship."""
@@ -101,8 +104,8 @@ def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_r
     target.mkdir(parents=True, exist_ok=True)
     splits = pd.read_csv(run_dir / "splits.csv", dtype={"image_id": str, "lesion_id": str})
     splits[["image_id", "lesion_id", "split"]].to_csv(target / "splits.csv", index=False)
-    _compressed_copy(run_dir / "model.pt", target / "model.pt", weights, {"released_as": name})
-    stored = torch.load(target / "model.pt", map_location="cpu", weights_only=False).get("ood")
+    blob = _compressed_copy(run_dir / "model.pt", target / "model.pt", weights, {"released_as": name})
+    stored = blob.get("ood")
     if weights == "int8" and stored:
         from lesionlab.engine.ood import fit_ood_run
 
@@ -111,6 +114,7 @@ def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_r
     export_run(target, target / "model.onnx")
     if weights == "int8":
         _int8_onnx(target)
+    return blob
 
 
 def _int8_onnx(member: Path, atol: float = 0.02) -> None:
@@ -149,8 +153,7 @@ def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_roo
     the release's classes and calibration, the decision thresholds, the number of members)."""
     manifest = manifest_path(run_dir)
     if manifest is None:
-        _package_member(run_dir, out, weights, name, data_root)
-        blob = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+        blob = _package_member(run_dir, out, weights, name, data_root)  # refitting OOD changes no threshold
         return out / "model.pt", dict(blob["preprocessing"].get("thresholds") or {}), 1
     data = read_manifest(manifest)
     sources = [m if m.is_dir() else m.parent for m in data["members"]]
