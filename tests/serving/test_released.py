@@ -224,3 +224,16 @@ def test_a_released_refit_points_at_its_packaged_train_only_member(tmp_path: Pat
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["calibration_from"] == "members/0"
     assert yaml.safe_load((out / "members" / "1" / "config.yaml").read_text())["train"]["calibration_from"] == "../0"
     assert "calibration_from" not in yaml.safe_load((out / "members" / "0" / "config.yaml").read_text())["train"]
+
+
+def test_a_release_refuses_every_image_any_member_trained_or_validated_on(tmp_path: Path) -> None:
+    from lesionlab.engine.release import seen_union
+
+    rows = {"a": [("1", "L1", "train"), ("2", "L2", "val"), ("3", "L3", "test"), ("4", "L4", "val")],
+            "b": [("1", "L1", "train"), ("2", "L2", "train"), ("3", "L3", "test"), ("5", "L5", "test")]}
+    for name, table in rows.items():
+        (tmp_path / name).mkdir()
+        pd.DataFrame(table, columns=["image_id", "lesion_id", "split"]).to_csv(tmp_path / name / "splits.csv",
+                                                                                 index=False)
+    union = seen_union([tmp_path / "a", tmp_path / "b"]).set_index("image_id")["split"].to_dict()
+    assert union == {"1": "train", "2": "train", "3": "test", "4": "val", "5": "test"}

@@ -53,6 +53,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ensemble weights: equal, or proportional to each member's validation balanced accuracy")
     p.set_defaults(func=cmd_cv, needs_training=True)
 
+    p = sub.add_parser("ensemble", help="combine trained runs (seeds, recipes, refits) into one ensemble folder",
+                       formatter_class=fmt, description=(
+                           "Average the temperature-scaled probabilities of several trained runs of one task (run "
+                           "directories, or ensemble folders whose members are taken in) into one ensemble folder "
+                           "(ensemble.json) that evaluate, predict, serve and release accept like a run. Members "
+                           "must share classes, preprocessing and the held-out test split.\n\n"
+                           "Operating point: when every member validated on the same lesions and none trained on "
+                           "them (train-only runs of one split, e.g. seeds), the priority-1 thresholds and the unsure "
+                           "threshold are fitted on the ensemble's validation predictions, and the ensemble's and "
+                           "each member's validation figures are printed. When a member is a refit, no validation "
+                           "lesion is unseen: copy a train-only member's with --thresholds-from. The test split is "
+                           "scored only with --test, once.\n\nexamples:\n"
+                           "  lesionlab ensemble runs/default-2026* --name seeds\n"
+                           "  lesionlab ensemble runs/default-ensemble-A runs/default-ensemble-B "
+                           "--thresholds-from runs/default-A --test"))
+    p.add_argument("runs", nargs="+", help="run directories or ensemble folders (two members or more in all)")
+    p.add_argument("--name", default="ensemble", help="folder name prefix (default: ensemble)")
+    p.add_argument("--output-dir", default=None, help="parent of the ensemble folder (default: the folder holding "
+                   "the first run)")
+    p.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+                   help="one non-negative weight per member, in order (default: equal)")
+    p.add_argument("--thresholds-from", default=None, metavar="RUN",
+                   help="copy this run's triage thresholds and unsure threshold instead of fitting them on validation")
+    p.add_argument("--test", action="store_true", help="score the held-out test split once and write report.html")
+    add_run_data_root(p)
+    p.set_defaults(func=cmd_ensemble)
+
     p = sub.add_parser("compare", help="several runs side by side: metrics table, overlaid learning curves",
                        description="Compare finished runs (or cv folders): a table of their test metrics, overlaid "
                        "learning curves, the overfitting gap and each run's training-dynamics table, in one "
@@ -213,6 +240,31 @@ def cmd_cv(args: argparse.Namespace) -> int:
     if args.folds is not None and args.folds < 2:
         raise ConfigError("--folds must be at least 2")
     print_cv(run_cv(_load_experiment(args), args.folds, weighting=args.weights))
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lesionlab.engine.runs_ensemble import ensemble_runs
+
+    result = ensemble_runs(args.runs, args.output_dir or Path(args.runs[0]).resolve().parent, args.name,
+                           weights=args.weights, thresholds_from=args.thresholds_from, test=args.test,
+                           data_root=args.data_root, progress=True)
+    members = result.run.root / "members.csv"
+    if members.is_file():
+        import pandas as pd
+
+        print(pd.read_csv(members).to_string(index=False))
+    m = result.metrics
+    if "val_bal_acc" in m:
+        print(f"ensemble of {m['members']}: validation balanced accuracy {m['val_bal_acc']:.4f} | macro AUC "
+              f"{m['val_auc']:.4f} ({m['val_images']} images no member trained on; the operating point was fitted "
+              "there)")
+    if "balanced_accuracy" in m:
+        print(f"test balanced accuracy {m['balanced_accuracy']:.4f} | macro AUC {m['auc_macro']:.4f}")
+        print(f"report: {(result.run.root / 'report.html').resolve()}")
+    print(f"ensemble: {result.run.root.resolve()}")
     return 0
 
 

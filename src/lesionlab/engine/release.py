@@ -171,8 +171,36 @@ def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_roo
     write_manifest(out, [t / "model.pt" for t in targets], **common)
     (out / "onnx").mkdir(exist_ok=True)  # the same ensemble served from the ONNX files: `lesionlab serve NAME/onnx`
     write_manifest(out / "onnx", [t / "model.onnx" for t in targets], **common)
-    shutil.copy(targets[-1] / "splits.csv", out / "splits.csv")  # a refit job's last member saw every seen image
+    seen_union(targets).to_csv(out / "splits.csv", index=False)
     return targets[-1] / "model.pt", dict(data.get("thresholds") or {}), len(targets)
+
+
+def seen_union(members: Sequence[Path]) -> pd.DataFrame:
+    """One row per image of the members' ``splits.csv``: ``train`` where any member trained on it, else ``val`` where
+    any validated on it, else ``test`` (held out by all): the images ``evaluate`` refuses for the whole release."""
+    frames = [pd.read_csv(m / "splits.csv", dtype={"image_id": str, "lesion_id": str}) for m in members]
+    rank = {"train": 0, "val": 1, "test": 2}
+    both = pd.concat(frames, ignore_index=True)
+    both = both.assign(rank=both["split"].map(rank)).sort_values(["image_id", "rank"], kind="stable")
+    first = both.drop_duplicates("image_id").set_index("image_id")
+    order = frames[-1]["image_id"].tolist() + sorted(set(first.index) - set(frames[-1]["image_id"]))
+    return first.loc[order, ["lesion_id", "split"]].reset_index()[["image_id", "lesion_id", "split"]]
+
+
+def _member_summaries(run_dir: Path) -> list[dict[str, Any]]:
+    """Each member's recipe and data, for the card (one entry for a single run)."""
+    from lesionlab.engine.run_data import member_dirs
+
+    out = []
+    for source in member_dirs(run_dir):
+        cfg = load_run_config(source / "config.yaml")
+        counts = pd.read_csv(source / "splits.csv")["split"].value_counts()
+        timings = json.loads((source / "timings.json").read_text()) if (source / "timings.json").is_file() else {}
+        out.append({"run": source.name, "backbone": cfg.model.backbone, "image_size": cfg.data.image_size,
+                    "epochs": cfg.train.epochs, "seed": cfg.train.seed, "trained_on": cfg.train.fit_on,
+                    "training_images": int(counts.get("train", 0)),
+                    "fit_minutes": round(timings.get("fit", float("nan")) / 60, 1)})
+    return out
 
 
 def _check_replaceable(out: Path) -> None:
@@ -184,12 +212,26 @@ def _check_replaceable(out: Path) -> None:
                               "or new --out folder")
 
 
-def _trained_on(out: Path, extra: dict[str, Any], n_members: int) -> str:
-    single = "the training split" + (" + validation split" if extra.get("train_on_val") else "")
-    if n_members == 1:
-        return single
-    roles = read_manifest(out / "ensemble.json").get("roles") or [f"member {i}" for i in range(n_members)]
-    return f"an equal-weight ensemble of {n_members} models of one recipe: " + "; ".join(roles)
+def _trained_on(out: Path, extra: dict[str, Any], members: Sequence[dict[str, Any]]) -> str:
+    if len(members) == 1:
+        return "the training split" + (" + validation split" if extra.get("train_on_val") else "")
+    manifest = read_manifest(out / "ensemble.json")
+    roles = manifest.get("roles") or [
+        f"{m['backbone']} {m['image_size']} px, seed {m['seed']}, {m['training_images']} training images"
+        for m in members]
+    kind = "an equal-weight" if len(set(manifest["weights"].round(6))) == 1 else "a weighted"
+    return f"{kind} ensemble of {len(members)} models: " + "; ".join(roles)
+
+
+def _calibrated_on(out: Path, extra: dict[str, Any], n_members: int) -> str:
+    if n_members > 1:
+        point = read_manifest(out / "ensemble.json").get("operating_point") or (
+            "the train-only member's, chosen on its validation split")
+        return (f"each member's temperature on its validation split; the triage thresholds and unsure threshold: "
+                f"{point}")
+    return ("the validation split, by the train-only sibling run of the same recipe (temperature, triage "
+            "thresholds, unsure threshold)" if extra.get("train_on_val")
+            else "the validation split (temperature, triage thresholds, unsure threshold)")
 
 
 def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data_root: str | Path,
@@ -214,6 +256,7 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     out.mkdir(parents=True)
     cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
+    members = _member_summaries(run_dir)
     model_file, thresholds, n_members = _release_members(run_dir, out, weights, name, data_root)
     blob = torch.load(model_file, map_location="cpu", weights_only=False)
     prep, extra = blob["preprocessing"], blob.get("extra", {})
@@ -238,10 +281,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
         "training": {"dataset": cfg.data.dataset, "licence": info.licence if info else None,
                      "citation": info.citation if info else None,
                      "images": {k: int(v) for k, v in counts.items()},
-                     "trained_on": _trained_on(out, extra, n_members),
-                     "calibrated_on": ("the validation split, by the train-only sibling run of the same recipe "
-                                       "(temperature, triage thresholds, unsure threshold)" if extra.get("train_on_val")
-                                       else "the validation split (temperature, triage thresholds, unsure threshold)"),
+                     "trained_on": _trained_on(out, extra, members),
+                     "calibrated_on": _calibrated_on(out, extra, n_members),
+                     "members": members,
                      "held_out": "the test split: lesion-disjoint, never used to train, choose or calibrate",
                      "epochs": cfg.train.epochs, "best_epoch": extra.get("best_epoch"),
                      "command": command, "fit_minutes": round(timings.get("fit", float("nan")) / 60, 1),

@@ -48,7 +48,8 @@ class LoadedRun:
         return load_run_config(path)
 
 
-def _member_dirs(root: Path) -> tuple[Path, ...]:
+def member_dirs(root: Path) -> tuple[Path, ...]:
+    """The run directories of an ensemble folder's members (the folder itself for a single run)."""
     manifest = manifest_path(root)
     if manifest is None:
         return (root,)
@@ -65,7 +66,7 @@ def load_run(path: str | Path) -> LoadedRun:
         raise FileNotFoundError(f"{path} does not exist (expected a run directory or an ensemble folder)")
     root = path.parent if path.is_file() else path
     model, prep, _ = load_artefact(path)
-    members = _member_dirs(root)
+    members = member_dirs(root)
     split_files = tuple(m / "splits.csv" for m in members)
     missing = [str(p) for p in split_files if not p.is_file()]
     if missing:

@@ -1,0 +1,104 @@
+"""``lesionlab ensemble``: trained runs combined into one ensemble folder, its operating point fitted on the
+validation lesions no member trained on, the test split scored only when asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lesionlab.cli import main
+from lesionlab.config import DataConfig
+from lesionlab.engine.evaluate import evaluate_run
+from lesionlab.errors import EvaluationInputError
+
+from .test_refit import _common, _run
+
+
+@pytest.fixture(scope="module")
+def seeds(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """Two train-only runs of one split (seeds 0 and 1), the refit of the first, and the image cache."""
+    out, cache = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("cache")
+    for seed in (0, 1):
+        assert main(["-q", "train", "--output-dir", str(out), f"name=s{seed}", f"train.seed={seed}",
+                     "eval.test=false", *_common(image_folder, cache)]) == 0
+    a, b = _run(out, "s0-"), _run(out, "s1-")
+    assert main(["-q", "train", "--refit", str(a), f"output_dir={out}"]) == 0
+    return a, b, _run(out, "s0-refit-"), cache
+
+
+def test_seeds_become_one_ensemble_calibrated_on_their_shared_validation_split(seeds, tmp_path: Path,
+                                                                               capsys) -> None:
+    a, b, _, _ = seeds
+    assert main(["ensemble", str(a), str(b), "--name", "pair", "--output-dir", str(tmp_path)]) == 0
+    folder = _run(tmp_path, "pair-")
+    manifest = json.loads((folder / "ensemble.json").read_text())
+    assert [Path(m).parent.name for m in manifest["members"]] == [a.name, b.name]
+    assert manifest["weights"] == [0.5, 0.5]
+    assert "validation images that no member trained on" in manifest["operating_point"]
+    assert "unsure_threshold" in manifest
+    assert not (folder / "metrics.json").is_file() and not (folder / "predictions.csv").is_file()  # test unscored
+    members = pd.read_csv(folder / "members.csv")
+    val = pd.read_csv(a / "splits.csv")["split"].eq("val").sum()
+    assert members["validation images"].tolist() == [val, val]
+    # without TTA a member's validation balanced accuracy is the one its own run recorded for its best epoch
+    for run, recorded in zip((a, b), members["val balanced accuracy"], strict=True):
+        assert recorded == pytest.approx(json.loads((run / "val_metrics.json").read_text())["val_bal_acc"], abs=1e-4)
+    figures = json.loads((folder / "val_metrics.json").read_text())
+    assert figures["val_images"] == val and figures["members"] == 2
+    printed = capsys.readouterr().out
+    assert "ensemble of 2: validation balanced accuracy" in printed and str(folder.resolve()) in printed
+
+
+def test_scored_on_test_the_ensemble_is_the_mean_of_its_members(seeds, image_folder: Path, tmp_path: Path) -> None:
+    a, b, _, cache = seeds
+    assert main(["-q", "ensemble", str(a), str(b), "--name", "pair", "--output-dir", str(tmp_path / "e"),
+                 "--weights", "3", "1", "--test"]) == 0
+    folder = _run(tmp_path / "e", "pair-")
+    assert json.loads((folder / "ensemble.json").read_text())["weights"] == [0.75, 0.25]
+    assert (folder / "report.html").is_file() and "Members" in (folder / "report.html").read_text()
+    data = DataConfig(dataset="folder", image_dir=str(image_folder), image_size=16, cache_dir=str(cache))
+    probs = [pd.read_csv(evaluate_run(m, data, out_dir=tmp_path / m.name, exclude_seen=True,
+                                      progress=False).directory / "predictions.csv",
+                         dtype={"image_id": str}).set_index("image_id") for m in (a, b)]
+    classes = [c for c in probs[0].columns if c.startswith("p_")]
+    scored = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
+    np.testing.assert_allclose(scored.loc[probs[0].index, classes], 0.75 * probs[0][classes] + 0.25 * probs[1][classes],
+                               atol=1e-5)
+
+
+def test_an_ensemble_folder_is_taken_in_and_a_refit_needs_a_copied_operating_point(seeds, tmp_path: Path) -> None:
+    a, b, refit, _ = seeds
+    from lesionlab.engine.runs_ensemble import ensemble_runs
+
+    with pytest.raises(EvaluationInputError, match="--thresholds-from"):  # the refit trained on the validation split
+        ensemble_runs([a, refit], tmp_path, "job")
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+    job = ensemble_runs([a, refit], tmp_path, "job", thresholds_from=refit)
+    manifest = json.loads((job.run.root / "ensemble.json").read_text())
+    stored = torch.load(refit / "model.pt", weights_only=False)["preprocessing"]["thresholds"]
+    assert manifest["thresholds"] == pytest.approx(stored) and "copied from" in manifest["operating_point"]
+    three = ensemble_runs([job.run.root, b], tmp_path, "three", thresholds_from=a)
+    members = json.loads((three.run.root / "ensemble.json").read_text())["members"]
+    assert [Path(m).parent.name for m in members] == [a.name, refit.name, b.name]
+
+
+@pytest.mark.parametrize("case", ["twice", "alone", "other test split", "not a run"])
+def test_bad_member_lists_are_refused_with_the_reason(seeds, image_folder: Path, tmp_path: Path, case: str) -> None:
+    a, b, _, cache = seeds
+    from lesionlab.engine.runs_ensemble import ensemble_runs
+
+    if case == "other test split":
+        assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=o", "data.split.seed=7",
+                     "eval.test=false", *_common(image_folder, cache)]) == 0
+        sources, message = [a, _run(tmp_path / "o", "o-")], "different test splits"
+    else:
+        sources, message = {"twice": ([a, b, a], "more than once"), "alone": ([a], "at least two members"),
+                            "not a run": ([a, tmp_path], "neither a run directory")}[case]
+    with pytest.raises((EvaluationInputError, FileNotFoundError), match=message):
+        ensemble_runs(sources, tmp_path / "e", "bad")
+    assert not (tmp_path / "e").exists()
