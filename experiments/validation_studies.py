@@ -4,10 +4,14 @@
    raise it on the other half? (lesion-grouped, class-stratified halves; ``--repeats`` random halvings.)
 2. Second member: what does averaging two runs (each with its own temperature, over the TTA views) add to the mean
    of the two, in validation balanced accuracy and macro AUC?
+3. Which members (``--select``, any train-only runs of the split: other recipes, sizes, backbones): members are
+   added greedily on one half of the validation lesions (by the ensemble's macro AUC, then balanced accuracy) and
+   the chosen ensemble is scored on the other half, against the best single run chosen on the same half.
 
 The test split is never predicted. Validation logits are cached as ``<run>/validation_view_logits.npz``.
 
     python experiments/validation_studies.py RUN0 RUN1 RUN2
+    python experiments/validation_studies.py RUN0 RUN1 RUN2 --select RUN_A RUN_B ... [--max-members 4]
 """
 
 from __future__ import annotations
@@ -123,10 +127,74 @@ def member_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+
+
+def greedy(p: dict[str, np.ndarray], y: np.ndarray, max_members: int) -> list[str]:
+    """Forward selection without repeats: add the member that most raises (AUC, balanced accuracy); stop when none
+    does."""
+    chosen: list[str] = []
+    best = (-1.0, -1.0)
+    while len(chosen) < max_members:
+        trials = {}
+        for n in p:
+            if n not in chosen:
+                q = np.mean([p[m] for m in [*chosen, n]], 0)
+                trials[n] = (auc(y, q), bal_acc(y, q))
+        if not trials:
+            break
+        name, score = max(trials.items(), key=lambda kv: kv[1])
+        if score <= best:
+            break
+        chosen.append(name)
+        best = score
+    return chosen
+
+
+def selection_table(runs: dict[str, dict], repeats: int, max_members: int) -> str:
+    p = {name: probs(d["logits"], float(d["temperature"])) for name, d in runs.items()}
+    first = next(iter(runs.values()))
+    y, lesion = first["y"], first["lesion"]
+    lines = ["| candidate | val bal acc (all) | val AUC (all) | chosen (of " + str(2 * repeats) + " halves) |",
+             "|---|---:|---:|---:|"]
+    picks: dict[str, int] = dict.fromkeys(p, 0)
+    single, ens, size = [], [], []
+    for rep in range(repeats):
+        for tune, score in StratifiedGroupKFold(2, shuffle=True, random_state=rep).split(np.zeros(len(y)), y, lesion):
+            sub = {n: q[tune] for n, q in p.items()}
+            best_one = max(sub, key=lambda n: (auc(y[tune], sub[n]), bal_acc(y[tune], sub[n])))
+            chosen = greedy(sub, y[tune], max_members)
+            for n in chosen:
+                picks[n] += 1
+            q = np.mean([p[n][score] for n in chosen], 0)
+            single.append((bal_acc(y[score], p[best_one][score]), auc(y[score], p[best_one][score])))
+            ens.append((bal_acc(y[score], q), auc(y[score], q)))
+            size.append(len(chosen))
+    for n, q in sorted(p.items(), key=lambda kv: -auc(y, kv[1])):
+        lines.append(f"| {n} | {bal_acc(y, q):.3f} | {auc(y, q):.4f} | {picks[n]} |")
+    s, e = np.mean(single, 0), np.mean(ens, 0)
+    lines += ["", f"On the held-out halves: the best single run (chosen on the other half) {s[0]:.3f} / {s[1]:.4f}; "
+              f"the greedy ensemble ({np.mean(size):.1f} members on average) {e[0]:.3f} / {e[1]:.4f} "
+              "(balanced accuracy / macro AUC)."]
+    everything = np.mean(list(p.values()), 0)
+    lines.append(f"All {len(p)} candidates averaged, on all validation images: {bal_acc(y, everything):.3f} / "
+                 f"{auc(y, everything):.4f}.")
+    return "\n".join(lines)
+
+
+def _label(run: Path) -> str:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    return f"{run.name.rsplit('-', 2)[0]} (seed {cfg['train']['seed']})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="train-only run directories of one recipe, one per seed")
     parser.add_argument("--repeats", type=int, default=10, help="random halvings of the validation lesions")
+    parser.add_argument("--select", nargs="*", type=Path, default=[],
+                        help="more train-only runs of the split (other recipes) for the member-selection study")
+    parser.add_argument("--max-members", type=int, default=4)
     args = parser.parse_args()
     runs = {f"seed {yaml.safe_load((r / 'config.yaml').read_text())['train']['seed']}": validation_logits(r)
             for r in args.runs}
@@ -137,6 +205,12 @@ def main() -> None:
     print(decision_rule_table(runs, args.repeats))
     print("\n## Second member: 2-member ensembles against their members (validation)\n")
     print(member_table(runs))
+    if args.select:
+        pool = {_label(r): validation_logits(r) for r in [*args.runs, *args.select]}
+        if len({len(d["y"]) for d in pool.values()}) != 1:
+            raise SystemExit("the --select runs have another validation split")
+        print(f"\n## Member selection: greedy on one half, scored on the other (validation, {args.repeats} halvings)\n")
+        print(selection_table(pool, args.repeats, args.max_members))
 
 
 if __name__ == "__main__":
