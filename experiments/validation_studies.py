@@ -1,4 +1,4 @@
-"""Two questions answered on the validation split only, from train-only runs of one recipe (different seeds).
+"""Three questions answered on the validation split only, from train-only runs (one recipe's seeds, or several recipes).
 
 1. Decision rule: does a per-class logit bias, tuned on half of the validation lesions to raise balanced accuracy,
    raise it on the other half? (lesion-grouped, class-stratified halves; ``--repeats`` random halvings.)
@@ -193,7 +193,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="train-only run directories of one recipe, one per seed")
     parser.add_argument("--repeats", type=int, default=10, help="random halvings of the validation lesions")
     parser.add_argument("--select", nargs="*", type=Path, default=[],
-                        help="more train-only runs of the split (other recipes) for the member-selection study")
+                        help="more train-only runs of the split (other recipes): run the member-selection study "
+                        "(study 3) over RUN... and these instead of studies 1 and 2")
     parser.add_argument("--max-members", type=int, default=4)
     args = parser.parse_args()
     runs = {f"seed {yaml.safe_load((r / 'config.yaml').read_text())['train']['seed']}": validation_logits(r)
@@ -201,11 +202,12 @@ def main() -> None:
     labels = {len(d["y"]) for d in runs.values()}
     if len(labels) != 1:
         raise SystemExit(f"the runs have different validation splits ({sorted(labels)} images): use one recipe's seeds")
-    print("## Decision rule: change of validation balanced accuracy on the held-out half\n")
-    print(decision_rule_table(runs, args.repeats))
-    print("\n## Second member: 2-member ensembles against their members (validation)\n")
-    print(member_table(runs))
-    if args.select:
+    if not args.select:  # studies 1 and 2 (study 3 alone with --select)
+        print("## Decision rule: change of validation balanced accuracy on the held-out half\n")
+        print(decision_rule_table(runs, args.repeats))
+        print("\n## Second member: 2-member ensembles against their members (validation)\n")
+        print(member_table(runs))
+    else:
         pool = {_label(r): validation_logits(r) for r in [*args.runs, *args.select]}
         if len({len(d["y"]) for d in pool.values()}) != 1:
             raise SystemExit("the --select runs have another validation split")
