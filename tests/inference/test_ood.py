@@ -79,7 +79,15 @@ def test_compact_knn_keeps_a_small_bank() -> None:
 
     features, logits, labels = _clusters(1500, 0, 0)
     state = OOD_METHODS.get("knn-compact").fit(features, logits, labels)
-    assert state["bank"].shape[0] == KNN_COMPACT_BANK and state["bank"].dtype == np.float16
+    assert state["bank"].shape[0] == KNN_COMPACT_BANK and state["bank"].dtype == np.int8
+    # the int8 bank scores like the float16 bank of the same images
+    same = {"bank": (state["bank"].astype(np.float32) / 127).astype(np.float16), "k": state["k"]}
+    near = _clusters(40, 0, 1)[0]
+    for queries in (near, -near):  # on the training clusters, and opposite them
+        np.testing.assert_allclose(OOD_METHODS.get("knn-compact").score(state, queries, None),
+                                   OOD_METHODS.get("knn").score(same, queries, None), rtol=0.02)
+    assert (OOD_METHODS.get("knn-compact").score(state, -near, None).min()
+            > OOD_METHODS.get("knn-compact").score(state, near, None).max())
 
 
 def test_features_come_from_the_model_and_ensembles_average_members() -> None:
