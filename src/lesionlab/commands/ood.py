@@ -7,7 +7,8 @@ import argparse
 
 from lesionlab.commands.common import add_run_data_root
 
-METHODS_HELP = "knn (Sun et al. 2022), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)"
+METHODS_HELP = ("knn (Sun et al. 2022), knn-compact (knn with a 600-image int8 bank, for models shipped under a "
+                "size budget), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
