@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lesionlab.cli import main
-from lesionlab.config import DataConfig
+from lesionlab.config import ConfigError, DataConfig
 from lesionlab.engine.evaluate import evaluate_run
 from lesionlab.errors import EvaluationInputError
 
@@ -87,18 +87,20 @@ def test_an_ensemble_folder_is_taken_in_and_a_refit_needs_a_copied_operating_poi
     assert [Path(m).parent.name for m in members] == [a.name, refit.name, b.name]
 
 
-@pytest.mark.parametrize("case", ["twice", "alone", "other test split", "not a run"])
+@pytest.mark.parametrize("case", ["twice", "alone", "other test split", "not a run", "other image size"])
 def test_bad_member_lists_are_refused_with_the_reason(seeds, image_folder: Path, tmp_path: Path, case: str) -> None:
     a, b, _, cache = seeds
     from lesionlab.engine.runs_ensemble import ensemble_runs
 
-    if case == "other test split":
-        assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=o", "data.split.seed=7",
-                     "eval.test=false", *_common(image_folder, cache)]) == 0
-        sources, message = [a, _run(tmp_path / "o", "o-")], "different test splits"
+    if case in ("other test split", "other image size"):
+        other = "data.split.seed=7" if case == "other test split" else "data.image_size=24"
+        assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=o", *_common(image_folder, cache),
+                     other, "eval.test=false"]) == 0
+        sources = [a, _run(tmp_path / "o", "o-")]
+        message = "different test splits" if case == "other test split" else "image_size=24"
     else:
         sources, message = {"twice": ([a, b, a], "more than once"), "alone": ([a], "at least two members"),
                             "not a run": ([a, tmp_path], "neither a run directory")}[case]
-    with pytest.raises((EvaluationInputError, FileNotFoundError), match=message):
+    with pytest.raises((EvaluationInputError, FileNotFoundError, ConfigError), match=message):
         ensemble_runs(sources, tmp_path / "e", "bad")
-    assert not (tmp_path / "e").exists()
+    assert not list(tmp_path.glob("e/bad-*"))  # nothing half-made is left behind

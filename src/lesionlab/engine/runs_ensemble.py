@@ -26,7 +26,7 @@ import pandas as pd
 
 from lesionlab.errors import EvaluationInputError
 from lesionlab.models.ensemble import combine_member_probs, manifest_path, read_manifest, write_manifest
-from lesionlab.runs import RunPaths, TrainResult
+from lesionlab.runs import RunPaths, TrainResult, discards_unstarted_runs
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ def _copied_operating_point(source: str | Path) -> tuple[dict[str, float], dict[
     return dict(prep.thresholds), extra
 
 
+@discards_unstarted_runs  # a failure (e.g. members of different image sizes) leaves no half-made folder
 def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: str, *,
                   weights: Sequence[float] | None = None, thresholds_from: str | Path | None = None,
                   roles: Sequence[str] | None = None, test: bool = False, data_root: str | None = None,
@@ -108,7 +109,7 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
             "train-only member's")
     run = RunPaths.create(output_dir, name)
     shutil.copyfile(members[-1].run / "config.yaml", run.config)  # its data, split and eval settings (a refit's last)
-    extra: dict[str, Any] = {"name": run.root.name, "sources": [str(Path(s).resolve()) for s in sources]}
+    extra: dict[str, Any] = {"name": run.root.name}
     if roles is not None:
         extra["roles"] = list(roles)
     write_manifest(run.root, [m.model for m in members], weights=weights, extra=extra)  # provisional: no thresholds
