@@ -40,14 +40,14 @@ run: install
 		$(BIN)/lesionlab data download ham10000 --data-root "$(DATA)"; fi
 	$(BIN)/lesionlab train --config $(CONFIG) --data-root "$(DATA)" $(ARGS)
 
-## The built-in model (configs/release.yaml): train-only sibling + refit on train + val, shipped as one ensemble ->
+## The built-in model (configs/release.yaml: Lite2, 150 px): train-only sibling + refit on train + val, one ensemble ->
 ## package it (int8 weights) with its card.
-RELEASE_OUT ?= src/lesionlab/released/models/ham7-lite0
+RELEASE_OUT ?= src/lesionlab/released/models/ham7-lite2
 release: install-release
 	$(BIN)/lesionlab train --config configs/release.yaml --data-root "$(DATA)" output_dir=runs/release $(ARGS)
-	$(BIN)/lesionlab release "$$(ls -d runs/release/release-ensemble-* | tail -1)" --name ham7-lite0 \
+	$(BIN)/lesionlab release "$$(ls -d runs/release/release-ensemble-* | tail -1)" --name ham7-lite2 \
 		--out "$(RELEASE_OUT)" --data-root "$(DATA)" --external ph2 --weights int8 \
-		--command "make release"
+		--ood knn-tiny --command "make release"
 
 ## Test suite (tests that need ../shared/data skip with a reason when it is absent).
 test: install-test

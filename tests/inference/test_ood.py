@@ -71,7 +71,7 @@ def test_bad_inputs_are_refused() -> None:
         fit_ood_detector("energy", _clusters(50, 0, 0), _clusters(1, 0, 1)[:2])
     with pytest.raises(ValueError, match="format"):
         OODDetector.from_dict({"method": "energy"})
-    assert set(OOD_METHODS.names()) == {"mahalanobis", "energy", "knn", "knn-compact"}
+    assert set(OOD_METHODS.names()) == {"mahalanobis", "energy", "knn", "knn-compact", "knn-tiny"}
 
 
 def test_compact_knn_keeps_a_small_bank() -> None:
@@ -88,6 +88,10 @@ def test_compact_knn_keeps_a_small_bank() -> None:
                                    OOD_METHODS.get("knn").score(same, queries, None), rtol=0.02)
     assert (OOD_METHODS.get("knn-compact").score(state, -near, None).min()
             > OOD_METHODS.get("knn-compact").score(state, near, None).max())
+    from lesionlab.inference.ood import KNN_TINY_BANK
+
+    tiny = OOD_METHODS.get("knn-tiny").fit(features, logits, labels)
+    assert tiny["bank"].shape[0] == KNN_TINY_BANK and tiny["bank"].dtype == np.int8
 
 
 def test_features_come_from_the_model_and_ensembles_average_members() -> None:

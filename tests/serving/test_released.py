@@ -21,8 +21,8 @@ from lesionlab.released import registry
 def released(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lesionlab.engine.release import package_release
 
-    out = tmp_path_factory.mktemp("released") / "ham7-lite0"
-    package_release(serving_run, out, name="ham7-lite0", data_root=shared_data, command="lesionlab train ...",
+    out = tmp_path_factory.mktemp("released") / "ham7-lite2"
+    package_release(serving_run, out, name="ham7-lite2", data_root=shared_data, command="lesionlab train ...",
                     n_boot=50)
     return out
 
@@ -57,14 +57,15 @@ def test_builtin_model_is_the_default_everywhere(released: Path, monkeypatch: py
     from lesionlab.serving.predictor import Predictor
 
     monkeypatch.setattr(registry, "PACKAGE_DIR", released.parent)
-    assert Predictor.pretrained().card.name == "ham7-lite0"
-    assert Predictor.load(None).card.model_card["name"] == "ham7-lite0"
+    assert Predictor.pretrained().card.name == "ham7-lite2"
+    assert Predictor.load(None).card.model_card["name"] == "ham7-lite2"
+    assert registry.released_dir("ham7-lite0") == registry.released_dir("builtin:ham7-lite0") == released  # old name
     assert main(["-q", "predict", str(unseen_images[0]), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["triage_priority"] in (1, 2, 3)
     assert main(["card", "builtin"]) == 0
     text = capsys.readouterr().out
-    assert "# Model card: ham7-lite0" in text and "95 %" in text and "non-commercial" in text
+    assert "# Model card: ham7-lite2" in text and "95 %" in text and "non-commercial" in text
     with pytest.raises(SeenDataError):  # the images it trained on are refused
         from lesionlab.config import DataConfig
         from lesionlab.engine.evaluate import evaluate_run
@@ -76,7 +77,7 @@ def test_missing_builtin_files_say_what_to_do(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(registry, "PACKAGE_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="not shipped"):
         registry.released_dir()
-    with pytest.raises(KeyError, match="ham7-lite0"):
+    with pytest.raises(KeyError, match="ham7-lite2"):
         registry.released_dir("no-such-model")
 
 
@@ -160,7 +161,7 @@ def test_a_bad_run_leaves_an_earlier_release_untouched(released: Path, serving_r
 
     from lesionlab.engine.release import package_release
 
-    earlier = tmp_path / "ham7-lite0"
+    earlier = tmp_path / "ham7-lite2"
     shutil.copytree(released, earlier)
     before = sorted(p.name for p in earlier.iterdir())
     with pytest.raises(FileNotFoundError, match=r"no config\.yaml"):  # e.g. `make release` when ls matched nothing

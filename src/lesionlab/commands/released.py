@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", choices=("fp16", "int8"), default="fp16",
                    help="stored weight format: fp16 (default) or int8 weight-only, per output channel (about 40 %% "
                    "smaller again; the card is measured on the compressed model)")
+    p.add_argument("--ood", default=None, metavar="METHOD",
+                   help="refit every member's OOD detector with METHOD, e.g. knn-tiny (a 300-image int8 bank per "
+                   "member of an ensemble under a size budget); default: int8 releases refit the stored method")
     p.set_defaults(func=cmd_release)
 
 
@@ -59,6 +62,6 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     card = package_release(args.run, args.out, name=args.name, data_root=Path(args.data_root).resolve(),
                            external=args.external, command=args.command, n_boot=args.bootstrap,
-                           weights=args.weights)
+                           weights=args.weights, ood=args.ood)
     sys.stdout.write(card_markdown(card))
     return 0

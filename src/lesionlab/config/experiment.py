@@ -111,7 +111,7 @@ class EvalConfig:
     gradcam_method: str = "gradcam"  # gradcam or gradcam++
     mask_dir: str | None = None  # lesion masks for CAM-in-lesion; default: <data root>/<dataset>/masks_200x150
     test: bool = True  # false: stop after validation (recipe searches), the test split stays untouched
-    ood: str = "knn"  # OOD detector on training features: knn, knn-compact, mahalanobis, energy, none
+    ood: str = "knn"  # OOD detector on training features: knn, knn-compact, knn-tiny, mahalanobis, energy, none
     ood_coverage: float = 0.975  # share of validation lesions the OOD threshold lets through
 
     def __post_init__(self) -> None:
@@ -122,8 +122,8 @@ class EvalConfig:
                "eval.triage_sensitivity must lie in (0, 1) or be null")
         _check(self.gradcam_images >= 0, "eval.gradcam_images must be >= 0")
         _check(self.gradcam_method in ("gradcam", "gradcam++"), "eval.gradcam_method must be gradcam or gradcam++")
-        _check(self.ood in ("none", "mahalanobis", "energy", "knn", "knn-compact"),
-               "eval.ood: mahalanobis, energy, knn, knn-compact or none")
+        _check(self.ood in ("none", "mahalanobis", "energy", "knn", "knn-compact", "knn-tiny"),
+               "eval.ood: mahalanobis, energy, knn, knn-compact, knn-tiny or none")
         _check(0 < self.ood_coverage < 1, "eval.ood_coverage must lie in (0, 1)")
 
 

@@ -92,13 +92,15 @@ def evaluate_for_card(model_dir: Path, dataset: str, data_root: str | Path, thre
     return summary
 
 
-def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_root: str | Path) -> dict[str, Any]:
+def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_root: str | Path,
+                    ood: str | None = None) -> dict[str, Any]:
     """One model of a release in ``target``: compressed ``model.pt``, its ONNX export (int8 weights too with
     ``weights=int8``) and ``splits.csv`` (the images it trained and was calibrated on, refused by ``evaluate``);
     returns the model file's contents as first written (the OOD refit below changes only its detector).
 
     With int8 weights the OOD detector is fitted again on the compressed model's features (training lesions,
-    threshold on validation lesions, as in training), so the flag matches the weights that ship."""
+    threshold on validation lesions, as in training), so the flag matches the weights that ship; ``ood`` refits it
+    with another method (e.g. ``knn-tiny`` for the members of an ensemble under a size budget)."""
     from lesionlab.serving.export import export_run
 
     target.mkdir(parents=True, exist_ok=True)
@@ -106,11 +108,11 @@ def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_r
     splits[["image_id", "lesion_id", "split"]].to_csv(target / "splits.csv", index=False)
     blob = _compressed_copy(run_dir / "model.pt", target / "model.pt", weights, {"released_as": name})
     stored = blob.get("ood")
-    if weights == "int8" and stored:
+    if (weights == "int8" and stored) or ood:
         from lesionlab.engine.ood import fit_ood_run
 
         shutil.copy(run_dir / "config.yaml", target / "config.yaml")  # how to re-create its data and split
-        fit_ood_run(target, stored["method"], stored.get("coverage"), str(data_root))
+        fit_ood_run(target, ood or stored["method"], (stored or {}).get("coverage"), str(data_root))
     export_run(target, target / "model.onnx")
     if weights == "int8":
         _int8_onnx(target)
@@ -147,13 +149,13 @@ def _relink_calibration(out: Path, sources: Sequence[Path]) -> None:
             config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_root: str | Path
-                     ) -> tuple[Path, dict[str, float], int]:
+def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_root: str | Path,
+                     ood: str | None = None) -> tuple[Path, dict[str, float], int]:
     """Package a run (or each member of an ensemble folder under ``members/i/``); returns (a packaged model.pt with
     the release's classes and calibration, the decision thresholds, the number of members)."""
     manifest = manifest_path(run_dir)
     if manifest is None:
-        blob = _package_member(run_dir, out, weights, name, data_root)  # refitting OOD changes no threshold
+        blob = _package_member(run_dir, out, weights, name, data_root, ood)  # refitting OOD changes no threshold
         return out / "model.pt", dict(blob["preprocessing"].get("thresholds") or {}), 1
     data = read_manifest(manifest)
     sources = [m if m.is_dir() else m.parent for m in data["members"]]
@@ -164,7 +166,7 @@ def _release_members(run_dir: Path, out: Path, weights: str, name: str, data_roo
                          "test split, so every member must share it")
     targets = [out / "members" / str(i) for i in range(len(sources))]
     for source, target in zip(sources, targets, strict=True):
-        _package_member(source, target, weights, name, data_root)
+        _package_member(source, target, weights, name, data_root, ood)
     _relink_calibration(out, sources)
     keep = {k: v for k, v in data.items() if k not in ("format", "members", "weights", "thresholds")}
     common = {"weights": data["weights"], "thresholds": data.get("thresholds"), "extra": {**keep, "name": name}}
@@ -236,15 +238,20 @@ def _calibrated_on(out: Path, extra: dict[str, Any], n_members: int) -> str:
 
 def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data_root: str | Path,
                     external: Sequence[str] = (), command: str = "", n_boot: int = 1000,
-                    max_samples: int | None = None, weights: str = "fp16") -> dict:
+                    max_samples: int | None = None, weights: str = "fp16", ood: str | None = None) -> dict:
     """Write ``out_dir`` (model.pt, model.onnx, splits.csv, config.yaml, card.json) from ``run_dir``.
 
     ``run_dir`` may be an ensemble folder (``ensemble.json``, e.g. a refit job's two fits): each member is packaged
     under ``members/i/``, with ``ensemble.json`` (PyTorch) and ``onnx/ensemble.json`` (ONNX) beside them.
     ``weights`` is the stored weight format (:data:`lesionlab.models.compression.WEIGHT_FORMATS`: ``fp16`` or
     ``int8``, the ONNX weights too); the card's figures come from the packaged, compressed model. ``max_samples``
-    limits the evaluation sets (tests only: a card's figures use every image)."""
+    limits the evaluation sets (tests only: a card's figures use every image). ``ood`` refits every member's OOD
+    detector with that method (default: int8 releases refit the stored method; fp16 ones keep the stored detector)."""
     WEIGHT_FORMATS.get(weights)  # an unknown format fails before anything is written
+    if ood is not None:
+        from lesionlab.inference.ood import OOD_METHODS
+
+        OOD_METHODS.get(ood)  # so does an unknown OOD method
     run_dir, final = Path(run_dir).resolve(), Path(out_dir).resolve()
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a trained run or ensemble folder (no config.yaml)")
@@ -257,7 +264,7 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     cfg = load_run_config(run_dir / "config.yaml")
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
     members = _member_summaries(run_dir)
-    model_file, thresholds, n_members = _release_members(run_dir, out, weights, name, data_root)
+    model_file, thresholds, n_members = _release_members(run_dir, out, weights, name, data_root, ood)
     blob = torch.load(model_file, map_location="cpu", weights_only=False)
     prep, extra = blob["preprocessing"], blob.get("extra", {})
     splits = pd.read_csv(out / "splits.csv", dtype={"image_id": str, "lesion_id": str})

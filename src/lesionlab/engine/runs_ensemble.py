@@ -86,7 +86,8 @@ def _copied_operating_point(source: str | Path) -> tuple[dict[str, float], dict[
 
     path = Path(source)
     _, prep = load_model(path / "model.pt" if path.is_dir() else path)
-    extra: dict[str, Any] = {"operating_point": f"copied from {path.resolve().name} (chosen on its validation split)"}
+    point = f"copied from {path.resolve().name} (chosen on a validation split, never on test)"
+    extra: dict[str, Any] = {"operating_point": point}
     if prep.unsure_threshold is not None:
         extra.update(unsure_threshold=prep.unsure_threshold, unsure_rule=prep.unsure_rule)
     return dict(prep.thresholds), extra

@@ -39,6 +39,7 @@ DEFAULT_METHOD = "knn"
 DEFAULT_COVERAGE = 0.975
 KNN_BANK, KNN_K = 4000, 10
 KNN_COMPACT_BANK = 600  # the built-in model's bank: its folder stays under 25 MB with the ONNX sidecar
+KNN_TINY_BANK = 300  # per member of a larger built-in ensemble (the ensemble averages its members' scores)
 INT8_UNIT = 127.0  # knn-compact stores its unit-vector bank as int8 (value / 127)
 FORMAT = "lesionlab-ood/1"
 
@@ -126,6 +127,9 @@ OOD_METHODS.add("knn", OODMethod(_fit_knn, _score_knn),
                 help=f"distance to the {KNN_K}th nearest normalised training feature (Sun et al. 2022)")
 OOD_METHODS.add("knn-compact", OODMethod(_knn_fitter(KNN_COMPACT_BANK, int8=True), _score_knn),
                 help=f"knn with a {KNN_COMPACT_BANK}-image int8 bank (~0.8 MB): for models shipped under a size budget")
+OOD_METHODS.add("knn-tiny", OODMethod(_knn_fitter(KNN_TINY_BANK, int8=True), _score_knn),
+                help=f"knn with a {KNN_TINY_BANK}-image int8 bank (~0.4 MB): for each member of an ensemble shipped "
+                "under a size budget")
 
 
 @dataclass

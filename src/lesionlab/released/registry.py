@@ -28,11 +28,14 @@ class ReleasedModel:
 
 
 RELEASED: Registry[ReleasedModel] = Registry("built-in model")
-RELEASED.add("ham7-lite0", ReleasedModel(
-    "ham7-lite0", "2 x EfficientNet-Lite0 (ImageNet transfer; train-only run + refit, int8), HAM10000 7 classes, "
-    "112 px; non-commercial (CC BY-NC)"),
-    help="the default built-in model: HAM10000 7-class diagnosis + triage priority (non-commercial use)")
-DEFAULT_MODEL = "ham7-lite0"
+_HAM7 = ReleasedModel(
+    "ham7-lite2", "2 x EfficientNet-Lite2 (ImageNet transfer, 150 px; train-only run + refit, int8), HAM10000 7 "
+    "classes; non-commercial (CC BY-NC)")
+RELEASED.add("ham7-lite2", _HAM7,
+             help="the default built-in model: HAM10000 7-class diagnosis + triage priority (non-commercial use)")
+RELEASED.add("ham7-lite0", _HAM7, help="former name of ham7-lite2 (the built-in model before its Lite2 recipe); "
+             "resolves to ham7-lite2")
+DEFAULT_MODEL = "ham7-lite2"
 PREFIX = "builtin"
 
 
