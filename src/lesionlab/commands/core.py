@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit", default=None, metavar="RUN_DIR",
                    help="train RUN_DIR's recipe again on its training + validation lesions (the test split stays "
                    "held out) for its full train.epochs, and ship RUN_DIR's temperature, triage thresholds and "
-                   "unsure threshold, which were fitted on the validation split (a release; see configs/release.yaml)")
+                   "unsure threshold, which were fitted on the validation split (a release; see configs/release.yaml). "
+                   "The refit is scored on the test split, whatever RUN_DIR's eval.test: add eval.test=false to keep "
+                   "it unscored when it will only be scored as part of an ensemble (lesionlab ensemble ... --test)")
     p.set_defaults(func=cmd_train, needs_training=True)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on any dataset (never on its training images)",
