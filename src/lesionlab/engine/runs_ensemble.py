@@ -127,18 +127,24 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
     if not test:
         return TrainResult(run, validation, seconds)
-    metrics = score_test_once(run, title=title, progress=progress, data_root=data_root, best_epoch=best_epoch)
+    metrics = score_test_once(run, title=title, progress=progress, data_root=data_root, best_epoch=best_epoch,
+                              prepared=(cfg, data))
     return TrainResult(run, metrics, json.loads((run.root / "timings.json").read_text()))
 
 
 def score_test_once(run: RunPaths, *, title: str | None = None, progress: bool = False,
-                    data_root: str | None = None, best_epoch: int = 0) -> dict:
-    """The ensemble's one look at its held-out test split: metrics, CIs, operating points, report.html."""
+                    data_root: str | None = None, best_epoch: int = 0, prepared: tuple | None = None) -> dict:
+    """The ensemble's one look at its held-out test split: metrics, CIs, operating points, report.html.
+    ``prepared`` = ``(cfg, data)`` already re-created and checked for this folder (else they are loaded here)."""
+    from lesionlab.engine.run_data import load_run
     from lesionlab.engine.skeleton import Finalized, evaluate_test
     from lesionlab.reports.run_report import write_evaluation_report
 
     t0 = time.perf_counter()
-    loaded, cfg, data = _open(run.root, data_root, progress)
+    if prepared is None:
+        loaded, cfg, data = _open(run.root, data_root, progress)
+    else:  # the data were checked against the members' splits already; reload only the finished manifest's model
+        (cfg, data), loaded = prepared, load_run(run.root)
     metrics = evaluate_test(run, Finalized(loaded.model, loaded.prep, best_epoch, None), data, cfg)
     members = pd.read_csv(run.root / "members.csv") if (run.root / "members.csv").is_file() else None
     _write_timing(run.root, evaluate=time.perf_counter() - t0)
