@@ -4,6 +4,7 @@ validation lesions no member trained on, the test split scored only when asked."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -87,20 +88,65 @@ def test_an_ensemble_folder_is_taken_in_and_a_refit_needs_a_copied_operating_poi
     assert [Path(m).parent.name for m in members] == [a.name, refit.name, b.name]
 
 
-@pytest.mark.parametrize("case", ["twice", "alone", "other test split", "not a run", "other image size"])
+@pytest.mark.parametrize("case", ["twice", "alone", "other test split", "not a run", "other crop"])
 def test_bad_member_lists_are_refused_with_the_reason(seeds, image_folder: Path, tmp_path: Path, case: str) -> None:
     a, b, _, cache = seeds
     from lesionlab.engine.runs_ensemble import ensemble_runs
 
-    if case in ("other test split", "other image size"):
-        other = "data.split.seed=7" if case == "other test split" else "data.image_size=24"
+    if case in ("other test split", "other crop"):
+        other = "data.split.seed=7" if case == "other test split" else "data.crop=full"
         assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=o", *_common(image_folder, cache),
                      other, "eval.test=false"]) == 0
         sources = [a, _run(tmp_path / "o", "o-")]
-        message = "different test splits" if case == "other test split" else "image_size=24"
+        message = "different test splits" if case == "other test split" else "crop='full'"
     else:
         sources, message = {"twice": ([a, b, a], "more than once"), "alone": ([a], "at least two members"),
                             "not a run": ([a, tmp_path], "neither a run directory")}[case]
     with pytest.raises((EvaluationInputError, FileNotFoundError, ConfigError), match=message):
         ensemble_runs(sources, tmp_path / "e", "bad")
     assert not list(tmp_path.glob("e/bad-*"))  # nothing half-made is left behind
+
+
+def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folder: Path, tmp_path: Path) -> None:
+    """A 16 px and a 24 px run: the ensemble reads 24 px images and resizes them for the 16 px member."""
+    import torch.nn.functional as F
+
+    from lesionlab.config import load_run_config
+    from lesionlab.models.checkpoint import load_model
+    from lesionlab.serving.artefacts import load_artefact
+
+    seed_run, _, _, cache = seeds
+    a = Path(shutil.copytree(seed_run, tmp_path / "o" / seed_run.name))  # fit-ood below rewrites its model.pt
+    assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=big", *_common(image_folder, cache),
+                 "data.image_size=24", "eval.test=false"]) == 0
+    big = _run(tmp_path / "o", "big-")
+    assert main(["-q", "ensemble", str(a), str(big), "--name", "mixed", "--output-dir", str(tmp_path / "e"),
+                 "--test"]) == 0
+    folder = _run(tmp_path / "e", "mixed-")
+    assert load_run_config(folder / "config.yaml").data.image_size == 24
+    assert json.loads((folder / "metrics.json").read_text())["n"] > 0
+    assert len(pd.read_csv(folder / "members.csv")) == 2
+
+    model, prep, _ = load_artefact(folder)
+    assert prep.image_size == 24
+    (small, small_prep), (large, large_prep) = load_model(a / "model.pt"), load_model(big / "model.pt")
+    x = torch.randn(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        resized = F.interpolate(x, size=(16, 16), mode="bicubic", antialias=True, align_corners=False)
+        want = ((small.eval()(resized) / small_prep.temperature).softmax(-1)
+                + (large.eval()(x) / large_prep.temperature).softmax(-1)) / 2
+        got = model.eval()(x).softmax(-1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    from lesionlab.evaluation.explain import cam_maps
+
+    cams = cam_maps(model, x, [0, 1, 2])  # Grad-CAM averages the members' maps, each brought to 24 px
+    assert cams.shape == (3, 24, 24) and np.isfinite(cams).all()
+
+    # each member's OOD detector is fitted at its own size; the ensemble scores 24 px images with both
+    from lesionlab.inference.ood import score_images
+
+    assert main(["-q", "fit-ood", str(folder), "--method", "knn"]) == 0
+    model, prep, _ = load_artefact(folder)
+    images = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
+    result = score_images(model, images, prep.mean, prep.std)
+    assert result is not None and result.normalised.shape == (4,) and np.isfinite(result.normalised).all()

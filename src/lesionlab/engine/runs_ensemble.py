@@ -1,7 +1,8 @@
 """``lesionlab ensemble RUN RUN ...``: trained runs of one task shipped as one ensemble folder.
 
 Members are run directories (train-only runs, refits) or ensemble folders, whose members are taken in. They must
-share classes, preprocessing and the held-out test split. The ensemble averages the members' temperature-scaled
+share classes, crop, normalisation and the held-out test split; image sizes may differ (the ensemble reads images at
+the largest and resizes them for smaller members). The ensemble averages the members' temperature-scaled
 probabilities over the test-time views (equal weights unless given).
 
 Its operating point (priority-1 thresholds, unsure threshold) is fitted on the ensemble's own validation
@@ -17,7 +18,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
             "splits), so the ensemble's operating point cannot be fitted: pass --thresholds-from RUN to copy a "
             "train-only member's")
     run = RunPaths.create(output_dir, name)
-    shutil.copyfile(members[-1].run / "config.yaml", run.config)  # its data, split and eval settings (a refit's last)
+    _write_config(members, run.config)
     extra: dict[str, Any] = {"name": run.root.name}
     if roles is not None:
         extra["roles"] = list(roles)
@@ -130,6 +131,19 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
     metrics = score_test_once(run, title=title, progress=progress, data_root=data_root, best_epoch=best_epoch,
                               prepared=(cfg, data))
     return TrainResult(run, metrics, json.loads((run.root / "timings.json").read_text()))
+
+
+def _write_config(members: Sequence[_Member], path: Path) -> None:
+    """The last member's config (its data, split and eval settings: a refit's last), reading images at the largest
+    member's size when the sizes differ."""
+    from lesionlab.config import load_run_config, save_config
+
+    configs = [load_run_config(m.run / "config.yaml") for m in members]
+    size = max(c.data.image_size for c in configs)
+    if configs[-1].data.image_size == size:
+        shutil.copyfile(members[-1].run / "config.yaml", path)
+        return
+    save_config(replace(configs[-1], data=replace(configs[-1].data, image_size=size)), path)
 
 
 def score_test_once(run: RunPaths, *, title: str | None = None, progress: bool = False,
@@ -210,7 +224,6 @@ def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data
     from lesionlab.evaluation.operating_points import severity_thresholds
     from lesionlab.inference.predict import predict_view_logits
     from lesionlab.inference.unsure import fit_unsure_threshold
-    from lesionlab.models.checkpoint import load_model
 
     val = np.flatnonzero(data.table["image_id"].astype(str).isin(val_ids).to_numpy())
     if len(val) != len(val_ids):
@@ -219,13 +232,14 @@ def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data
     y = data.targets()[val]
     classes = tuple(loaded.prep.class_names)
     view_probs, temps, rows = [], [], []
-    for m, w in zip(members, read_manifest(root / "ensemble.json")["weights"], strict=True):
-        model, prep = load_model(m.model)
+    ensemble, prep = loaded.model, loaded.prep  # members as the ensemble runs them (resized where smaller)
+    for m, w, model, temperature in zip(members, read_manifest(root / "ensemble.json")["weights"], ensemble.members,
+                                        ensemble.temperatures, strict=True):
         z = predict_view_logits(model, data.images, prep.mean, prep.std, indices=data.rows[val],
-                                batch_size=cfg.eval.batch_size, tta=loaded.prep.tta)
+                                batch_size=cfg.eval.batch_size, tta=prep.tta)
         view_probs.append(z)
-        temps.append(prep.temperature)
-        scores = classification_metrics(y, combine_member_probs([z], [prep.temperature]), classes, ())
+        temps.append(temperature)
+        scores = classification_metrics(y, combine_member_probs([z], [temperature]), classes, ())
         rows.append({**_member_row(m.run, w), "val balanced accuracy": round(scores["balanced_accuracy"], 4),
                      "val macro AUC": round(scores["auc_macro"], 4)})
     probs = combine_member_probs(view_probs, temps, weights)

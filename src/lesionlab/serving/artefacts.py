@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -64,6 +65,31 @@ class Ensemble(nn.Module):
         if self.weights is not None:
             return sum(w * p for w, p in zip(self.weights, probs, strict=True)).clamp_min(1e-12).log()
         return torch.stack(probs).mean(0).clamp_min(1e-12).log()
+
+
+class ResizedInput(nn.Module):
+    """A member trained at a smaller image size inside an ensemble fed at a larger one: its input is resized
+    (bicubic, antialiased, like the training images' PIL resize) before it sees it. Same crop, so same field of view."""
+
+    def __init__(self, inner: nn.Module, size: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.size = int(size)
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == (self.size, self.size):
+            return x
+        return F.interpolate(x, size=(self.size, self.size), mode="bicubic", antialias=True, align_corners=False)
+
+    def forward(self, x: torch.Tensor, *args: Any) -> torch.Tensor:
+        return self.inner(self.resize(x), *args)
+
+    def forward_with_features(self, x: torch.Tensor, meta: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the OOD detectors read: the inner model's features and logits at its own size."""
+        from lesionlab.inference.ood import forward_with_features
+
+        return forward_with_features(self.inner, self.resize(x), meta)
 
 
 def file_sha256(path: Path, length: int = 12) -> str:
@@ -144,20 +170,26 @@ def _read_manifest(path: Path) -> tuple[list[Path], dict[str, Any]]:
 
 def load_ensemble(paths: Sequence[Path], device: str = "cpu", manifest: dict[str, Any] | None = None,
                   name: str = "ensemble") -> tuple[nn.Module, Preprocessing, ModelCard]:
-    """Members must share classes and preprocessing (size, crop, mean/std); their probabilities are averaged."""
+    """Members must share classes, crop and normalisation (mean/std); their probabilities are averaged.
+
+    Members may differ in image size: the ensemble reads images at the largest, and a smaller member's input is
+    resized to its own size (:class:`ResizedInput`)."""
     loaded = [load_single(p, device) for p in paths]
     first = loaded[0][1]
     for (_, prep, card) in loaded[1:]:
-        for key in ("class_names", "image_size", "crop", "mean", "std"):
+        for key in ("class_names", "crop", "mean", "std"):
             if getattr(prep, key) != getattr(first, key):
                 raise ConfigError(f"ensemble member {card.source} has {key}={getattr(prep, key)!r} but the first "
-                                  f"member has {getattr(first, key)!r}; members must share classes and preprocessing")
+                                  f"member has {getattr(first, key)!r}; members must share classes, crop and "
+                                  "normalisation")
+    size = max(p.image_size for _, p, _ in loaded)
     manifest = manifest or {}
     threshold = manifest.get("unsure_threshold")
-    prep = replace(first, temperature=1.0, thresholds=dict(manifest.get("thresholds") or {}),
+    prep = replace(first, image_size=size, temperature=1.0, thresholds=dict(manifest.get("thresholds") or {}),
                    unsure_threshold=None if threshold is None else float(threshold),
                    unsure_rule=str(manifest.get("unsure_rule", "")) if threshold is not None else "")
-    model = Ensemble([m for m, _, _ in loaded], [p.temperature for _, p, _ in loaded], manifest.get("weights"))
+    members = [m if p.image_size == size else ResizedInput(m, p.image_size) for m, p, _ in loaded]
+    model = Ensemble(members, [p.temperature for _, p, _ in loaded], manifest.get("weights"))
     detectors = [getattr(m, "ood_detector", None) for m, _, _ in loaded]
     if all(d is not None for d in detectors):  # the ensemble flags by the members' mean normalised score
         model.ood_detector = EnsembleDetector(detectors)
