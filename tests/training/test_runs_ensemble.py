@@ -150,3 +150,39 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
     images = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
     result = score_images(model, images, prep.mean, prep.std)
     assert result is not None and result.normalised.shape == (4,) and np.isfinite(result.normalised).all()
+
+
+def test_greedy_selection_starts_from_the_best_run_and_stops_when_nothing_helps() -> None:
+    from lesionlab.engine.runs_ensemble import greedy_members
+
+    rng = np.random.default_rng(0)
+    y = np.tile(np.arange(3), 60)
+    good = 2.0 * np.eye(3)[y] + rng.normal(0, 1, (len(y), 3))
+    fair = 1.0 * np.eye(3)[y] + rng.normal(0, 1, (len(y), 3))
+    noise = [rng.normal(0, 1, (len(y), 3)) for _ in range(3)]
+    logits = [n[None] for n in (noise[0], fair, good, noise[1], noise[2])]  # (V=1, N, C) each
+    path = greedy_members(logits, [1.0] * 5, y, ("a", "b", "c"), limit=5)
+    assert path[0]["member"] == 2 and path[1]["member"] == 1  # the best run, then the only other informative one
+    assert 2 <= len(path) < 5  # pure-noise runs lower the ensemble's AUC: the search stops before taking them all
+    aucs = [row["val macro AUC"] for row in path]
+    assert aucs[2:] == sorted(aucs[2:]) and (len(aucs) < 3 or aucs[2] > aucs[1])
+
+
+def test_select_keeps_the_runs_chosen_on_validation(seeds, image_folder: Path, tmp_path: Path) -> None:
+    a, b, refit, cache = seeds
+    from lesionlab.engine.runs_ensemble import ensemble_runs
+
+    assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=c", "train.seed=2",
+                 *_common(image_folder, cache), "eval.test=false"]) == 0
+    c = _run(tmp_path / "o", "c-")
+    result = ensemble_runs([a, b, c], tmp_path / "e", "chosen", select=2)
+    folder = result.run.root
+    path = pd.read_csv(folder / "selection.csv")
+    manifest = json.loads((folder / "ensemble.json").read_text())
+    assert len(path) == 2 and [Path(m).parent.name for m in manifest["members"]] == path["member"].tolist()
+    assert "chosen greedily on the same" in manifest["selection"] and manifest["weights"] == [0.5, 0.5]
+    assert result.metrics["selected_from"] == 3 and result.metrics["members"] == 2
+    # the ensemble's validation figures are those of the selection's last step (same members, same images)
+    assert result.metrics["val_auc"] == pytest.approx(path["val macro AUC"].iloc[-1], abs=1e-4)
+    with pytest.raises(EvaluationInputError, match="--select K needs"):
+        ensemble_runs([a, refit], tmp_path / "e", "bad", select=2, thresholds_from=a)

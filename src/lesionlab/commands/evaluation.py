@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "lesion is unseen: copy a train-only member's with --thresholds-from. The test split is "
                            "scored only with --test, once.\n\nexamples:\n"
                            "  lesionlab ensemble runs/default-2026* --name seeds\n"
+                           "  lesionlab ensemble runs/recipe-search/search-* --select 4 --name chosen\n"
                            "  lesionlab ensemble runs/default-ensemble-A runs/default-ensemble-B "
                            "--thresholds-from runs/default-A --test"))
     p.add_argument("runs", nargs="+", help="run directories or ensemble folders (two members or more in all)")
@@ -77,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one non-negative weight per member, in order (default: equal)")
     p.add_argument("--thresholds-from", default=None, metavar="RUN",
                    help="copy this run's triage thresholds and unsure threshold instead of fitting them on validation")
+    p.add_argument("--select", type=int, default=None, metavar="K",
+                   help="keep at most K of the runs (2 or more), chosen greedily on their shared validation lesions: "
+                   "start from the best run and add whichever raises the ensemble's macro AUC (then balanced "
+                   "accuracy) most, until nothing does (selection.csv shows the path; the validation figures are "
+                   "then optimistic, the test split judges the choice)")
     p.add_argument("--test", action="store_true", help="score the held-out test split once and write report.html")
     add_run_data_root(p)
     p.set_defaults(func=cmd_ensemble)
@@ -251,13 +257,18 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     result = ensemble_runs(args.runs, args.output_dir or Path(args.runs[0]).resolve().parent, args.name,
                            weights=args.weights, thresholds_from=args.thresholds_from, test=args.test,
-                           data_root=args.data_root, progress=True)
+                           data_root=args.data_root, progress=True, select=args.select)
     members = result.run.root / "members.csv"
     if members.is_file():
         import pandas as pd
 
         print(pd.read_csv(members).to_string(index=False))
     m = result.metrics
+    selection = result.run.root / "selection.csv"
+    if selection.is_file():
+        import pandas as pd
+
+        print(f"greedy selection on validation:\n{pd.read_csv(selection).to_string(index=False)}")
     if "val_bal_acc" in m:
         print(f"ensemble of {m['members']}: validation balanced accuracy {m['val_bal_acc']:.4f} | macro AUC "
               f"{m['val_auc']:.4f} ({m['val_images']} images no member trained on; the operating point was fitted "

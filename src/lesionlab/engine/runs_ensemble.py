@@ -98,9 +98,13 @@ def _copied_operating_point(source: str | Path) -> tuple[dict[str, float], dict[
 def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: str, *,
                   weights: Sequence[float] | None = None, thresholds_from: str | Path | None = None,
                   roles: Sequence[str] | None = None, test: bool = False, data_root: str | None = None,
-                  progress: bool = False, title: str | None = None, best_epoch: int = 0) -> TrainResult:
+                  progress: bool = False, title: str | None = None, best_epoch: int = 0,
+                  select: int | None = None) -> TrainResult:
     """Write ``output_dir/{name}-STAMP/`` (``ensemble.json``, the last member's ``config.yaml``); fit its operating
-    point on unseen validation lesions (or copy ``thresholds_from``'s); with ``test``, score the test split once."""
+    point on unseen validation lesions (or copy ``thresholds_from``'s); with ``test``, score the test split once.
+
+    ``select``: keep at most that many of the runs, chosen greedily on the validation lesions (:func:`greedy_members`;
+    the path is written to ``selection.csv``)."""
     t0 = time.perf_counter()
     members = _members(member_models(sources))
     val_ids = unseen_validation(members)
@@ -109,6 +113,9 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
             "no validation lesion is unseen by every member (a refit trained on them, or the members used different "
             "splits), so the ensemble's operating point cannot be fitted: pass --thresholds-from RUN to copy a "
             "train-only member's")
+    if select is not None and (select < 2 or weights is not None or not val_ids):
+        raise EvaluationInputError("--select K needs K >= 2, equal weights and train-only runs of one split (their "
+                                   "shared validation lesions choose the members)")
     run = RunPaths.create(output_dir, name)
     _write_config(members, run.config)
     extra: dict[str, Any] = {"name": run.root.name}
@@ -116,12 +123,25 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
         extra["roles"] = list(roles)
     write_manifest(run.root, [m.model for m in members], weights=weights, extra=extra)  # provisional: no thresholds
     loaded, cfg, data = _open(run.root, data_root, progress)
+    cached: dict[Path, np.ndarray] = {}
+    if select is not None:
+        candidates = len(members)
+        members, cached, extra["selection"] = _select(run.root, members, loaded, cfg, data, val_ids, select)
+        size = loaded.prep.image_size
+        _write_config(members, run.config)
+        write_manifest(run.root, [m.model for m in members], extra=extra)
+        loaded, cfg, data = _open(run.root, data_root, progress)
+        if loaded.prep.image_size != size:  # the largest run was left out: the chosen ones are read at their size
+            cached = {}
     extra["tta"] = loaded.prep.tta
     if thresholds_from is not None:
         thresholds, more = _copied_operating_point(thresholds_from)
         validation: dict[str, Any] = {}
     else:
-        thresholds, more, validation = _fit_on_validation(run.root, members, loaded, cfg, data, val_ids, weights)
+        thresholds, more, validation = _fit_on_validation(run.root, members, loaded, cfg, data, val_ids, weights,
+                                                          cached)
+        if select is not None:
+            validation["selected_from"] = candidates
     extra.update(more)
     write_manifest(run.root, [m.model for m in members], weights=weights, thresholds=thresholds, extra=extra)
     seconds = {"fit": float(sum(_fit_seconds(m.run) for m in members)), "total": time.perf_counter() - t0}
@@ -216,27 +236,84 @@ def _open(root: Path, data_root: str | None, progress: bool):
     return loaded, cfg, data
 
 
-def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: frozenset[str],
-                       weights: Sequence[float] | None) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-    """Thresholds and unsure threshold from the ensemble's validation probabilities; validation figures of the
-    ensemble and of each member (``members.csv``)."""
-    from lesionlab.evaluation.metrics import classification_metrics
-    from lesionlab.evaluation.operating_points import severity_thresholds
-    from lesionlab.inference.predict import predict_view_logits
-    from lesionlab.inference.unsure import fit_unsure_threshold
-
+def _validation_rows(data, val_ids: frozenset[str]) -> np.ndarray:
     val = np.flatnonzero(data.table["image_id"].astype(str).isin(val_ids).to_numpy())
     if len(val) != len(val_ids):
         raise EvaluationInputError(f"{len(val_ids) - len(val)} of the members' validation images are missing from "
                                    "the data found now: pass --data-root")
+    return val
+
+
+def _member_view_logits(loaded, cfg, data, val: np.ndarray, members: Sequence[_Member],
+                        cached: dict[Path, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Each member's validation logits per test-time view, as the ensemble runs it (resized where smaller)."""
+    from lesionlab.inference.predict import predict_view_logits
+
+    cached = cached or {}
+    return [cached[m.model] if m.model in cached else
+            predict_view_logits(model, data.images, loaded.prep.mean, loaded.prep.std, indices=data.rows[val],
+                                batch_size=cfg.eval.batch_size, tta=loaded.prep.tta)
+            for m, model in zip(members, loaded.model.members, strict=True)]
+
+
+def greedy_members(view_logits: Sequence[np.ndarray], temperatures: Sequence[float], y: np.ndarray,
+                   classes: Sequence[str], limit: int) -> list[dict[str, Any]]:
+    """Forward selection without replacement: start from the best run, add whichever raises the equal-weight
+    ensemble's (macro AUC, balanced accuracy) most; stop at ``limit`` members or when nothing raises it (two at
+    least). Returns the path: one row per step (member index, the ensemble's figures after adding it)."""
+    from lesionlab.evaluation.metrics import classification_metrics
+
+    def score(chosen: list[int]) -> tuple[float, float]:
+        probs = combine_member_probs([view_logits[i] for i in chosen], [temperatures[i] for i in chosen])
+        m = classification_metrics(y, probs, classes, ())
+        return float(m["auc_macro"]), float(m["balanced_accuracy"])
+
+    path: list[dict[str, Any]] = []
+    chosen: list[int] = []
+    best = (-np.inf, -np.inf)
+    while len(chosen) < min(limit, len(view_logits)):
+        candidates = {i: score([*chosen, i]) for i in range(len(view_logits)) if i not in chosen}
+        pick = max(candidates, key=lambda i: candidates[i])
+        if candidates[pick] <= best and len(chosen) >= 2:
+            break
+        chosen.append(pick)
+        best = candidates[pick]
+        path.append({"step": len(chosen), "member": pick, "val macro AUC": round(best[0], 4),
+                     "val balanced accuracy": round(best[1], 4)})
+    return path
+
+
+def _select(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: frozenset[str], limit: int
+            ) -> tuple[list[_Member], dict[Path, np.ndarray], str]:
+    """The members :func:`greedy_members` keeps (``selection.csv`` shows the path), their cached logits, a note."""
+    val = _validation_rows(data, val_ids)
+    logits = _member_view_logits(loaded, cfg, data, val, members)
+    path = greedy_members(logits, loaded.model.temperatures, data.targets()[val], tuple(loaded.prep.class_names),
+                          limit)
+    picked = [row["member"] for row in path]
+    pd.DataFrame([{**row, "member": members[row["member"]].run.name} for row in path]).to_csv(
+        root / "selection.csv", index=False)
+    note = (f"{len(picked)} of {len(members)} runs, chosen greedily on the same {len(val)} validation images (macro "
+            "AUC, then balanced accuracy): its validation figures are optimistic; the test split judges the choice")
+    return [members[i] for i in picked], {members[i].model: logits[i] for i in picked}, note
+
+
+def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: frozenset[str],
+                       weights: Sequence[float] | None, cached: dict[Path, np.ndarray] | None = None
+                       ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    """Thresholds and unsure threshold from the ensemble's validation probabilities; validation figures of the
+    ensemble and of each member (``members.csv``)."""
+    from lesionlab.evaluation.metrics import classification_metrics
+    from lesionlab.evaluation.operating_points import severity_thresholds
+    from lesionlab.inference.unsure import fit_unsure_threshold
+
+    val = _validation_rows(data, val_ids)
     y = data.targets()[val]
     classes = tuple(loaded.prep.class_names)
     view_probs, temps, rows = [], [], []
-    ensemble, prep = loaded.model, loaded.prep  # members as the ensemble runs them (resized where smaller)
-    for m, w, model, temperature in zip(members, read_manifest(root / "ensemble.json")["weights"], ensemble.members,
-                                        ensemble.temperatures, strict=True):
-        z = predict_view_logits(model, data.images, prep.mean, prep.std, indices=data.rows[val],
-                                batch_size=cfg.eval.batch_size, tta=prep.tta)
+    logits = _member_view_logits(loaded, cfg, data, val, members, cached)
+    for m, w, z, temperature in zip(members, read_manifest(root / "ensemble.json")["weights"], logits,
+                                    loaded.model.temperatures, strict=True):
         view_probs.append(z)
         temps.append(temperature)
         scores = classification_metrics(y, combine_member_probs([z], [temperature]), classes, ())
@@ -259,4 +336,4 @@ def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data
     return thresholds, extra, validation
 
 
-__all__ = ["ensemble_runs", "member_models", "members_html", "score_test_once", "unseen_validation"]
+__all__ = ["ensemble_runs", "greedy_members", "member_models", "members_html", "score_test_once", "unseen_validation"]
