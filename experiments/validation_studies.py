@@ -5,8 +5,9 @@
 2. Second member: what does averaging two runs (each with its own temperature, over the TTA views) add to the mean
    of the two, in validation balanced accuracy and macro AUC?
 3. Which members (``--select``, any train-only runs of the split: other recipes, sizes, backbones): members are
-   added greedily on one half of the validation lesions (by the ensemble's macro AUC, then balanced accuracy) and
-   the chosen ensemble is scored on the other half, against the best single run chosen on the same half.
+   added greedily on one half of the validation lesions (``lesionlab ensemble --select``'s rule: by the ensemble's
+   macro AUC, then balanced accuracy, two at least) and the chosen ensemble is scored on the other half, against the
+   best single run chosen on the same half.
 
 The test split is never predicted. Validation logits are cached as ``<run>/validation_view_logits.npz``.
 
@@ -131,31 +132,17 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p, multi_class="ovr", average="macro"))
 
 
-def greedy(p: dict[str, np.ndarray], y: np.ndarray, max_members: int) -> list[str]:
-    """Forward selection without repeats: add the member that most raises (AUC, balanced accuracy); stop when none
-    does."""
-    chosen: list[str] = []
-    best = (-1.0, -1.0)
-    while len(chosen) < max_members:
-        trials = {}
-        for n in p:
-            if n not in chosen:
-                q = np.mean([p[m] for m in [*chosen, n]], 0)
-                trials[n] = (auc(y, q), bal_acc(y, q))
-        if not trials:
-            break
-        name, score = max(trials.items(), key=lambda kv: kv[1])
-        if score <= best:
-            break
-        chosen.append(name)
-        best = score
-    return chosen
-
-
 def selection_table(runs: dict[str, dict], repeats: int, max_members: int) -> str:
+    """`lesionlab ensemble --select`'s greedy choice made on one half of the validation lesions, scored on the other."""
+    from lesionlab.engine.runs_ensemble import greedy_members
+
+    names = list(runs)
+    logits = [runs[n]["logits"] for n in names]
+    temps = [float(runs[n]["temperature"]) for n in names]
     p = {name: probs(d["logits"], float(d["temperature"])) for name, d in runs.items()}
     first = next(iter(runs.values()))
     y, lesion = first["y"], first["lesion"]
+    classes = tuple(str(c) for c in range(logits[0].shape[-1]))
     lines = ["| candidate | val bal acc (all) | val AUC (all) | chosen (of " + str(2 * repeats) + " halves) |",
              "|---|---:|---:|---:|"]
     picks: dict[str, int] = dict.fromkeys(p, 0)
@@ -164,7 +151,8 @@ def selection_table(runs: dict[str, dict], repeats: int, max_members: int) -> st
         for tune, score in StratifiedGroupKFold(2, shuffle=True, random_state=rep).split(np.zeros(len(y)), y, lesion):
             sub = {n: q[tune] for n, q in p.items()}
             best_one = max(sub, key=lambda n: (auc(y[tune], sub[n]), bal_acc(y[tune], sub[n])))
-            chosen = greedy(sub, y[tune], max_members)
+            path = greedy_members([z[:, tune] for z in logits], temps, y[tune], classes, max_members)
+            chosen = [names[row["member"]] for row in path]
             for n in chosen:
                 picks[n] += 1
             q = np.mean([p[n][score] for n in chosen], 0)
