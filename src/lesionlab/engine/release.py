@@ -280,7 +280,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     counts = splits["split"].value_counts().to_dict()
     card = {
         "name": name,
-        "architecture": {"backbone": cfg.model.backbone, "pretrained": str(cfg.model.pretrained),
+        # members of other backbones (an ensemble may mix them): all named, in member order
+        "architecture": {"backbone": " + ".join(dict.fromkeys(m["backbone"] for m in members)),
+                         "pretrained": str(cfg.model.pretrained),
                          "head": cfg.model.head, "colour_constancy": cfg.model.colour_constancy,
                          "input": {"image_size": prep["image_size"], "crop": prep["crop"], "tta": prep["tta"]},
                          "classes": list(prep["class_names"]), "taxonomy": prep["taxonomy"],
