@@ -113,9 +113,15 @@ def test_ensemble_members_must_agree(serving_run: Path, tmp_path: Path) -> None:
     from lesionlab.config import load_config
 
     other = tmp_path / "other.pt"
-    save_model(other, model, load_config(serving_run / "config.yaml").model, replace(prep, image_size=48))
-    with pytest.raises(ConfigError, match="image_size"):
+    crop = "pad" if prep.crop != "pad" else "full"
+    save_model(other, model, load_config(serving_run / "config.yaml").model, replace(prep, crop=crop))
+    with pytest.raises(ConfigError, match="crop"):
         Predictor.load([serving_run, other])
+    # another image size is fine: the ensemble reads the largest and resizes for the smaller member
+    larger = tmp_path / "larger.pt"
+    save_model(larger, model, load_config(serving_run / "config.yaml").model,
+               replace(prep, image_size=prep.image_size + 16))
+    assert Predictor.load([serving_run, larger]).prep.image_size == prep.image_size + 16
     with pytest.raises(FileNotFoundError, match=r"no model\.pt"):
         Predictor.load(tmp_path)
 
