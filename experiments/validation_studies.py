@@ -44,7 +44,7 @@ def validation_logits(run: Path) -> dict[str, np.ndarray]:
     logits = predict_view_logits(loaded.model, data.images, loaded.prep.mean, loaded.prep.std,
                                  indices=data.rows[val], tta=loaded.prep.tta, progress=True)
     out = {"logits": logits, "y": data.targets()[val],
-           "lesion": data.table.iloc[val]["lesion_id"].astype(str).to_numpy(),
+           "lesion": data.table.iloc[val]["lesion_id"].to_numpy().astype(str),  # a str array: loads without pickle
            "temperature": np.float64(loaded.prep.temperature)}
     np.savez(run / CACHE, **out)
     return out
