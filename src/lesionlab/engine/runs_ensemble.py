@@ -126,7 +126,8 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
     cached: dict[Path, np.ndarray] = {}
     if select is not None:
         candidates = len(members)
-        members, cached, extra["selection"] = _select(run.root, members, loaded, cfg, data, val_ids, select)
+        members, cached, extra["selection"] = _select(run.root, members, loaded, cfg, data, val_ids, select,
+                                                      progress)
         size = loaded.prep.image_size
         _write_config(members, run.config)
         write_manifest(run.root, [m.model for m in members], extra=extra)
@@ -139,7 +140,7 @@ def ensemble_runs(sources: Sequence[str | Path], output_dir: str | Path, name: s
         validation: dict[str, Any] = {}
     else:
         thresholds, more, validation = _fit_on_validation(run.root, members, loaded, cfg, data, val_ids, weights,
-                                                          cached)
+                                                          cached, progress)
         if select is not None:
             validation["selected_from"] = candidates
     extra.update(more)
@@ -245,14 +246,14 @@ def _validation_rows(data, val_ids: frozenset[str]) -> np.ndarray:
 
 
 def _member_view_logits(loaded, cfg, data, val: np.ndarray, members: Sequence[_Member],
-                        cached: dict[Path, np.ndarray] | None = None) -> list[np.ndarray]:
+                        cached: dict[Path, np.ndarray] | None = None, progress: bool = False) -> list[np.ndarray]:
     """Each member's validation logits per test-time view, as the ensemble runs it (resized where smaller)."""
     from lesionlab.inference.predict import predict_view_logits
 
     cached = cached or {}
     return [cached[m.model] if m.model in cached else
             predict_view_logits(model, data.images, loaded.prep.mean, loaded.prep.std, indices=data.rows[val],
-                                batch_size=cfg.eval.batch_size, tta=loaded.prep.tta)
+                                batch_size=cfg.eval.batch_size, tta=loaded.prep.tta, progress=progress)
             for m, model in zip(members, loaded.model.members, strict=True)]
 
 
@@ -283,11 +284,11 @@ def greedy_members(view_logits: Sequence[np.ndarray], temperatures: Sequence[flo
     return path
 
 
-def _select(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: frozenset[str], limit: int
-            ) -> tuple[list[_Member], dict[Path, np.ndarray], str]:
+def _select(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: frozenset[str], limit: int,
+            progress: bool = False) -> tuple[list[_Member], dict[Path, np.ndarray], str]:
     """The members :func:`greedy_members` keeps (``selection.csv`` shows the path), their cached logits, a note."""
     val = _validation_rows(data, val_ids)
-    logits = _member_view_logits(loaded, cfg, data, val, members)
+    logits = _member_view_logits(loaded, cfg, data, val, members, progress=progress)
     path = greedy_members(logits, loaded.model.temperatures, data.targets()[val], tuple(loaded.prep.class_names),
                           limit)
     picked = [row["member"] for row in path]
@@ -299,8 +300,8 @@ def _select(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: 
 
 
 def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data, val_ids: frozenset[str],
-                       weights: Sequence[float] | None, cached: dict[Path, np.ndarray] | None = None
-                       ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+                       weights: Sequence[float] | None, cached: dict[Path, np.ndarray] | None = None,
+                       progress: bool = False) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
     """Thresholds and unsure threshold from the ensemble's validation probabilities; validation figures of the
     ensemble and of each member (``members.csv``)."""
     from lesionlab.evaluation.metrics import classification_metrics
@@ -311,7 +312,7 @@ def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data
     y = data.targets()[val]
     classes = tuple(loaded.prep.class_names)
     view_probs, temps, rows = [], [], []
-    logits = _member_view_logits(loaded, cfg, data, val, members, cached)
+    logits = _member_view_logits(loaded, cfg, data, val, members, cached, progress)
     for m, w, z, temperature in zip(members, read_manifest(root / "ensemble.json")["weights"], logits,
                                     loaded.model.temperatures, strict=True):
         view_probs.append(z)
