@@ -258,16 +258,14 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     result = ensemble_runs(args.runs, args.output_dir or Path(args.runs[0]).resolve().parent, args.name,
                            weights=args.weights, thresholds_from=args.thresholds_from, test=args.test,
                            data_root=args.data_root, progress=True, select=args.select)
+    import pandas as pd
+
     members = result.run.root / "members.csv"
     if members.is_file():
-        import pandas as pd
-
         print(pd.read_csv(members).to_string(index=False))
     m = result.metrics
     selection = result.run.root / "selection.csv"
     if selection.is_file():
-        import pandas as pd
-
         print(f"greedy selection on validation:\n{pd.read_csv(selection).to_string(index=False)}")
     if "val_bal_acc" in m:
         print(f"ensemble of {m['members']}: validation balanced accuracy {m['val_bal_acc']:.4f} | macro AUC "
