@@ -11,14 +11,13 @@ import pytest
 from PIL import Image
 
 from lesionlab.config import ConfigError, DataConfig, SplitConfig
+from lesionlab.data.near_duplicates import close_pairs, perceptual_hashes
 from lesionlab.data.prepare import prepare_data
 from lesionlab.engine.leakage import (
-    close_pairs,
     cross_split_duplicates,
     duplicate_summary,
     inflation_table,
     lesion_overlap,
-    perceptual_hashes,
 )
 
 

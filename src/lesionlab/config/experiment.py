@@ -21,6 +21,7 @@ class SplitConfig:
     column: str | None = None  # use this table column (values train/val/test) instead, e.g. official_split
     val_fold: int | None = None  # cross-validation: this fold (of `folds`) is the validation split, the rest train
     unit: str = "lesion"  # lesion: lesion-disjoint (always, except:) image: ignore lesion ids (leakage audit only)
+    per_source: bool = False  # split each source of a merged dataset on its own (its split = the source's alone)
 
     def __post_init__(self) -> None:
         _check(0 <= self.val < 1 and 0 <= self.test < 1, "split.val and split.test must lie in [0, 1)")

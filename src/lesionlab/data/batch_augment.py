@@ -42,6 +42,9 @@ class BatchAugment(nn.Module):
         if self.p.get("policy"):
             raise ConfigError(f"train.augmentation.params.policy={self.p['policy']!r} runs per image: use "
                               "train.augmentation.mode=sample")
+        if self.p.get("acquisition"):
+            raise ConfigError("train.augmentation.params.acquisition (resampling and JPEG re-encoding) runs per "
+                              "image: use train.augmentation.mode=sample")
         self.geometric = bool(self.p["crop_scale"] or self.p["degrees"] or self.p["translate"] or self.p["scale"])
         self.colour = any(self.p[k] for k in ("brightness", "contrast", "saturation", "hue"))
 

@@ -11,6 +11,7 @@ from lesionlab.config import DataConfig
 from lesionlab.data import (  # noqa: F401  (each registers its loaders in DATASETS)
     derm7pt,
     dermamnist,
+    isic_archive,
     isic_releases,
     merge,
     pad_ufes,

@@ -69,6 +69,29 @@ DATASET_INFO.add("isic2019", DatasetInfo(
     ),
 ))
 
+DATASET_INFO.add("isic-archive", DatasetInfo(
+    name="isic-archive",
+    title="ISIC Archive images outside HAM10000 (ISIC 2017 / 2018 Task 1, mostly MSK)",
+    taxonomy="isic8",
+    folder="isic_archive",
+    licence="CC BY-NC 4.0",
+    citation=(
+        "Codella, N. et al. Skin lesion analysis toward melanoma detection: a challenge at the 2017 ISBI. "
+        "arXiv:1710.05006 (2017); Codella, N. et al. Skin Lesion Analysis Toward Melanoma Detection 2018. "
+        "arXiv:1902.03368 (2019); labels: Combalia, M. et al. BCN20000: Dermoscopic lesions in the wild. "
+        "arXiv:1908.02288 (2019)."
+    ),
+    homepage="https://challenge.isic-archive.com/data/#2019",
+    description="2,294 ISIC Archive images from outside HAM10000 (NV, MEL, BKL), 256x256 squares, ISIC 2019 "
+                "labels; most lack a lesion id, so near-duplicates are grouped before any split.",
+    manual=(
+        "Put labels.csv (image, isic2019_image, diagnosis, lesion_id, age_approx, sex, anatom_site_general) and "
+        "the images (images_256/<image>.jpg) in <root>/isic_archive/. The images are the ISIC 2019 training "
+        "images with ids ISIC_0000000 to ISIC_0016072 (https://challenge.isic-archive.com/data/#2019)."
+    ),
+    image_folders=("images_256", "images"),
+))
+
 DATASET_INFO.add("dermamnist", DatasetInfo(
     name="dermamnist",
     title="DermaMNIST (MedMNIST v2)",

@@ -68,19 +68,37 @@ def _given_split(table: pd.DataFrame, column: str) -> np.ndarray:
     return values.to_numpy()
 
 
+def per_source_split(table: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
+    """Each source split on its own with the same fractions and seed, so a source's split is the one it gets alone
+    (e.g. HAM10000's test lesions stay the same when another population joins). Groups may not span sources."""
+    shared = table.groupby(split_groups(table))["source"].nunique()
+    if (shared > 1).any():
+        raise ConfigError(f"split.per_source: {int((shared > 1).sum())} lesions or patients occur in several sources "
+                          f"(first: {shared[shared > 1].index[:3].tolist()}); set prefix_ids on a source whose ids "
+                          "are its own, or split the merged table as one (split.per_source=false)")
+    split = np.empty(len(table), dtype=object)
+    for _, rows in table.groupby("source", sort=False).indices.items():
+        part = table.iloc[rows].reset_index(drop=True)
+        split[rows] = lesion_disjoint_split(part, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
+    return split.astype(str)
+
+
 def _memoised_split(table: pd.DataFrame, cfg: DataConfig, cache_dir: Path) -> np.ndarray:
     """The lesion-disjoint split, stored beside the image cache and keyed by every input that decides it.
 
     Computing it takes seconds on HAM10000 (StratifiedGroupKFold); a repeated run reads it back instead. The
     leakage check still runs on the result every time.
     """
-    h = hashlib.sha256(f"split-v1|{cfg.split.val}|{cfg.split.test}|{cfg.split.seed}".encode())
-    for col in ("image_id", "lesion_id", "patient_id", "label"):
+    per_source = cfg.split.per_source and table["source"].nunique() > 1
+    h = hashlib.sha256(f"split-v1|{cfg.split.val}|{cfg.split.test}|{cfg.split.seed}".encode()
+                       + (b"|per-source" if per_source else b""))
+    for col in ("image_id", "lesion_id", "patient_id", "label") + (("source",) if per_source else ()):
         h.update(pd.util.hash_pandas_object(table[col].astype(str), index=False).to_numpy().tobytes())
     path = cache_dir / "splits" / f"{h.hexdigest()[:24]}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False).astype(str)
-    split = lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy()
+    split = (per_source_split(table, cfg) if per_source
+             else lesion_disjoint_split(table, cfg.split.val, cfg.split.test, cfg.split.seed).to_numpy())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
     np.save(tmp, split.astype("U5"))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,7 @@ class LesionDataset:
     name: str
     taxonomy: Taxonomy
     table: pd.DataFrame
+    notes: Mapping[str, Any] = field(default_factory=dict)  # loader findings for ``data info`` (e.g. duplicates)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -101,6 +104,7 @@ class LesionDataset:
             "classes": {k: int(v) for k, v in self.class_totals().items()},
             "age_missing": int(t["age"].isna().sum()),
             "sources": {k: int(v) for k, v in t["source"].value_counts().items()},
+            **dict(self.notes),
         }
 
 

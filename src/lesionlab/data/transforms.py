@@ -14,6 +14,7 @@ import torch
 from torchvision.transforms import v2
 
 from lesionlab.config import ConfigError, TrainConfig
+from lesionlab.data.acquisition import AcquisitionChain, AcquisitionParams
 from lesionlab.registry import Registry
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -39,6 +40,10 @@ AUGMENT_PARAMS: dict[str, tuple[Any, str]] = {
     "erase_scale": ((0.02, 0.12), "cutout: [min, max] area fraction"),
     "policy": (None, "automatic policy after the flips: randaugment or trivialaugment (torchvision v2; null = off)"),
     "policy_magnitude": (9, "randaugment: magnitude of each operation (0-30)"),
+    "acquisition": (0.0, "probability of a random acquisition chain first: blur, sensor noise, down- and re-sampling "
+                         "with a random filter, JPEG re-encoding (lesionlab.data.acquisition)"),
+    "acquisition_scale": ((0.3, 1.0), "acquisition chain: [min, max] down-sampling factor"),
+    "acquisition_jpeg": ((30, 95), "acquisition chain: [min, max] JPEG quality"),
 }
 
 #: ``train.augmentation.params.policy`` values: torchvision v2's automatic augmentation policies on uint8 images.
@@ -89,7 +94,7 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
     if unknown:
         raise ConfigError(f"Unknown train.augmentation.params key(s) {unknown}; valid: {sorted(AUGMENT_PARAMS)}")
     params.update(overrides)
-    for key in ("hflip", "vflip", "erase_p"):
+    for key in ("hflip", "vflip", "erase_p", "acquisition"):
         if not isinstance(params[key], int | float) or not 0 <= params[key] <= 1:
             raise ConfigError(f"train.augmentation.params.{key} must be a probability in [0, 1], got {params[key]!r}")
     for key in ("degrees", "translate", "brightness", "contrast", "saturation", "hue"):
@@ -97,8 +102,16 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
             raise ConfigError(f"train.augmentation.params.{key} must be a number >= 0, got {params[key]!r}")
     if params["hue"] > 0.5 or params["translate"] > 1:
         raise ConfigError("train.augmentation.params: hue must be <= 0.5 and translate <= 1")
-    for key in ("crop_scale", "crop_ratio", "scale", "erase_scale"):
+    for key in ("crop_scale", "crop_ratio", "scale", "erase_scale", "acquisition_scale", "acquisition_jpeg"):
         params[key] = _pair(params[key], key)
+    lo, hi = params["acquisition_scale"] or (1.0, 1.0)
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"train.augmentation.params.acquisition_scale must satisfy 0 < min <= max <= 1, "
+                          f"got {[lo, hi]}")
+    lo, hi = params["acquisition_jpeg"] or (95, 95)
+    if not 1 <= lo <= hi <= 100:
+        raise ConfigError(f"train.augmentation.params.acquisition_jpeg must satisfy 1 <= min <= max <= 100, "
+                          f"got {[lo, hi]}")
     params["rot90"] = bool(params["rot90"])
     if params["policy"] is not None:
         POLICIES.get(str(params["policy"]))  # an unknown name lists the valid ones
@@ -111,6 +124,11 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
 def build_augmentation(params: Mapping[str, Any], size: int) -> Transform:
     """A ``v2.Compose`` of the enabled steps: flips, 90° rotations, resized crop, affine, colour jitter, cutout."""
     steps: list[Transform] = []
+    if params["acquisition"]:
+        jpeg = params["acquisition_jpeg"]
+        steps.append(AcquisitionChain(AcquisitionParams(p=float(params["acquisition"]),
+                                                        scale=params["acquisition_scale"] or (1.0, 1.0),
+                                                        jpeg_quality=(int(jpeg[0]), int(jpeg[1])))))
     if params["hflip"]:
         steps.append(v2.RandomHorizontalFlip(params["hflip"]))
     if params["vflip"]:

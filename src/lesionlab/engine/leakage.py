@@ -11,12 +11,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from lesionlab.config import ExperimentConfig, save_config
+from lesionlab.data.near_duplicates import close_pairs, perceptual_hashes
 from lesionlab.data.prepare import prepare_data
 from lesionlab.data.roots import absolute_data_config
 from lesionlab.reports.artifacts import headline
@@ -24,32 +23,6 @@ from lesionlab.reports.html import Report, table_html
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 
 logger = logging.getLogger(__name__)
-
-
-def perceptual_hashes(images: np.ndarray, hash_size: int = 8) -> np.ndarray:
-    """64-bit (``hash_size`` 8) DCT perceptual hashes of ``(N, H, W, 3)`` uint8 images, packed as uint64."""
-    if hash_size != 8:
-        raise ValueError("only 64-bit hashes (hash_size=8) are supported")
-    bits = np.stack([imagehash.phash(Image.fromarray(np.asarray(im)), hash_size=hash_size).hash.ravel()
-                     for im in images]) if len(images) else np.zeros((0, 64), bool)
-    return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits per uint64 (``np.bitwise_count`` on NumPy >= 2)."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x)
-    return np.unpackbits(np.ascontiguousarray(x).view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
-
-
-def close_pairs(a: np.ndarray, b: np.ndarray, max_distance: int, chunk: int = 512) -> np.ndarray:
-    """``(i, j, distance)`` rows for hash pairs ``a[i]``, ``b[j]`` within ``max_distance`` bits."""
-    out = []
-    for start in range(0, len(a), chunk):
-        d = _popcount(a[start:start + chunk, None] ^ b[None, :])
-        i, j = np.nonzero(d <= max_distance)
-        out.append(np.stack([i + start, j, d[i, j]], axis=1))
-    return np.concatenate(out) if out else np.zeros((0, 3), np.int64)
 
 
 def cross_split_duplicates(table: pd.DataFrame, hashes: np.ndarray, max_distance: int = 4,
