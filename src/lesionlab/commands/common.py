@@ -93,16 +93,29 @@ def add_run_data_root(p: argparse.ArgumentParser) -> None:
 
 
 def expand_images(items: Sequence[str]) -> list[Path]:
+    """Image files and the image files of folders (see :func:`collect_images` for what is skipped)."""
+    return collect_images(items)[0]
+
+
+def collect_images(items: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """``(images, skipped)``: the given files, and each folder's image files; ``skipped`` holds a folder's other
+    files (e.g. ``notes.txt``), so the caller can report them. A path that does not exist raises at once,
+    before any model loads."""
     from lesionlab.data.table import IMAGE_EXTENSIONS
 
+    missing = [item for item in items if not Path(item).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     paths: list[Path] = []
+    skipped: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            for q in sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")):
+                (paths if q.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(q)
         else:
             paths.append(p)
-    return paths
+    return paths, skipped
 
 
 def looks_like_model(arg: str) -> bool:
@@ -114,13 +127,28 @@ def looks_like_model(arg: str) -> bool:
     return path.suffix in (".pt", ".onnx", ".json", ".yaml", ".yml") or (not path.exists() and is_released_ref(arg))
 
 
+def meant_as_model(arg: str) -> bool:
+    """A leading argument that names a model, or names nothing that exists and is no image file: read as the model
+    so that a mistyped model is an error, never a silent switch to the built-in model."""
+    from lesionlab.data.table import IMAGE_EXTENSIONS
+
+    return looks_like_model(arg) or (not Path(arg).exists() and Path(arg).suffix.lower() not in IMAGE_EXTENSIONS)
+
+
 def split_model_argument(model: str | None, args: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``(model, images)``: ``--model``, else a leading model argument, else None (the built-in model)."""
+    """``(model, images)``: ``--model``, else a leading model argument, else None (the built-in model).
+
+    A model that was given is resolved here, before anything heavy loads: one that does not exist raises an error
+    naming what was tried (:func:`lesionlab.released.registry.resolve_model_ref`)."""
+    from lesionlab.released.registry import resolve_model_ref
+
     args = list(args)
-    if model is None and len(args) > 1 and looks_like_model(args[0]):
-        return args[0], args[1:]
-    if model is None and len(args) == 1 and looks_like_model(args[0]):
+    if model is None and len(args) > 1 and meant_as_model(args[0]):
+        model, args = args[0], args[1:]
+    elif model is None and len(args) == 1 and looks_like_model(args[0]):
         raise ConfigError(f"{args[0]} is a model: give the images to predict after it")
+    if model is not None:
+        resolve_model_ref(model)
     return model, args
 
 

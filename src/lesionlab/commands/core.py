@@ -10,9 +10,9 @@ from pathlib import Path
 from lesionlab.commands.common import (
     add_config_args,
     add_data_args,
+    collect_images,
     config_overrides,
     data_config_from_args,
-    expand_images,
     load_experiment,
     shortcut_overrides,
     split_model_argument,
@@ -110,19 +110,20 @@ def register_data(sub: argparse._SubParsersAction) -> argparse._SubParsersAction
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lesionlab.engine.crossval import wants_cv
-    from lesionlab.engine.train import train
-
     overrides = config_overrides(args, *shortcut_overrides(
         args, data_root="data.root", output_dir="output_dir", skip_bad="data.skip_bad",
         devices="train.trainer.devices", num_nodes="train.trainer.num_nodes", strategy="train.trainer.strategy",
         precision="train.trainer.precision"))
+    # the config is checked before Lightning and the engine are imported, so a typo is answered in a second
+    cfg = None if args.resume or args.refit else load_experiment(args.config, overrides)
+    from lesionlab.engine.crossval import wants_cv
+    from lesionlab.engine.train import train
+
     if args.resume:
         result = _resume_train(args, overrides)
     elif args.refit:
         result = train(_refit_config(args, overrides))
     else:
-        cfg = load_experiment(args.config, overrides)
         if cfg.train.refit:  # train-only run, then its refit on train + val (the one evaluated on test)
             from lesionlab.engine.refit_job import train_and_refit
 
@@ -193,8 +194,10 @@ def _refit_config(args: argparse.Namespace, overrides: list[str]):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import datetime as _dt
 
-    from lesionlab.engine.evaluate import evaluate_run
     from lesionlab.released.registry import is_released_ref, resolve_model_ref
+
+    resolve_model_ref(args.run)  # a mistyped run fails before the evaluation stack is imported
+    from lesionlab.engine.evaluate import evaluate_run
 
     out = args.out
     if out is None and is_released_ref(args.run):  # never write into the installed package
@@ -210,18 +213,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from lesionlab.inference.quality import QualityConfig
-    from lesionlab.serving.formatting import format_predictions
-    from lesionlab.serving.predictor import Predictor
-
     if args.topk < 1:
         raise ConfigError("--topk must be at least 1")
-    model, images = split_model_argument(args.model, args.images)
-    predictor = Predictor.load(model, quality=QualityConfig.from_overrides(args.quality))
-    paths = expand_images(images)
+    model, images = split_model_argument(args.model, args.images)  # a given model that does not exist fails here
+    paths, skipped = collect_images(images)  # so do missing images: both before the model loads
     if not paths:
-        raise ConfigError("no images found in the given paths")
+        raise ConfigError("no images found in the given paths" + (
+            f" (skipped {len(skipped)} files that are not images: {', '.join(map(str, skipped[:3]))})"
+            if skipped else ""))
+    from lesionlab.inference.quality import QualityConfig
+    from lesionlab.serving.formatting import format_predictions
+    from lesionlab.serving.predictor import ImageError, Predictor
+
+    predictor = Predictor.load(model, quality=QualityConfig.from_overrides(args.quality))
     results, errors = predictor.predict_files(paths, topk=args.topk)
+    errors += [ImageError(str(p), "not_an_image", f"{p}: skipped: not an image file (extension {p.suffix or 'none'})")
+               for p in skipped]
     text = format_predictions(results, predictor.class_names, args.format, errors)
     if args.output:
         Path(args.output).write_text(text)

@@ -67,12 +67,16 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from lesionlab.released.registry import resolve_model_ref
+
+    cfg = serve_config(args)
+    model = args.model if len(args.model) > 1 else (args.model[0] if args.model else None)
+    for ref in args.model:  # a mistyped model is an error before anything loads, never the built-in model
+        resolve_model_ref(ref)
     from lesionlab.inference.quality import QualityConfig
     from lesionlab.serving.api import serve
     from lesionlab.serving.predictor import Predictor
 
-    cfg = serve_config(args)
-    model = args.model if len(args.model) > 1 else (args.model[0] if args.model else None)
     predictor = Predictor.load(model, max_pixels=cfg.max_pixels, quality=QualityConfig.from_overrides(args.quality))
     print(f"Serving {predictor.card.name} ({predictor.backend}) on http://{cfg.host}:{cfg.port}/ "
           f"(API docs: /docs). Decision support, not a diagnosis.", flush=True)

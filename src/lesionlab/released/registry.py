@@ -9,9 +9,11 @@ Importing this module loads nothing.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lesionlab.errors import LesionLabError
 from lesionlab.registry import Registry
 
 PACKAGE_DIR = Path(__file__).parent / "models"
@@ -62,10 +64,39 @@ def released_dir(ref: str | Path | None = None) -> Path:
     return model.directory
 
 
+class ModelNotFoundError(LesionLabError, FileNotFoundError):
+    """A model reference that is neither an existing file or folder nor a built-in name."""
+
+
+def _closest(name: str, candidates: list[str]) -> list[str]:
+    return difflib.get_close_matches(name, candidates, n=2, cutoff=0.6)
+
+
+def missing_model_message(ref: str | Path) -> str:
+    """Why ``ref`` names no model: the path tried, the built-in names, and the closest existing names."""
+    path = Path(ref)
+    parent = path.parent if str(path.parent) not in ("", ".") else Path(".")
+    near: list[str] = []
+    if parent.is_dir():
+        siblings = [p.name for p in parent.iterdir() if not p.name.startswith(".")]
+        near = [str(parent / n) if parent != Path(".") else n for n in _closest(path.name, siblings)]
+    near += _closest(str(ref).removeprefix(PREFIX + ":"), RELEASED.valid_names())
+    where = "" if parent.is_dir() else f" ({parent}/ does not exist either)"
+    hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    return (f"model {str(ref)!r} not found: no such file or folder{where}, and not a built-in model "
+            f"({', '.join(RELEASED.valid_names())}, or {PREFIX!r}).{hint} A model is a run directory, model.pt, "
+            ".onnx file, ensemble folder or manifest, or a built-in name.")
+
+
 def resolve_model_ref(ref: str | Path | None) -> Path | str:
-    """A built-in reference → its folder; anything else (a path) unchanged."""
-    return released_dir(ref) if is_released_ref(ref) else ref
+    """A built-in reference → its folder; an existing path unchanged. Anything else raises
+    :class:`ModelNotFoundError` naming what was tried: a given model never falls back to another."""
+    if is_released_ref(ref):
+        return released_dir(ref)
+    if not Path(ref).exists():  # type: ignore[arg-type]
+        raise ModelNotFoundError(missing_model_message(ref))  # type: ignore[arg-type]
+    return ref  # type: ignore[return-value]
 
 
-__all__ = ["DEFAULT_MODEL", "PACKAGE_DIR", "RELEASED", "ReleasedModel", "is_released_ref", "released_dir",
-           "resolve_model_ref"]
+__all__ = ["DEFAULT_MODEL", "PACKAGE_DIR", "RELEASED", "ModelNotFoundError", "ReleasedModel", "is_released_ref",
+           "missing_model_message", "released_dir", "resolve_model_ref"]

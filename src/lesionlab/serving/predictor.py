@@ -122,7 +122,9 @@ class Predictor:
         from lesionlab.serving.artefacts import load_artefact
 
         if path is None or isinstance(path, str | Path):
-            path = resolve_model_ref(path)
+            path = resolve_model_ref(path)  # a path that does not exist raises, naming the built-in names
+        else:
+            path = [resolve_model_ref(p) for p in path]
         model, prep, card = load_artefact(path, device)
         predictor = cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels, quality=quality)
         predictor.seen = SeenImages.for_sources([m["source"] for m in card.members] or [card.source])
