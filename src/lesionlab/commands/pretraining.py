@@ -69,10 +69,12 @@ def _load(args: argparse.Namespace, cls: type, *first: str, data_key: str = "dat
 
 
 def cmd_pretrain_vae(args: argparse.Namespace) -> int:
-    from lesionlab.engine.pretrain import pretrain_vae
     from lesionlab.pretraining.config import PretrainConfig
 
-    result = pretrain_vae(_load(args, PretrainConfig))
+    cfg = _load(args, PretrainConfig)  # checked before the training stack is imported
+    from lesionlab.engine.pretrain import pretrain_vae
+
+    result = pretrain_vae(cfg)
     m = result.metrics
     print(f"validation -ELBO {m['val_elbo']:.1f} (reconstruction {m['val_recon']:.1f}, KL {m['val_kl']:.1f}) | "
           f"{m['epochs']} epochs | {result.seconds['total']:.0f}s")
@@ -82,20 +84,24 @@ def cmd_pretrain_vae(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_pretraining(args: argparse.Namespace) -> int:
-    from lesionlab.engine.compare_pretraining import compare_pretraining
     from lesionlab.pretraining.config import ComparePretrainingConfig
 
-    result = compare_pretraining(_load(args, ComparePretrainingConfig, data_key="experiment.data.root"))
+    cfg = _load(args, ComparePretrainingConfig, data_key="experiment.data.root")
+    from lesionlab.engine.compare_pretraining import compare_pretraining
+
+    result = compare_pretraining(cfg)
     print(result.summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"report: {result.report.resolve()}")
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from lesionlab.engine.distill import distill
     from lesionlab.pretraining.config import DistillConfig
 
-    result = distill(_load(args, DistillConfig, f"teacher={args.teacher}", data_key="data_root"))
+    cfg = _load(args, DistillConfig, f"teacher={args.teacher}", data_key="data_root")
+    from lesionlab.engine.distill import distill
+
+    result = distill(cfg)
     print(result.summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"student run: {result.run.root.resolve()}")
     print(f"report: {result.run.report.resolve()}")

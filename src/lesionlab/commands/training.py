@@ -83,16 +83,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)  # checked before the training stack is imported
     from lesionlab.engine.sweep import run_sweep
 
-    result = run_sweep(args.config, args.grid, _overrides(args), output_dir=args.output_dir)
+    result = run_sweep(args.config, args.grid, overrides, output_dir=args.output_dir)
     return _print_table_result(result, f"{len(result.table)} cells; best by validation: {result.best}")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)  # checked before the training stack is imported
     from lesionlab.engine.ablation import run_ablation
 
-    result = run_ablation(args.config, args.factors, _overrides(args), output_dir=args.output_dir)
+    result = run_ablation(args.config, args.factors, overrides, output_dir=args.output_dir)
     return _print_table_result(result, f"{len(result.table)} runs (full + {len(result.table) - 1} leave-one-out)")
 
 
@@ -106,10 +108,11 @@ def _print_table_result(result, headline: str) -> int:
 
 def cmd_augment_preview(args: argparse.Namespace) -> int:
     from lesionlab.commands.common import config_overrides, load_experiment, shortcut_overrides
-    from lesionlab.training.augment_preview import augment_preview
 
     cfg = load_experiment(args.config, config_overrides(
         args, *shortcut_overrides(args, data_root="data.root", output_dir="output_dir")))
+    from lesionlab.training.augment_preview import augment_preview
+
     path = augment_preview(cfg, args.out, n_images=args.images, views=args.views, seed=args.seed)
     print(f"augment preview: {path.resolve()}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -75,12 +76,20 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
                 raise ConfigError(moved_message(where or "train", key, value))
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"Unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; valid: {sorted(names)}")
+        raise ConfigError(f"Unknown config key(s) {sorted(unknown)} in {where or cls.__name__}"
+                          f"{_did_you_mean(sorted(unknown), names, where)}; valid: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:  # pragma: no cover - dataclass signature errors
         raise ConfigError(str(exc)) from exc
+
+
+def _did_you_mean(unknown: list[str], names: set[str], where: str) -> str:
+    """`` (did you mean train.epochs?)`` for the unknown keys that are close to a valid one."""
+    prefix = f"{where}." if where else ""
+    close = [f"{prefix}{match[0]}" for key in unknown if (match := difflib.get_close_matches(key, names, n=1))]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,8 +1,19 @@
 """What a trained model needs at prediction time beyond its forward pass: the input quality gate and the
-out-of-distribution detector."""
+out-of-distribution detector.
 
-from lesionlab.inference.ood import OOD_METHODS, OODDetector, fit_ood_detector
-from lesionlab.inference.quality import NotAssessableError, QualityConfig, QualityReport, assess_quality
+The names are re-exported lazily, so that a config check importing :mod:`lesionlab.inference.tta` does not load
+PyTorch through the OOD detector."""
 
-__all__ = ["OOD_METHODS", "NotAssessableError", "OODDetector", "QualityConfig", "QualityReport", "assess_quality",
-           "fit_ood_detector"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {"OOD_METHODS": "ood", "OODDetector": "ood", "fit_ood_detector": "ood", "NotAssessableError": "quality",
+            "QualityConfig": "quality", "QualityReport": "quality", "assess_quality": "quality"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -6,13 +6,16 @@ A policy is a registered name (``none``, ``flips``, ``d4``) or any ``+``-joined 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from lesionlab.registry import Registry, UnknownNameError
 
-View = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # the views only call tensor methods: checking a policy name needs no PyTorch
+    import torch
+
+View = Callable[["torch.Tensor"], "torch.Tensor"]
 TTA_POLICIES: Registry[tuple[View, ...]] = Registry("TTA policy")
 TTA_VIEWS: Registry[View] = Registry("TTA view")
 
@@ -31,14 +34,14 @@ def _vflip(x: torch.Tensor) -> torch.Tensor:
 
 def _rot(k: int) -> View:
     def view(x: torch.Tensor) -> torch.Tensor:
-        return torch.rot90(x, k, dims=(-2, -1))
+        return x.rot90(k, dims=(-2, -1))
 
     return view
 
 
 def _rot_hflip(k: int) -> View:
     def view(x: torch.Tensor) -> torch.Tensor:
-        return torch.rot90(x.flip(-1), k, dims=(-2, -1))
+        return x.flip(-1).rot90(k, dims=(-2, -1))
 
     return view
 
@@ -71,7 +74,9 @@ def get_tta(name: str) -> tuple[View, ...]:
         raise ValueError(f"TTA views repeat in {name!r}; list each view once")
     unknown = [p for p in parts if p not in TTA_VIEWS]
     if unknown:
-        raise UnknownNameError(f"Unknown TTA policy or view {unknown[0]!r} in {name!r}. Policies: "
+        close = difflib.get_close_matches(unknown[0], [*TTA_POLICIES.names(), *TTA_VIEWS.names()], n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(f"Unknown TTA policy or view {unknown[0]!r} in {name!r}.{hint} Policies: "
                                f"{', '.join(TTA_POLICIES.names())}; or join views with '+': "
                                f"{', '.join(TTA_VIEWS.names())}.")
     return tuple(TTA_VIEWS.get(p) for p in parts)

@@ -18,6 +18,7 @@ from lesionlab.models.attention import create_attention_backbone
 from lesionlab.models.pretrained import (
     PretrainedWeightsUnavailable,
     create_pretrained_trunk,
+    hub_weights_cached,
     normalise_pretrained,
     offline_weights_for,
 )
@@ -133,29 +134,13 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> dict[str, list[
     return report
 
 
-def _hub_weights_cached(timm_name: str) -> bool:
-    """Whether timm's default hub weights for ``timm_name`` are already in the local Hugging Face cache."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cfg = timm.models.get_pretrained_cfg(timm_name)
-        repo = getattr(cfg, "hf_hub_id", None) if cfg else None
-        if not repo:
-            return False
-        repo = f"{repo}{timm_name}.{cfg.tag}" if repo.endswith("/") and cfg.tag else repo
-        return any(isinstance(try_to_load_from_cache(repo, f), str)
-                   for f in ("model.safetensors", "pytorch_model.bin"))
-    except Exception:  # an unusual cfg or cache layout only means "not known to be cached"
-        return False
-
-
 def weights_status(timm_name: str | None) -> str:
     """Where ImageNet weights for an architecture can come from without network: package, hf-cache or hub only."""
     if timm_name is None:
         return "n/a"
     if offline_weights_for(timm_name) is not None:
         return "offline (package)"
-    if _hub_weights_cached(timm_name):
+    if hub_weights_cached(timm_name):
         return "offline (HF cache)"
     cfg = timm.models.get_pretrained_cfg(timm_name)
     return "hub only" if cfg is not None and (cfg.hf_hub_id or cfg.url) else "none"

@@ -14,11 +14,15 @@ inputs scaled with mean = std = 0.5).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -144,6 +148,59 @@ def load_offline_imagenet(model: nn.Module, source: OfflineWeights) -> None:
                 len(state))
 
 
+def hub_weights_cached(timm_name: str) -> bool:
+    """Whether timm's default hub weights for ``timm_name`` are already in the local Hugging Face cache."""
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        cfg = timm.models.get_pretrained_cfg(timm_name)
+        repo = getattr(cfg, "hf_hub_id", None) if cfg else None
+        if not repo:
+            return False
+        repo = f"{repo}{timm_name}.{cfg.tag}" if repo.endswith("/") and cfg.tag else repo
+        return any(isinstance(try_to_load_from_cache(repo, f), str)
+                   for f in ("model.safetensors", "pytorch_model.bin"))
+    except Exception:  # an unusual cfg or cache layout only means "not known to be cached"
+        return False
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection, asked once per process (``HF_HUB_OFFLINE=1``: no).
+
+    Asked before timm downloads, so an offline machine fails at once instead of after a minute of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def weights_unavailable(name: str, reason: str) -> PretrainedWeightsUnavailable:
+    """The error for ImageNet weights that cannot be had, naming the offline alternatives."""
+    return PretrainedWeightsUnavailable(
+        f"Could not get ImageNet weights for {name!r} ({reason}). "
+        "If you are offline: use model.pretrained=imagenet with a backbone whose weights ship in a package "
+        f"({offline_alternatives()}; e.g. model.backbone=efficientnet-lite0), set model.weights=PATH to a local "
+        "state-dict/safetensors file, pre-populate the Hugging Face cache (HF_HOME) on a machine with internet, "
+        "or train from scratch with model.pretrained=false.")
+
+
+def check_weights_available(timm_name: str, pretrained: str | bool | None) -> None:
+    """Raise :class:`PretrainedWeightsUnavailable` now, before any data is read, when ``pretrained`` needs timm's hub
+    and the weights are neither cached nor downloadable (the hub is unreachable)."""
+    source = normalise_pretrained(pretrained)
+    if source is None or (source == "imagenet" and offline_weights_for(timm_name) is not None):
+        return
+    name = timm_name if source in ("imagenet", "hub") else f"{timm_name}.{source}"
+    if not hub_weights_cached(name) and not hub_reachable():
+        raise weights_unavailable(name, "the Hugging Face hub cannot be reached and they are not in the local cache")
+
+
 def create_pretrained_trunk(timm_name: str, pretrained: str, **kwargs: object) -> nn.Module:
     """A timm model with ImageNet weights: offline package first (for ``imagenet``), else timm's hub.
 
@@ -156,14 +213,9 @@ def create_pretrained_trunk(timm_name: str, pretrained: str, **kwargs: object) -
         model = timm.create_model(timm_name, pretrained=False, **kwargs)
         load_offline_imagenet(model, source)
         return model
+    check_weights_available(timm_name, pretrained)  # offline: fail now, not after the hub client's retries
     name = timm_name if pretrained in ("imagenet", "hub") else f"{timm_name}.{pretrained}"
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise PretrainedWeightsUnavailable(
-            f"Could not get ImageNet weights for {name!r} ({type(exc).__name__}: {exc}). "
-            "If you are offline: use model.pretrained=imagenet with a backbone whose weights ship in a package "
-            f"({offline_alternatives()}; e.g. model.backbone=efficientnet-lite0), set model.weights=PATH to a local "
-            "state-dict/safetensors file, pre-populate the Hugging Face cache (HF_HOME) on a machine with internet, "
-            "or train from scratch with model.pretrained=false."
-        ) from exc
+        raise weights_unavailable(name, f"{type(exc).__name__}: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lesionlab.config import ConfigError, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
@@ -44,9 +45,14 @@ def check_model_names(m: ModelConfig, where: str = "model") -> None:
     """Backbone (alias or timm name) and head."""
     from lesionlab.models.backbones import resolve_backbone
     from lesionlab.models.heads import HEADS
+    from lesionlab.models.pretrained import check_weights_available
 
-    resolve_backbone(m.backbone)
+    timm_name = resolve_backbone(m.backbone)
     _lookup(f"{where}.head", HEADS, m.head)
+    if m.weights is None:  # ImageNet weights from the hub: offline, say so before any data is read
+        check_weights_available(timm_name, m.pretrained)
+    elif not Path(m.weights).is_file():
+        raise ConfigError(f"{where}.weights: file not found: {m.weights}")
 
 
 def check_eval_names(e: EvalConfig, where: str = "eval") -> None:
@@ -64,8 +70,9 @@ def check_component_names(cfg: Any, where: str = "") -> None:
     config holding ``train``, ``model``, ``student``, ``eval`` or ``experiment`` sections); an unknown name raises
     a :class:`ConfigError` that lists the valid ones."""
     prefix = f"{where}." if where else ""
-    checks = (("train", TrainConfig, check_train_names), ("model", ModelConfig, check_model_names),
-              ("student", ModelConfig, check_model_names), ("eval", EvalConfig, check_eval_names),
+    # cheapest imports first, so a wrong eval.tta is answered before the training and model registries load
+    checks = (("eval", EvalConfig, check_eval_names), ("train", TrainConfig, check_train_names),
+              ("model", ModelConfig, check_model_names), ("student", ModelConfig, check_model_names),
               ("experiment", ExperimentConfig, check_component_names))
     for attr, kind, check in checks:
         section = getattr(cfg, attr, None)
