@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Score RUN's held-out test lesions (in distribution) against the offline OOD "
                        "benchmark: skimage.data photos and graphics, synthetic noise / blank / gradients / "
                        "checkerboards / rendered text (far OOD) and heavily corrupted test lesions (near OOD). Reports "
-                       "AUROC and FPR at 95%% TPR per group for the stored detector and for each --methods fitted "
+                       "AUROC and FPR at 95 % TPR per group for the stored detector and for each --methods fitted "
                        "afresh on the training split, the share flagged at the stored threshold and the share the "
                        "quality gate rejects first; writes ood_eval.csv / ood_eval.md and the run report's table.")
     p.add_argument("run", help="run directory or ensemble folder")

@@ -11,12 +11,14 @@ from lesionlab.released.registry import RELEASED, resolve_model_ref
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("card", help="a model's card as Markdown (built-in model, released folder or run)",
+    p = sub.add_parser("card", help="a model's card as Markdown (built-in model, released folder, run or ensemble)",
                        description="Print the model card: training data and licence, how it was built, test "
-                       "figures with 95%% bootstrap intervals (own test split and external sets), calibration, the "
+                       "figures with 95 % bootstrap intervals (own test split and external sets), calibration, the "
                        "triage operating point, intended use and limitations. MODEL defaults to the built-in model; "
-                       f"built-in names: {', '.join(RELEASED)}.")
-    p.add_argument("model", nargs="?", default=None, help="built-in name (or 'builtin'), or a released model folder")
+                       f"built-in names: {', '.join(RELEASED)}. A run or ensemble folder gets a shorter card "
+                       "computed from its metrics.json, marked as not a released model.")
+    p.add_argument("model", nargs="?", default=None, help="built-in name (or 'builtin'), a released model folder, "
+                   "or a run or ensemble folder")
     p.add_argument("--json", action="store_true", help="print card.json instead of Markdown")
     p.add_argument("--output", default=None, help="write to this file instead of stdout")
     p.set_defaults(func=cmd_card)
@@ -42,13 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from lesionlab.released.card import card_markdown, load_card
+    from lesionlab.released.card import card_markdown, load_card, run_card, run_card_markdown
 
-    folder = Path(resolve_model_ref(args.model))
+    folder = Path(resolve_model_ref(args.model))  # an unknown name lists the built-in ones
     card = load_card(folder)
+    render = card_markdown
+    if card is None:  # a run or ensemble: what its metrics.json says, marked as not a released model
+        card, render = run_card(folder), run_card_markdown
     if card is None:
-        raise FileNotFoundError(f"{folder} has no card.json: model cards are written by `lesionlab release`")
-    text = json.dumps(card, indent=2) + "\n" if args.json else card_markdown(card)
+        raise FileNotFoundError(f"{folder} has no card.json (not a released model) and no metrics.json (not scored "
+                                "on its test split): nothing to put on a card. Score it first (an ensemble: "
+                                "`lesionlab ensemble ... --test`), or package it with `lesionlab release`")
+    text = json.dumps(card, indent=2) + "\n" if args.json else render(card)
     if args.output:
         Path(args.output).write_text(text)
     else:

@@ -71,4 +71,63 @@ def card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["card_markdown", "load_card"]
+#: The figures of a run card, in order: ``metrics.json`` key → label.
+RUN_FIGURES = {"balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC", "accuracy": "accuracy",
+               "priority1_sensitivity": "priority-1 sensitivity", "priority1_specificity": "priority-1 specificity"}
+NOT_RELEASED = ("not a released model: computed from the folder's metrics.json (its own held-out test split); a "
+                "released model's card (`lesionlab release`) adds external test sets, latency, the OOD benchmark and "
+                "its limitations")
+
+
+def run_card(folder: str | Path) -> dict[str, Any] | None:
+    """What a run or ensemble folder knows, as a card: its test figures from ``metrics.json`` (with their 95 %
+    intervals), the triage operating point and the recipe; ``released`` is False. None without ``metrics.json``."""
+    import yaml
+
+    folder = Path(folder)
+    if not (folder / "metrics.json").is_file():
+        return None
+    metrics = json.loads((folder / "metrics.json").read_text())
+    ci = metrics.get("ci95") or {}
+    op = metrics.get("triage_operating_point") or {}
+    figures = {k: {"value": metrics.get(k, op.get(k.removeprefix("priority1_"))), "ci95": ci.get(k)}
+               for k in RUN_FIGURES if k in metrics or k in ci}
+    cfg = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+    cfg = cfg or {}
+    members = json.loads((folder / "ensemble.json").read_text()).get("members", []) \
+        if (folder / "ensemble.json").is_file() else []
+    data, model, train = cfg.get("data") or {}, cfg.get("model") or {}, cfg.get("train") or {}
+    return {"name": folder.name, "released": False, "note": NOT_RELEASED, "source": str(folder.resolve()),
+            "kind": f"ensemble of {len(members)} members" if members else "run",
+            "recipe": {"dataset": data.get("dataset"), "image_size": data.get("image_size"),
+                       "backbone": model.get("backbone"), "pretrained": model.get("pretrained"),
+                       "epochs": train.get("epochs"), "seed": train.get("seed")},
+            "test": {"n_images": metrics.get("n"), "figures": figures,
+                     "per_class_recall": {c: v.get("recall") for c, v in (metrics.get("per_class") or {}).items()
+                                          if isinstance(v, dict)}},
+            "triage_operating_point": op.get("statement") or op.get("rule")}
+
+
+def _fig(fig: dict[str, Any]) -> str:
+    value, ci = fig.get("value"), fig.get("ci95")
+    text = "–" if value is None else f"{value:.3f}"
+    return text + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci and value is not None else "")
+
+
+def run_card_markdown(card: dict[str, Any]) -> str:
+    """A run card (:func:`run_card`) as Markdown, headed by its not-released note."""
+    recipe = ", ".join(f"{k} {v}" for k, v in card["recipe"].items() if v is not None)
+    lines = [f"# Run card: {card['name']}", "", f"**{card['note'][0].upper()}{card['note'][1:]}.**", "",
+             f"- {card['kind']}: {card['source']}", f"- recipe: {recipe or 'unknown (no config.yaml)'}", "",
+             f"## Held-out test split: {card['test']['n_images']} images (95 % bootstrap intervals)", "",
+             "| metric | value (95 % CI) |", "|---|---|"]
+    lines += [f"| {RUN_FIGURES[k]} | {_fig(f)} |" for k, f in card["test"]["figures"].items()]
+    recall = {c: r for c, r in card["test"]["per_class_recall"].items() if r is not None}
+    if recall:
+        lines += ["", "recall per class: " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items())]
+    if card.get("triage_operating_point"):
+        lines += ["", f"triage operating point: {card['triage_operating_point']}"]
+    return "\n".join([*lines, ""])
+
+
+__all__ = ["card_markdown", "load_card", "run_card", "run_card_markdown"]
