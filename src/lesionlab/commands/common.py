@@ -41,12 +41,13 @@ def config_overrides(args: argparse.Namespace, *extra: str) -> list[str]:
 
 def load_experiment(config: str | Path | None, overrides: Sequence[str] = (),
                     cls: type[T] = ExperimentConfig) -> T:  # type: ignore[assignment]
-    """Defaults ← ``config`` ← ``overrides``, every registered name checked (before any data is read or any
-    directory is made); the one way a command builds its config."""
-    from lesionlab.training.validation import check_component_names
+    """Defaults ← ``config`` ← ``overrides``, every registered name checked and the backbone weights found (before
+    any data is read or any directory is made); the one way a command builds its config."""
+    from lesionlab.training.validation import check_component_names, check_weights
 
     cfg = load_typed_config(cls, config, list(overrides))
     check_component_names(cfg)
+    check_weights(cfg)
     return cfg
 
 

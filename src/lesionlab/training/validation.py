@@ -45,14 +45,28 @@ def check_model_names(m: ModelConfig, where: str = "model") -> None:
     """Backbone (alias or timm name) and head."""
     from lesionlab.models.backbones import resolve_backbone
     from lesionlab.models.heads import HEADS
+
+    resolve_backbone(m.backbone)
+    _lookup(f"{where}.head", HEADS, m.head)
+
+
+def check_weights(cfg: Any, where: str = "") -> None:
+    """Where a command is about to train: each backbone's ImageNet weights can be had (offline package, local cache or
+    a reachable hub) and each ``weights`` file exists, so an offline machine fails before any data is read."""
+    from lesionlab.models.backbones import resolve_backbone
     from lesionlab.models.pretrained import check_weights_available
 
-    timm_name = resolve_backbone(m.backbone)
-    _lookup(f"{where}.head", HEADS, m.head)
-    if m.weights is None:  # ImageNet weights from the hub: offline, say so before any data is read
-        check_weights_available(timm_name, m.pretrained)
-    elif not Path(m.weights).is_file():
-        raise ConfigError(f"{where}.weights: file not found: {m.weights}")
+    prefix = f"{where}." if where else ""
+    for attr in ("model", "student"):
+        m = getattr(cfg, attr, None)
+        if not isinstance(m, ModelConfig):
+            continue
+        if m.weights is None:
+            check_weights_available(resolve_backbone(m.backbone), m.pretrained)
+        elif not Path(m.weights).is_file():
+            raise ConfigError(f"{prefix}{attr}.weights: file not found: {m.weights}")
+    if isinstance(getattr(cfg, "experiment", None), ExperimentConfig):
+        check_weights(cfg.experiment, f"{prefix}experiment")
 
 
 def check_eval_names(e: EvalConfig, where: str = "eval") -> None:
