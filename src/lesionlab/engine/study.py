@@ -232,7 +232,7 @@ def arm_overrides(study: StudyConfig, arm: ArmConfig, scale: str, seed: int, don
 
 
 def run_study(study: StudyConfig, *, scale: str = "cpu", data_root: str | None = None,
-              results_dir: str | Path = "docs/results", runs_dir: str | Path = "runs/studies",
+              results_dir: str | Path = "runs/studies/results", runs_dir: str | Path = "runs/studies",
               only: Sequence[str] = (), on_progress: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Run every missing arm × seed of ``study`` in order; return the results table (also written as CSV)."""
     for arm in study.arms:

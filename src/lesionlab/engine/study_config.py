@@ -1,15 +1,19 @@
-"""What a study file (``configs/studies/NAME.yaml``) says: the question, the paper's claims and the arms to run."""
+"""What a study file (``configs/studies/NAME.yaml``, shipped in the package) says: the question, the paper's claims
+and the arms to run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lesionlab.config import ConfigError, load_typed_config
 
+#: The experiment configs shipped inside the package (the checkout's ``configs/``), so studies run from a pip install.
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #: Where ``lesionlab study NAME`` looks for ``NAME.yaml``.
-STUDY_DIR = Path("configs/studies")
+STUDY_DIR = PACKAGE_CONFIGS / "studies"
 
 
 @dataclass
@@ -69,10 +73,29 @@ def study_path(name_or_file: str | Path) -> Path:
     candidate = STUDY_DIR / f"{name_or_file}.yaml"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml")) if STUDY_DIR.is_dir() else []
-    raise ConfigError(f"no study {str(name_or_file)!r} in {STUDY_DIR}/ (known: {', '.join(known) or 'none'}; run from "
-                      "the checkout or pass a study YAML file)")
+    known = study_names()
+    close = difflib.get_close_matches(str(name_or_file), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"no study {str(name_or_file)!r} ({hint}known: {', '.join(known) or 'none'}; or pass a study "
+                      "YAML file)")
+
+
+def study_names() -> list[str]:
+    """The studies shipped with the package."""
+    return sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
+
+
+def arm_config_path(config: str) -> str:
+    """An arm's experiment file: as written, relative to the working directory, when it exists there (a checkout, or
+    the user's own copy), else the copy shipped in the package (``configs/X.yaml`` → ``lesionlab/configs/X.yaml``)."""
+    path = Path(config)
+    if path.is_file() or path.is_absolute():
+        return config
+    shipped = PACKAGE_CONFIGS.parent / path
+    return str(shipped) if shipped.is_file() else config
 
 
 def load_study(name_or_file: str | Path) -> StudyConfig:
-    return load_typed_config(StudyConfig, study_path(name_or_file))
+    study = load_typed_config(StudyConfig, study_path(name_or_file))
+    arms = tuple(replace(a, config=arm_config_path(a.config)) if a.config else a for a in study.arms)
+    return replace(study, arms=arms)
