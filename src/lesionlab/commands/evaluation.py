@@ -201,15 +201,18 @@ def predictor_ood_flagger(run: str):
     Read defensively: a prediction without an ``ood`` field (or with ``None``) means no detector; an image the
     predictor rejects as not assessable counts as flagged.
     """
+    import functools
+
     import numpy as np
 
     from lesionlab.serving.predictor import Predictor
 
-    predictor = Predictor.load(run)
+    load = functools.cache(lambda: Predictor.load(run))  # loaded when first asked, after the sets were checked
 
     def flags(paths):
         if not paths:
             return None
+        predictor = load()
         probe, _ = predictor.predict_files(paths[:1])
         if not probe or getattr(probe[0], "ood", None) is None:
             return None
@@ -223,15 +226,23 @@ def predictor_ood_flagger(run: str):
 
 
 def cmd_transfer_report(args: argparse.Namespace) -> int:
-    from lesionlab.config import ConfigError
-    from lesionlab.engine.transfer_report import transfer_report
+    from lesionlab.config import ConfigError, DataConfig
+    from lesionlab.data.datasets import load_dataset
+    from lesionlab.released.registry import resolve_model_ref
 
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap must be 0 (no intervals) or more")
+    resolve_model_ref(args.run)
+    options = _dataset_options(args.option)
+    for name in args.datasets:  # every set checked before the engine, the model and any image load
+        if name != "test":
+            load_dataset(DataConfig(dataset=name, root=args.data_root, options=options.get(name, {})))
+    from lesionlab.engine.transfer_report import transfer_report
+
     ood = None if args.no_ood else predictor_ood_flagger(args.run)
     result = transfer_report(args.run, args.datasets, data_root=args.data_root,
-                             options=_dataset_options(args.option), exclude_seen=args.exclude_seen, ood=ood,
-                             n_boot=args.bootstrap, seed=args.seed, out_dir=args.out)
+                             options=options, exclude_seen=args.exclude_seen, ood=ood,
+                             n_boot=args.bootstrap, seed=args.seed, out_dir=args.out, progress=not args.quiet)
     print(result.table.to_string(float_format=lambda v: f"{v:.4f}"))
     if not result.outside.empty:
         print("\noutside the model's classes:")

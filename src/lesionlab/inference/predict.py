@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -44,12 +45,30 @@ def predict_view_logits(model: nn.Module, images: np.ndarray, mean: tuple[float,
     model.eval().to(device)
     idx = np.arange(len(images)) if indices is None else np.asarray(indices)
     out = []
-    for start in tqdm(range(0, len(idx), batch_size), desc="Predicting", disable=not progress, unit="batch"):
-        batch = torch.from_numpy(np.ascontiguousarray(images[idx[start:start + batch_size]])).permute(0, 3, 1, 2)
-        x = to_model_input(batch.to(device), mean, std)
-        fwd = _with_metadata(model, metadata, start, batch_size, x.device)
-        out.append(torch.stack([fwd(view(x)).float() for view in views]).cpu().numpy())
+    with _progress(model, len(range(0, len(idx), batch_size)), len(views), progress) as step:
+        for start in range(0, len(idx), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[idx[start:start + batch_size]])).permute(0, 3, 1, 2)
+            x = to_model_input(batch.to(device), mean, std)
+            fwd = _with_metadata(model, metadata, start, batch_size, x.device)
+            out.append(torch.stack([step(fwd(view(x))).float() for view in views]).cpu().numpy())
     return np.concatenate(out, axis=1) if out else np.zeros((len(views), 0, 0), dtype=np.float32)
+
+
+@contextmanager
+def _progress(model: nn.Module, batches: int, views: int, enabled: bool) -> Iterator[Callable]:
+    """A bar that moves once per member forward pass (batches x views x ensemble members), so an ensemble with
+    test-time augmentation on a single batch still shows progress; yields the per-view step (a pass-through)."""
+    members = list(getattr(model, "members", None) or [])
+    unit = f"{len(members)} members x {views} views" if members else f"{views} views"
+    bar = tqdm(total=batches * views * max(len(members), 1), desc=f"Predicting ({unit})", disable=not enabled,
+               unit="pass")
+    hooks = [m.register_forward_hook(lambda *_: bar.update(1)) for m in members]
+    try:
+        yield (lambda y: y) if members else (lambda y: (bar.update(1), y)[1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        bar.close()
 
 
 def _with_metadata(model: nn.Module, metadata: np.ndarray | None, start: int, batch_size: int,
