@@ -157,8 +157,8 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     (run.root / "timings.json").write_text(json.dumps(seconds, indent=2))
     write_run_report(run, metrics, cfg=cfg, split_counts=counts, summary=summary, seconds=seconds,
                      best_epoch=best_epoch)
-    logger.info("Test balanced accuracy %.4f, macro AUC %.4f; report: %s", metrics["balanced_accuracy"],
-                metrics["auc_macro"], run.report)
+    logger.info("Test balanced accuracy %.4f, macro AUC %.4f (test-time augmentation: %s); report: %s",
+                metrics["balanced_accuracy"], metrics["auc_macro"], cfg.eval.tta, run.report)
     drop_resume_state(run.root)
     return TrainResult(run, metrics, seconds)
 

@@ -17,11 +17,13 @@ LABELS = {"balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC", "a
 
 
 CI_COLUMNS = ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high")
+#: Row names as shown: every row says whether its figures use test-time augmentation.
+ROW_LABELS = {"single fold": "single fold, no TTA", "ensemble": "ensemble, no TTA"}
 
 
 def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     """Single-fold rows as 'mean ± std' strings, ensemble rows as numbers formatted alike, with the lesion-level
-    bootstrap 95 % CI of the ensembles' balanced accuracy."""
+    bootstrap 95 % CI of the ensembles' balanced accuracy; rows without test-time augmentation say so."""
     ci = summary[[c for c in CI_COLUMNS if c in summary]]
     summary = summary.drop(columns=list(ci.columns))
     rows = {}
@@ -31,12 +33,13 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
         if name.endswith(": mean"):
             base = name[: -len(": mean")]
             std = summary.loc[f"{base}: std"]
-            rows[f"{base} (mean ± std)"] = {c: f"{summary.loc[name, c]:.4f} ± {std[c]:.4f}" for c in summary.columns}
+            key = f"{ROW_LABELS.get(base, base)} (mean ± std)"
+            rows[key] = {c: f"{summary.loc[name, c]:.4f} ± {std[c]:.4f}" for c in summary.columns}
         else:
-            rows[name] = {c: f"{summary.loc[name, c]:.4f}" for c in summary.columns}
+            key = ROW_LABELS.get(name, name)
+            rows[key] = {c: f"{summary.loc[name, c]:.4f}" for c in summary.columns}
         if len(ci.columns) == 2:
             low, high = ci.loc[name]
-            key = f"{name[: -len(': mean')]} (mean ± std)" if name.endswith(": mean") else name
             rows[key]["balanced accuracy 95% CI"] = "–" if pd.isna(low) else f"{low:.4f} – {high:.4f}"
     frame = pd.DataFrame(rows).T.rename(columns=LABELS)
     frame.index.name = "model (held-out test split)"
