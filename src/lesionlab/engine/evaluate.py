@@ -13,6 +13,7 @@ import pandas as pd
 from lesionlab.config import DataConfig, EvalConfig
 from lesionlab.data.taxonomy import can_map, label_map
 from lesionlab.engine.finalize import write_shipped_calibration
+from lesionlab.engine.quiet import quiet
 from lesionlab.engine.run_data import (
     LoadedRun,
     describe_seen,
@@ -60,6 +61,7 @@ def _stored_eval(run: LoadedRun) -> EvalConfig:
         return EvalConfig()
 
 
+@quiet
 def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Path | None = None,
                  exclude_seen: bool = False, batch_size: int | None = None, topk: tuple[int, ...] | None = None,
                  progress: bool = True) -> EvaluationResult:

@@ -23,6 +23,7 @@ from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
 from lesionlab.engine.calibration_source import sibling_calibration
+from lesionlab.engine.quiet import quiet
 from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.models.metadata import MetadataSpec, encode_split_metadata, sample_metadata
@@ -80,6 +81,7 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: Traini
             DataLoader(val_ds, batch_size=cfg.eval.batch_size, sampler=ShardSampler(val_ds), **common))  # DDP: unpadded
 
 
+@quiet  # as quiet from Python as on the command line
 @discards_unstarted_runs
 def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = False) -> TrainResult:
     """Run one experiment end to end and return its run directory and test metrics.
