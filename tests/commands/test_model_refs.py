@@ -61,6 +61,15 @@ def test_leading_missing_path_is_read_as_the_model(image: Path) -> None:
     ["card", "ham7-lite3"],
     ["evaluate", "runs/default-nosuch", "--dataset", "ph2"],
     ["explain", "runs/default-nosuch", "IMG"],
+    ["calibrate", "runs/default-nosuch"],
+    ["robustness", "runs/default-nosuch"],
+    ["fit-ood", "runs/default-nosuch"],
+    ["ood-eval", "runs/default-nosuch"],
+    ["export", "runs/default-nosuch"],
+    ["release", "runs/default-nosuch", "--name", "x", "--out", "rel", "--data-root", "."],
+    ["attention-maps", "runs/default-nosuch", "IMG", "--out", "maps"],
+    ["distill", "runs/default-nosuch"],
+    ["transfer-report", "runs/default-nosuch", "--datasets", "test"],
 ])
 def test_every_command_refuses_a_missing_model(argv: list[str], image: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch,
@@ -97,3 +106,11 @@ def test_predict_folder_gives_skipped_files_an_error_row(image: Path, capsys: py
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["image"].endswith("notes.txt") and rows[-1]["error"]["code"] == "not_an_image"
     assert len(rows) == 2
+
+
+@pytest.mark.parametrize("argv", [["calibrate", "runs/x"], ["export", "runs/x"], ["evaluate", "builtin", "--dataset",
+                                                                                  "nosuch"]])
+def test_post_hoc_commands_fail_before_loading_anything(argv: list[str], tmp_path: Path) -> None:
+    code = f"import sys; from lesionlab.cli import main; rc = main({argv!r}); print(rc, 'lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False"], out.stderr

@@ -90,7 +90,11 @@ def test_model_argument_is_optional(tmp_path: Path) -> None:
     assert split_model_argument(None, [str(run), str(img)]) == (str(run), [str(img)])
     assert split_model_argument(None, [str(img)]) == (None, [str(img)])
     assert split_model_argument(None, ["builtin", str(img)]) == ("builtin", [str(img)])
-    assert split_model_argument("m.onnx", [str(img)]) == ("m.onnx", [str(img)])
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    assert split_model_argument(str(onnx), [str(img)]) == (str(onnx), [str(img)])
+    with pytest.raises(FileNotFoundError, match="not found"):  # a given model that does not exist: no fall-back
+        split_model_argument(str(tmp_path / "missing.onnx"), [str(img)])
     with pytest.raises(ConfigError, match="give the images"):
         split_model_argument(None, [str(run)])
 

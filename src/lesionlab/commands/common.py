@@ -4,9 +4,10 @@ arguments, image lists, model arguments, quiet Lightning."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -151,6 +152,24 @@ def split_model_argument(model: str | None, args: Sequence[str]) -> tuple[str | 
     if model is not None:
         resolve_model_ref(model)
     return model, args
+
+
+def checks_model(attr: str = "run") -> Callable[[Callable[[argparse.Namespace], int]],
+                                                Callable[[argparse.Namespace], int]]:
+    """Decorate a command so that its model argument ``args.<attr>`` is resolved first: a mistyped run fails in a
+    fraction of a second, naming what was tried, before the command imports its stack or loads anything."""
+
+    def decorate(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(func)
+        def command(args: argparse.Namespace) -> int:
+            from lesionlab.released.registry import resolve_model_ref
+
+            resolve_model_ref(getattr(args, attr))
+            return func(args)
+
+        return command
+
+    return decorate
 
 
 def prepare_training(verbose: bool) -> None:

@@ -196,7 +196,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from lesionlab.released.registry import is_released_ref, resolve_model_ref
 
-    resolve_model_ref(args.run)  # a mistyped run fails before the evaluation stack is imported
+    resolve_model_ref(args.run)  # a mistyped run or dataset fails before the evaluation stack is imported
+    from lesionlab.data.datasets import DATASETS
+
+    DATASETS.get(args.dataset)
     from lesionlab.engine.evaluate import evaluate_run
 
     out = args.out

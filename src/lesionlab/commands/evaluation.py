@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesionlab.commands.common import add_run_data_root
+from lesionlab.commands.common import add_run_data_root, checks_model
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
@@ -312,6 +312,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
     from lesionlab.engine.recalibrate import recalibrate_run
@@ -325,17 +326,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_explain(args: argparse.Namespace) -> int:
+    from lesionlab.commands.common import expand_images
     from lesionlab.config import ConfigError
-    from lesionlab.engine.explain_run import explain_files, explain_test_split
 
     if args.max_images < 1 or args.per_class < 1:
         raise ConfigError("--max-images and --per-class must be at least 1")
-    if args.images:
-        from lesionlab.commands.common import expand_images
+    images = expand_images(args.images)  # a missing image fails before the run loads
+    from lesionlab.engine.explain_run import explain_files, explain_test_split
 
-        out = explain_files(args.run, expand_images(args.images), method=args.method, mask_dir=args.masks,
-                            out_dir=args.out)
+    if args.images:
+        out = explain_files(args.run, images, method=args.method, mask_dir=args.masks, out_dir=args.out)
     else:
         out = explain_test_split(args.run, method=args.method, mask_dir=args.masks, max_images=args.max_images,
                                  per_class=args.per_class, data_root=args.data_root, out_dir=args.out)
@@ -343,6 +345,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_robustness(args: argparse.Namespace) -> int:
     from lesionlab.engine.robustness import evaluate_robustness
 

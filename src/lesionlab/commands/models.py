@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 
+from lesionlab.commands.common import checks_model
+
 logger = logging.getLogger(__name__)
 
 MODELS_EPILOG = """columns: alias, timm name, parameters of the headless backbone, default (ImageNet) input size,
@@ -93,6 +95,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_attention_maps(args: argparse.Namespace) -> int:
     from pathlib import Path
 

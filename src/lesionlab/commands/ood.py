@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesionlab.commands.common import add_run_data_root
+from lesionlab.commands.common import add_run_data_root, checks_model
 
 METHODS_HELP = ("knn (Sun et al. 2022), knn-compact (knn with a 600-image int8 bank, for models shipped under a "
                 "size budget), mahalanobis (Lee et al. 2018) or energy (Liu et al. 2020)")
@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ood_eval)
 
 
+@checks_model()
 def cmd_fit_ood(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
     from lesionlab.engine.ood import fit_ood_run
@@ -59,6 +60,7 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_ood_eval(args: argparse.Namespace) -> int:
     from lesionlab.engine.ood import evaluate_ood
 

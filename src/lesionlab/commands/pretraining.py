@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lesionlab.commands.common import checks_model
+
 
 def _add_common(p: argparse.ArgumentParser, config_help: str, overrides_help: str, data_key: str = "data.root") -> None:
     from lesionlab.commands.common import add_config_args
@@ -95,6 +97,7 @@ def cmd_compare_pretraining(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model('teacher')
 def cmd_distill(args: argparse.Namespace) -> int:
     from lesionlab.pretraining.config import DistillConfig
 

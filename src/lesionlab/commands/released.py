@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from lesionlab.commands.common import checks_model
 from lesionlab.released.registry import RELEASED, resolve_model_ref
 
 
@@ -63,6 +64,7 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_release(args: argparse.Namespace) -> int:
     from lesionlab.engine.release import package_release
     from lesionlab.released.card import card_markdown

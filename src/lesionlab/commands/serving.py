@@ -7,6 +7,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from lesionlab.commands.common import checks_model
 from lesionlab.config import ConfigError
 from lesionlab.serving.config import ServeConfig
 
@@ -84,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@checks_model()
 def cmd_export(args: argparse.Namespace) -> int:
     from lesionlab.serving.export import export_run
 
