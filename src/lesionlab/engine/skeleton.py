@@ -9,8 +9,10 @@ threshold, the OOD detector, ``model.pt``) → ``evaluate_test`` (metrics with C
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +22,12 @@ from torch import nn
 
 from lesionlab.config import ExperimentConfig, ModelConfig
 from lesionlab.data.prepare import PreparedData
+from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import check_test_unseen, split_summary
 from lesionlab.engine.calibration_source import calibrated_like
 from lesionlab.engine.finalize import tune_on_validation, write_depth_artifacts
 from lesionlab.engine.ood import fit_run_detector, write_ood_summary
+from lesionlab.evaluation.populations import figures_by_source
 from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_probs, predict_view_logits
 from lesionlab.inference.unsure import with_unsure_threshold
@@ -31,6 +35,8 @@ from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.runs import RunPaths
 from lesionlab.training.trainer_factory import best_epoch as history_best_epoch
+
+logger = logging.getLogger(__name__)
 
 
 def write_run_data(run: RunPaths, data: PreparedData) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -43,9 +49,11 @@ def write_run_data(run: RunPaths, data: PreparedData) -> tuple[pd.DataFrame, dic
     if len(data.skipped):
         data.skipped.to_csv(run.skipped, index=False)
     counts = split_summary(table, table["split"], classes)
+    source_check = check_if_merged(data)  # several populations: can a quick classifier tell them apart?
     summary = {**data.dataset.summary(), "split_counts": counts.to_dict(), "skipped_images": len(data.skipped),
                "cache": str(data.arrays.directory), "cache_built": data.arrays.built,
-               "cache_seconds": data.arrays.seconds}
+               "cache_seconds": data.arrays.seconds,
+               **({"source_check": source_check.to_dict()} if source_check else {})}
     run.data_summary.write_text(json.dumps(summary, indent=2, default=str))
     return counts, summary
 
@@ -79,6 +87,7 @@ def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentC
     model = module.inference_model().cpu()
     if calibration is None:
         prep, val_outputs = _fit_on_validation(model, data, prep, cfg, metadata)
+        write_validation_by_source(run.root, data, prep, val_outputs)
     else:
         prep, val_outputs = calibrated_like(prep, calibration), None
     detector = fit_run_detector(model, data, prep, cfg.eval.ood, cfg.eval.ood_coverage, metadata,
@@ -90,6 +99,19 @@ def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentC
                       **({"train_on_val": True, "calibrated_by": cfg.train.calibration_from} if calibration else {})},
                ood=detector.to_dict() if detector is not None else None)
     return Finalized(model, prep, best_epoch, val_outputs)
+
+
+def write_validation_by_source(directory: Path, data: PreparedData, prep: Preprocessing, val_outputs: Any) -> None:
+    """``val_by_source.json``: each population's validation figures and the worst of them (several sources only)."""
+    if val_outputs is None:
+        return
+    val = data.indices("val")
+    probs = probs_from_view_logits(val_outputs.view_logits, prep.temperature)
+    figures = figures_by_source(data.table.iloc[val], val_outputs.targets, probs, prep.class_names,
+                                thresholds=prep.thresholds)
+    if figures is not None:
+        (Path(directory) / "val_by_source.json").write_text(json.dumps(figures, indent=2, default=float))
+        logger.info("Validation by source: %s", {k: round(v["balanced_accuracy"], 3) for k, v in figures.items()})
 
 
 def _fit_on_validation(model: nn.Module, data: PreparedData, prep: Preprocessing, cfg: ExperimentConfig,

@@ -13,6 +13,7 @@ import pandas as pd
 from lesionlab.data.taxonomy import triage_priority
 from lesionlab.evaluation.bootstrap import DEFAULT_REPLICATES, bootstrap_cis, priority1, subgroup_table
 from lesionlab.evaluation.metrics import classification_metrics
+from lesionlab.evaluation.populations import figures_by_source
 from lesionlab.reports.diagnostic_plots import plot_pr
 from lesionlab.reports.plots import plot_confusion, plot_roc
 
@@ -84,6 +85,9 @@ def write_evaluation(out_dir: Path, table: pd.DataFrame, y_true: np.ndarray, pro
             subgroups.to_csv(out_dir / "subgroups.csv", index=False)
     op["statement"] = operating_point_statement(op)
     metrics["triage_operating_point"] = op
+    by_source = figures_by_source(table, y_true, probs, class_names, thresholds=thresholds, replicates=replicates)
+    if by_source is not None:  # several populations: each one's figures and the worst of them
+        metrics["by_source"] = by_source
     (out_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2))
     predictions_frame(table, y_true, probs, class_names).to_csv(out_dir / "predictions.csv", index=False)
     per_class_table(metrics).to_csv(out_dir / "per_class.csv")

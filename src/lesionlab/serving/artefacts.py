@@ -20,6 +20,7 @@ from lesionlab.config import ConfigError
 from lesionlab.data.info import DATASET_INFO
 from lesionlab.inference.ood import EnsembleDetector, OODDetector
 from lesionlab.models.checkpoint import Preprocessing, load_model
+from lesionlab.serving.adapted import SiteAdapted, adapted_preprocessing, is_adapted, read_adaptation
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ def load_artefact(path: str | Path | Sequence[str | Path], device: str = "cpu"
             return load_artefact(path[0], device)
         return load_ensemble([Path(p) for p in path], device)
     path = Path(path)
+    if is_adapted(path):
+        return load_adapted(path, device)
     manifest = path / "ensemble.json" if path.is_dir() and not (path / "model.pt").is_file() else path
     if manifest.is_file() and manifest.suffix in MANIFEST_SUFFIXES:
         from lesionlab.released.card import load_card
@@ -243,3 +246,20 @@ def load_artefact(path: str | Path | Sequence[str | Path], device: str = "cpu"
             card.model_card = load_card(manifest.parent.parent)
         return model, prep, card
     return load_single(path, device)
+
+
+def load_adapted(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:
+    """A folder written by ``lesionlab adapt``: its base model with the site's temperature and thresholds. The
+    folder's ``splits.csv`` (the adaptation images) joins the base model's seen-image record."""
+    from lesionlab.released.registry import resolve_model_ref
+
+    record = read_adaptation(path)
+    model, prep, card = load_artefact(resolve_model_ref(record["base_model"]), device)
+    members = card.members or [{"name": card.name, "backend": card.backend, "source": card.source,
+                                "metrics": card.metrics}]
+    site = {"name": "site adaptation", "backend": "adaptation", "source": str(path), "metrics": None}
+    adapted = replace(card, name=str(record.get("name", path.name)), source=str(path), members=[*members, site],
+                      training={**card.training, "adaptation": {k: record[k] for k in
+                                                                ("base_model", "dataset", "images", "created",
+                                                                 "temperature", "thresholds") if k in record}})
+    return SiteAdapted(model, prep.temperature), adapted_preprocessing(prep, record), adapted

@@ -1,0 +1,209 @@
+"""``lesionlab adapt MODEL --dataset ...``: a clinic's labelled images refit the temperature and the triage operating
+point of a model for its population, in a new model folder (:mod:`lesionlab.serving.adapted`).
+
+What is fitted: a site temperature on top of the base model's calibrated probabilities (temperature scaling,
+Guo et al. 2017) and the priority-1 thresholds reaching ``sensitivity`` on the clinic's images (the base model's
+thresholds stay for priority-1 classes the clinic's images lack). The weights are not changed: with a few dozen
+cases a head or batch-norm refit overfits, and both are left to retraining.
+
+How it is judged: repeated 2-fold cross-fitting on lesions. Each repeat halves the lesions at random (stratified by
+class), adapts on one half and decides the other, and the other way round; every image is then decided by an
+adaptation that did not see it. ``before`` is the base model on all images, ``after`` the cross-fitted decisions
+(the first repeat, with lesion-bootstrap intervals) and ``spread`` the figures over all repeats. The model written
+is fitted on all images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+from tqdm.auto import tqdm
+
+from lesionlab.config import DataConfig
+from lesionlab.data.datasets import load_dataset
+from lesionlab.data.splits import _quiet_sklearn
+from lesionlab.data.table import DatasetError
+from lesionlab.data.taxonomy import LabelMappingError, triage_priority
+from lesionlab.errors import LesionLabError
+from lesionlab.evaluation.bootstrap import DEFAULT_REPLICATES, binary_auc, bootstrap_ci
+from lesionlab.evaluation.operating_points import most_severe_suspected, severity_thresholds
+from lesionlab.inference.calibration import fit_temperature, probs_from_view_logits
+from lesionlab.inference.predict import predict_view_logits
+from lesionlab.inference.quality import NotAssessableError
+from lesionlab.released.registry import is_released_ref
+from lesionlab.serving.adapted import ADAPTATION_FILE, SiteAdapted
+from lesionlab.serving.predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+#: The fewest labelled images and priority-1 (malignant) cases an adaptation accepts: each half of a 2-fold
+#: cross-fit then still holds 5 malignant cases to set a threshold on.
+MIN_IMAGES = 30
+MIN_MALIGNANT = 10
+
+
+class AdaptationError(LesionLabError, ValueError):
+    """The images cannot adapt this model (too few, one class, seen in training, another label set)."""
+
+
+@dataclass(frozen=True)
+class SiteFit:
+    """A site temperature and the priority-1 thresholds under it."""
+
+    temperature: float
+    thresholds: dict[str, float]
+
+    def decide(self, view_logits: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, is priority 1) per image."""
+        probs = probs_from_view_logits(view_logits, self.temperature)
+        decision = most_severe_suspected(probs, class_names, self.thresholds)
+        return probs, np.array([triage_priority(class_names[c]) == 1 for c in decision])
+
+
+def fit_site(view_logits: np.ndarray, y: np.ndarray, class_names: Sequence[str], base_thresholds: dict[str, float],
+             sensitivity: float) -> SiteFit:
+    """Temperature on the images' log-likelihood, then thresholds for ``sensitivity`` (base ones kept elsewhere)."""
+    temperature = fit_temperature(view_logits, y)
+    probs = probs_from_view_logits(view_logits, temperature)
+    return SiteFit(temperature, {**base_thresholds, **severity_thresholds(y, probs, class_names, sensitivity)})
+
+
+def check_adaptation_set(table: pd.DataFrame, y: np.ndarray, class_names: Sequence[str],
+                         predictor: Predictor) -> None:
+    """Refuse, saying what is needed: too few images or malignant cases, one class only, seen images."""
+    if len(y) < MIN_IMAGES:
+        raise AdaptationError(f"{len(y)} labelled images are too few to adapt: at least {MIN_IMAGES} are needed "
+                              f"(with at least {MIN_MALIGNANT} malignant, priority-1 cases)")
+    present = sorted({class_names[i] for i in np.unique(y)})
+    if len(present) < 2:
+        raise AdaptationError(f"all {len(y)} images are of one class ({present[0]}): adaptation needs malignant "
+                              "and benign cases")
+    malignant = int(sum(triage_priority(class_names[i]) == 1 for i in y))
+    if malignant < MIN_MALIGNANT:
+        raise AdaptationError(f"{malignant} malignant (priority-1: mel, bcc, akiec/scc) images are too few to set a "
+                              f"triage threshold: at least {MIN_MALIGNANT} are needed ({len(y)} images given)")
+    seen = [why for why in (predictor.seen_reason(i, lesion)[1] for i, lesion in
+                            zip(table["image_id"], table["lesion_id"], strict=True)) if why]
+    if seen:
+        raise AdaptationError(f"{len(seen)} of these images were used to train or validate the base model, so its "
+                              f"figures on them are optimistic; leave them out (first: {seen[0]})")
+
+
+def cross_fit(view_logits: np.ndarray, y: np.ndarray, lesions: np.ndarray, class_names: Sequence[str],
+              base_thresholds: dict[str, float], sensitivity: float, repeats: int, seed: int = 0
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Out-of-fold (probabilities, is priority 1) of every image, for each of ``repeats`` random 2-fold halvings."""
+    out = []
+    for r in tqdm(range(repeats), desc="Cross-fitting", unit="halving", leave=False, disable=repeats < 5):
+        cv = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=seed + r)
+        probs = np.zeros(view_logits.shape[1:])
+        flag = np.zeros(len(y), bool)
+        with _quiet_sklearn():
+            folds = list(cv.split(np.zeros(len(y)), y, lesions))
+        for fit_rows, score_rows in folds:
+            site = fit_site(view_logits[:, fit_rows], y[fit_rows], class_names, base_thresholds, sensitivity)
+            probs[score_rows], flag[score_rows] = site.decide(view_logits[:, score_rows], class_names)
+        out.append((probs, flag))
+    return out
+
+
+def decision_figures(y: np.ndarray, probs: np.ndarray, flag: np.ndarray, lesions: np.ndarray,
+                     class_names: Sequence[str], replicates: int) -> dict[str, Any]:
+    """Priority-1 sensitivity/specificity and melanoma AUC, with lesion-bootstrap 95 % intervals."""
+    truth = np.array([triage_priority(class_names[c]) == 1 for c in y])
+    out: dict[str, Any] = {}
+    stats = {"priority1_sensitivity": lambda r: flag[r][truth[r]].mean() if truth[r].any() else np.nan,
+             "priority1_specificity": lambda r: (~flag[r][~truth[r]]).mean() if (~truth[r]).any() else np.nan}
+    if "mel" in class_names:
+        mel = list(class_names).index("mel")
+        stats["mel_auc"] = lambda r: binary_auc(y[r] == mel, probs[r, mel])
+    everything = np.arange(len(y))
+    for key, stat in stats.items():
+        out[key] = float(stat(everything))
+        if replicates > 0:
+            out[f"{key}_ci95"] = list(bootstrap_ci(stat, lesions, n_boot=replicates))
+    return out
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "p5": float(np.percentile(v, 5)),
+            "p95": float(np.percentile(v, 95)), "min": float(v.min()), "max": float(v.max())}
+
+
+def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensitivity: float = 0.9,
+          repeats: int = 20, replicates: int = DEFAULT_REPLICATES, seed: int = 0, name: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Fit the site temperature and thresholds of ``model`` on ``data``'s labelled images, judge them by repeated
+    2-fold cross-fitting, and write the adapted model folder ``out``; returns the record (``adaptation.json``)."""
+    started = time.time()
+    predictor = Predictor.load(model)
+    classes = predictor.class_names
+    dataset = load_dataset(data)
+    try:
+        dataset = dataset.relabel(predictor.prep.taxonomy)
+    except (DatasetError, LabelMappingError) as exc:
+        raise AdaptationError(f"the images' labels are another label set than the model's "
+                              f"({predictor.prep.taxonomy}: {', '.join(classes)}): {exc}") from None
+    table = dataset.table.reset_index(drop=True)
+    y = dataset.targets()
+    check_adaptation_set(table, y, classes, predictor)
+    arrays, bad = [], []
+    for path, image_id in tqdm(zip(table["path"], table["image_id"], strict=True), total=len(table),
+                               desc="Reading images", unit="img", disable=not progress, leave=False):
+        try:
+            arrays.append(predictor.preprocess(path, name=image_id))
+        except NotAssessableError as exc:
+            bad.append(f"{image_id}: {exc}")
+    if bad:
+        raise AdaptationError(f"{len(bad)} images fail the input quality gate (first: {bad[0]}); remove them")
+    base_model = SiteAdapted(predictor.model, predictor.prep.temperature)
+    view_logits = predict_view_logits(base_model, np.stack(arrays), predictor.prep.mean, predictor.prep.std,
+                                      tta=predictor.prep.tta, batch_size=32, progress=progress)
+    lesions = table["lesion_id"].astype(str).to_numpy()
+    base = dict(predictor.prep.thresholds)
+    before_probs = probs_from_view_logits(view_logits, 1.0)  # the base model as it ships
+    before_flag = np.array([triage_priority(classes[c]) == 1
+                            for c in most_severe_suspected(before_probs, classes, base)])
+    folds = cross_fit(view_logits, y, lesions, classes, base, sensitivity, repeats, seed)
+    truth = np.array([triage_priority(classes[c]) == 1 for c in y])
+    site = fit_site(view_logits, y, classes, base, sensitivity)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.assign(split="adapt")[["image_id", "lesion_id", "label", "split"]].to_csv(out / "splits.csv", index=False)
+    record: dict[str, Any] = {
+        "name": name or out.name,
+        "base_model": "builtin" if model is None else str(model) if is_released_ref(model)
+        else str(Path(model).resolve()),
+        "base_model_sha256": predictor.card.sha256,
+        "dataset": data.dataset, "data_root": data.root, "images": len(y), "lesions": len(set(lesions)),
+        "classes": {classes[i]: int((y == i).sum()) for i in np.unique(y)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "fitted": "site temperature on the base model's calibrated probabilities + priority-1 thresholds "
+                  f"for sensitivity {sensitivity} (weights unchanged)",
+        "temperature": site.temperature, "thresholds": site.thresholds, "base_thresholds": base,
+        "sensitivity_target": sensitivity,
+        "before": decision_figures(y, before_probs, before_flag, lesions, classes, replicates),
+        "after_cross_fitted": decision_figures(y, *folds[0], lesions, classes, replicates),
+        "cross_fitting": {
+            "repeats": repeats, "folds": 2, "unit": "lesion",
+            "priority1_sensitivity": _spread([f[truth].mean() for _, f in folds]),
+            "priority1_specificity": _spread([(~f[~truth]).mean() for _, f in folds]),
+            "held_out_half_sensitivity_ge_0.90_and_specificity_ge_0.50": float(np.mean(
+                [f[truth].mean() >= 0.9 and (~f[~truth]).mean() >= 0.5 for _, f in folds])),
+        },
+        "seconds": round(time.time() - started, 1),
+    }
+    (out / ADAPTATION_FILE).write_text(json.dumps(record, indent=2, default=float))
+    logger.info("Adapted %s to %s (%d images): temperature %.3f, thresholds %s -> %s", record["base_model"],
+                data.dataset, len(y), site.temperature, site.thresholds, out)
+    return record
