@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lesionlab.config import ConfigError, DataConfig, ExperimentConfig, load_typed_config
+from lesionlab.config import ConfigError, DataConfig, EvalConfig, ExperimentConfig, load_typed_config
 
 T = TypeVar("T")
 
@@ -44,11 +44,13 @@ def load_experiment(config: str | Path | None, overrides: Sequence[str] = (),
                     cls: type[T] = ExperimentConfig) -> T:  # type: ignore[assignment]
     """Defaults ← ``config`` ← ``overrides``, every registered name checked and the backbone weights found (before
     any data is read or any directory is made); the one way a command builds its config."""
-    from lesionlab.training.validation import check_component_names, check_weights
+    from lesionlab.training.validation import check_component_names, check_eval_names, check_weights
 
     cfg = load_typed_config(cls, config, list(overrides))
+    if isinstance(getattr(cfg, "eval", None), EvalConfig):
+        check_eval_names(cfg.eval)  # needs no PyTorch
+    check_weights(cfg)  # needs timm only; the full names check imports the training stack's registries
     check_component_names(cfg)
-    check_weights(cfg)
     return cfg
 
 
