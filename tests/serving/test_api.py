@@ -55,7 +55,7 @@ def test_batch_reports_bad_items_separately(client: TestClient, jpeg_bytes: byte
     assert b["error"]["code"] == "unsupported_image" and c["error"]["code"] == "empty_file"
     too_many = client.post("/v1/predict/batch", files=[("images", (f"{i}.jpg", jpeg_bytes, "image/jpeg"))
                                                        for i in range(5)])
-    assert too_many.status_code == 413 and too_many.json()["error"]["code"] == "too_many_images"
+    assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "too_many_images"
     bad_meta = client.post("/v1/predict/batch", files=files[:1], data={"metadata": '[{"sex": "x"}]'})
     assert bad_meta.status_code == 422 and bad_meta.json()["error"]["code"] == "invalid_metadata"
 

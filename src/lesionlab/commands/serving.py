@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
 from lesionlab.commands.common import checks_model
 from lesionlab.config import ConfigError
-from lesionlab.serving.config import ServeConfig
+from lesionlab.serving.config import ServeConfig, add_serve_arguments, serve_config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,21 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="*", metavar="MODEL",
                    help="run directory, model.pt, model.onnx or ensemble manifest; several = an ensemble; none = the "
                    "built-in model")
-    defaults = ServeConfig()
-    p.add_argument("--host", default=defaults.host, help=f"interface to bind (default {defaults.host}: this machine "
-                   "only; use 0.0.0.0 to expose it)")
-    p.add_argument("--port", type=int, default=defaults.port, help=f"TCP port (default {defaults.port})")
-    p.add_argument("--workers", type=int, default=defaults.workers,
-                   help=f"concurrent inferences (default {defaults.workers}); more requests wait")
-    p.add_argument("--max-request-mb", type=float, default=defaults.max_request_mb,
-                   help=f"largest request body in MiB (default {defaults.max_request_mb:g}; 413 above)")
-    p.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
-                   help=f"largest decoded image in pixels (default {defaults.max_pixels:,}; 413 above)")
-    p.add_argument("--max-batch", type=int, default=defaults.max_batch,
-                   help=f"images per batch request (default {defaults.max_batch})")
-    p.add_argument("--queue-timeout", type=float, default=defaults.queue_timeout_s,
-                   help=f"seconds a request may wait for a worker before 503 (default {defaults.queue_timeout_s:g})")
-    p.add_argument("--topk", type=int, default=defaults.topk, help=f"diagnoses listed (default {defaults.topk})")
+    add_serve_arguments(p)
     p.add_argument("--quality", action="append", default=[], metavar="KEY=VALUE",
                    help="input quality gate setting, e.g. min_side=64 or enabled=false (repeatable; see GET /v1/model)")
     p.set_defaults(func=cmd_serve)
@@ -58,13 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
-    values = {"host": args.host, "port": args.port, "workers": args.workers, "max_request_mb": args.max_request_mb,
-              "max_pixels": args.max_pixels, "max_batch": args.max_batch, "queue_timeout_s": args.queue_timeout,
-              "topk": args.topk}
-    missing = {f.name for f in fields(ServeConfig)} - set(values)
-    if missing:  # a ServeConfig field without a CLI flag; raised, not asserted, so it holds under `python -O`
-        raise ConfigError(f"lesionlab serve has no flag for ServeConfig fields {sorted(missing)}")
-    return ServeConfig(**values)
+    return serve_config_from_args(args)  # one flag per ServeConfig field (lesionlab.serving.config)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

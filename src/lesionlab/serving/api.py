@@ -1,25 +1,27 @@
 """The REST API and web page (FastAPI): ``create_app(predictor, cfg)``; ``serve`` runs it with uvicorn.
 
 Endpoints: ``POST /v1/predict`` (one image + optional age/sex/site), ``POST /v1/predict/batch``,
-``GET /v1/model``, ``GET /healthz``, the page at ``/`` and the OpenAPI docs at ``/docs``.
+``GET /v1/model``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus), the page at ``/`` and the
+OpenAPI docs at ``/docs``. Predictions without a heat-map go through the dynamic batcher
+(:mod:`lesionlab.serving.batching`) and the one-pass-per-member fast path (:mod:`lesionlab.serving.fastpath`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
-from importlib import metadata as importlib_metadata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import FastAPI, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from lesionlab.data.images import ImageReadError
-from lesionlab.data.taxonomy import triage_priority
-from lesionlab.inference.ood import summary as ood_summary
 from lesionlab.inference.quality import NotAssessableError
 from lesionlab.serving.api_errors import (
     ApiError,
@@ -28,21 +30,25 @@ from lesionlab.serving.api_errors import (
     image_error,
     install_error_handlers,
 )
-from lesionlab.serving.api_models import BatchOut, ErrorResponse, HealthOut, ModelInfoOut, PredictionOut
+from lesionlab.serving.api_info import NOTICE, model_info, version
+from lesionlab.serving.api_models import BatchOut, ErrorResponse, HealthOut, ModelInfoOut, PredictionOut, ReadyOut
+from lesionlab.serving.batching import DynamicBatcher
 from lesionlab.serving.config import ServeConfig
-from lesionlab.serving.metadata import MAX_AGE, SEXES, SITES, MetadataError, PatientMetadata
+from lesionlab.serving.fastpath import FastPath
+from lesionlab.serving.metadata import MAX_AGE, SITES, MetadataError, PatientMetadata
+from lesionlab.serving.observability import CONTENT_TYPE, RequestMetrics, ServiceMetrics, configure_access_log
 from lesionlab.serving.predictor import Prediction, Predictor
 
 logger = logging.getLogger(__name__)
 
-NOTICE = ("Decision support, not a diagnosis: LesionLab is research software. A clinician must make every "
-          "diagnostic and treatment decision.")
 STATIC_DIR = Path(__file__).with_name("static")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text} for status, text in {
         400: "empty or malformed upload", 413: "request or image too large (decompression bomb)",
-        415: "not an image", 422: "truncated/corrupt image, invalid metadata, or not_assessable (blank, tiny, extreme "
-        "aspect ratio, under/over-exposed or blurred image: the input quality gate)", 503: "all workers busy"}.items()}
+        415: "not an image", 422: "truncated/corrupt image, invalid metadata, too many images in a batch, or "
+        "not_assessable (blank, tiny, extreme aspect ratio, under/over-exposed or blurred image: the input quality "
+        "gate)", 503: "all workers busy"}.items()}
+TTA_POLICIES = ("none", "flips", "d4")
 
 Sex = Literal["female", "male", "unknown"]
 Site = Literal[SITES]  # type: ignore[valid-type]
@@ -58,53 +64,7 @@ def omit_null(schema: dict[str, Any]) -> None:
         schema["anyOf"] = branches
 
 
-def _version() -> str:
-    try:
-        return importlib_metadata.version("lesionlab")
-    except importlib_metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
-        return "unknown"
-
-
-def model_info(predictor: Predictor, cfg: ServeConfig) -> dict[str, Any]:
-    """What ``GET /v1/model`` returns: classes, version, input, calibration, metrics, training-data licence."""
-    card, prep = predictor.card, predictor.prep
-    return {
-        "name": card.name if card else "model",
-        "version": {"lesionlab": _version(), "model_sha256": card.sha256 if card else "unknown"},
-        "backend": predictor.backend,
-        "classes": [{"code": c, "description": predictor.describe(c), "triage_priority": triage_priority(c)}
-                    for c in predictor.class_names],
-        "input": {"image_size": prep.image_size, "crop": prep.crop, "mean": list(prep.mean), "std": list(prep.std),
-                  "tta": prep.tta, "taxonomy": prep.taxonomy},
-        "calibration": {"temperature": prep.temperature,
-                        "calibrated": prep.temperature != 1.0},
-        "unsure": {"available": predictor.unsure_available, "threshold": prep.unsure_threshold,
-                   "rule": predictor.unsure_rule},
-        "ood": ood_summary(predictor.ood_detector),
-        "quality_gate": asdict(predictor.quality),
-        "triage": {"thresholds": dict(prep.thresholds),
-                   "operating_point": _operating_point(card),
-                   "rules": ["operating-threshold: a class reaching its stored threshold raises the priority",
-                             "top-1: the priority of the most probable diagnosis"]},
-        "heatmap": predictor.heatmap_method,
-        "metrics": card.metrics if card else None,
-        "model_card": getattr(card, "model_card", None) if card else None,
-        "training_data": {"dataset": card.dataset if card else None, "licence": card.licence if card else None,
-                          "citation": card.citation if card else None,
-                          "seen_images_recorded": predictor.seen is not None,  # predictions mark seen_in_training
-                          **({"details": card.training} if card and card.training else {})},
-        "metadata_fields": {"age": {"min": 0, "max": MAX_AGE}, "sex": list(SEXES), "site": list(SITES),
-                            "used_by_model": getattr(predictor.model, "metadata_spec", None) is not None},
-        "limits": {"max_request_mb": cfg.max_request_mb, "max_pixels": cfg.max_pixels, "max_batch": cfg.max_batch,
-                   "workers": cfg.workers},
-        "notice": NOTICE,
-    }
-
-
-def _operating_point(card: Any) -> dict[str, Any] | None:
-    """The triage operating point from the run's test metrics: 'priority-1 sensitivity ≥ X chosen on validation'
-    with the test sensitivity/specificity and their 95 % CIs."""
-    return (card.metrics or {}).get("triage_operating_point") if card else None
+Tta = Literal[TTA_POLICIES]  # type: ignore[valid-type]
 
 
 def _payload(p: Prediction) -> dict[str, Any]:
@@ -115,13 +75,40 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     """The FastAPI application serving ``predictor``; no global state (two apps can serve two models)."""
     cfg = cfg or ServeConfig()
     predictor.max_pixels = cfg.max_pixels
-    pool = InferencePool(cfg.workers, cfg.queue_timeout_s)
-    info = model_info(predictor, cfg)
-    app = FastAPI(title="LesionLab diagnostic support API", version=_version(),
+    fast = FastPath(predictor, threads=cfg.threads_per_worker, fused=cfg.engine == "fast")
+    default_tta = predictor.prep.tta if cfg.tta == "model" else cfg.tta
+    metrics = ServiceMetrics({"name": predictor.card.name if predictor.card else "model", "backend": fast.backend,
+                              "lesionlab": version(), "default_tta": default_tta})
+    pool = InferencePool(cfg.workers, cfg.queue_timeout_s)  # heat-map requests (PyTorch gradients, unbatched)
+
+    def run_batch(tta: str, items: list[tuple[np.ndarray, str, PatientMetadata | None, int]]) -> list[Prediction]:
+        batch = np.stack([array for array, _, _, _ in items])
+        meta = [m for _, _, m, _ in items]
+        probs, ood = fast.predict(batch, tta, metadata=[m.as_dict() if m else None for m in meta])
+        return [predictor.assemble(name, probs[i], topk, m, ood, i) for i, (_, name, m, topk) in enumerate(items)]
+
+    batcher = DynamicBatcher(run_batch, max_size=cfg.batch_size, max_wait_s=cfg.batch_wait_ms / 1e3,
+                             workers=cfg.workers, timeout_s=cfg.queue_timeout_s, metrics=metrics)
+    info = model_info(predictor, cfg, {
+        "engine": cfg.engine, "backend": fast.backend, "members": fast.n_members, "tta_default": default_tta,
+        "tta_choices": list(TTA_POLICIES), "batching": {"max_batch_size": cfg.batch_size,
+                                                        "max_wait_ms": cfg.batch_wait_ms},
+        "workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker,
+        "heatmap_requests": f"{predictor.backend}, unbatched, the model's TTA ({predictor.prep.tta})"})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.ready = False  # shutting down: the readiness probe takes the instance out of rotation
+
+    app = FastAPI(title="LesionLab diagnostic support API", version=version(), lifespan=lifespan,
                   description=f"Skin-lesion classification with triage priority and an unsure flag. {NOTICE}")
     app.add_middleware(BodySizeLimit, max_bytes=int(cfg.max_request_mb * 2**20))
-    install_error_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=metrics, access_log=cfg.access_log == "json")
+    install_error_handlers(app, on_error=metrics.refused)
     app.state.predictor, app.state.pool, app.state.config = predictor, pool, cfg
+    app.state.batcher, app.state.metrics, app.state.ready = batcher, metrics, True
+    metrics.ready.set_function(lambda: float(app.state.ready))
 
     def infer(data: list[bytes], names: list[str], meta: list[PatientMetadata | None], heatmap: bool,
               topk: int) -> list[Prediction]:
@@ -136,12 +123,32 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     @app.get("/healthz", response_model=HealthOut, tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers and a model is loaded; how busy the inference workers are."""
-        return {"status": "ok", "model": info["name"], "running": pool.running, "waiting": pool.waiting}
+        return {"status": "ok", "model": info["name"], "running": pool.running + batcher.running,
+                "waiting": pool.waiting + batcher.waiting}
+
+    @app.get("/readyz", response_model=ReadyOut, responses={503: {"model": ErrorResponse,
+                                                                  "description": "not ready (shutting down)"}},
+             tags=["service"])
+    async def readyz() -> dict[str, Any]:
+        """Readiness: the model is loaded and predictions are taken (503 while starting or shutting down)."""
+        if not app.state.ready:
+            raise ApiError(503, "not_ready", "the service is not taking predictions (starting or shutting down)")
+        return {"status": "ready", "model": info["name"], "backend": fast.backend}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format: requests and latency by route and status, batching, refusals, class mix."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", response_model=ModelInfoOut, tags=["service"])
     async def get_model() -> dict[str, Any]:
-        """Classes, version, input size, calibration, unsure rule, test metrics and the training data's licence."""
+        """Classes, version, input size, calibration per member, unsure rule, the triage operating point and the
+        test metrics, the training data's licence, the inference settings."""
         return info
+
+    # per-request test-time augmentation (a default, not an annotation, so its description can name this app's default)
+    tta_query = Query(None, description=f"test-time augmentation: none (fastest), flips (4 views) or d4 (8 views); "
+                      f"default {default_tta}", json_schema_extra=omit_null)
 
     @app.post("/v1/predict", response_model=PredictionOut, responses=ERRORS, tags=["predict"])
     async def predict(
@@ -153,11 +160,18 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         site: Annotated[Site | None, Form(description="anatomical site", json_schema_extra=omit_null)] = None,
         heatmap: Annotated[bool, Query(description="include a heat-map overlay (PyTorch backend)")] = False,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
+        tta: Tta | None = tta_query,
     ) -> dict[str, Any]:
         """Top-k diagnoses with calibrated probabilities, triage priority (+ rule), unsure flag, heat-map."""
         meta = PatientMetadata.parse(age, sex, site)
         data = await read_upload(image)
-        (result,) = await pool.run(infer, [data], [image.filename or "image"], [meta], heatmap, topk)
+        name = image.filename or "image"
+        if heatmap:
+            (result,) = await pool.run(infer, [data], [name], [meta], heatmap, topk)
+        else:
+            array = await run_in_threadpool(predictor.preprocess, data, name)
+            result = await batcher.submit(tta or default_tta, (array, name, meta, topk))
+        metrics.observe_predictions([result])
         return _payload(result)
 
     # the schema states the batch limits exactly: 1..max_batch non-empty files (a default, not an annotation, so it
@@ -172,11 +186,12 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         metadata: Annotated[str | None, Form(description='JSON list, one {"age", "sex", "site"} object (or null) '
                                              "per image", json_schema_extra=omit_null)] = None,
         topk: Annotated[int, Query(ge=1, le=50)] = cfg.topk,
+        tta: Tta | None = tta_query,
     ) -> dict[str, Any]:
         """Several images in one request; an unreadable image gets its own error entry, the others still run."""
-        if len(images) > cfg.max_batch:
-            raise ApiError(413, "too_many_images", f"{len(images)} images in one request; the limit is "
-                           f"{cfg.max_batch}")
+        if len(images) > cfg.max_batch:  # the schema's maxItems: a validation error like any other (422)
+            raise ApiError(422, "too_many_images", f"{len(images)} images in one request; the limit is "
+                           f"{cfg.max_batch} (limits.max_batch in GET /v1/model)")
         meta = _batch_metadata(metadata, len(images))
         results: list[dict[str, Any] | None] = [None] * len(images)
         good: list[int] = []
@@ -186,12 +201,22 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
                 blobs.append(await read_upload(upload))
                 good.append(i)
             except ApiError as exc:
+                metrics.refused(exc.code)
                 results[i] = {"filename": upload.filename or f"image-{i}",
                               "error": {"code": exc.code, "message": exc.message}}
         names = [images[i].filename or f"image-{i}" for i in good]
-        predictions = await pool.run(_predict_each, predictor, blobs, names, [meta[i] for i in good], topk)
-        for i, item in zip(good, predictions, strict=True):
-            results[i] = item
+        decoded = await run_in_threadpool(_decode_each, predictor, blobs, names)
+        items = [(d, name, meta[i], topk) for i, name, d in zip(good, names, decoded, strict=True)
+                 if isinstance(d, np.ndarray)]
+        predictions = iter(await batcher.submit_many(tta or default_tta, items) if items else [])
+        for i, name, d in zip(good, names, decoded, strict=True):
+            if isinstance(d, np.ndarray):
+                p = next(predictions)
+                metrics.observe_predictions([p])
+                results[i] = {"filename": name, "prediction": _payload(p)}
+            else:
+                metrics.refused(d["code"])
+                results[i] = {"filename": name, "error": d}
         return {"results": results, "notice": NOTICE}
 
     @app.get("/", include_in_schema=False)
@@ -202,27 +227,18 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     return app
 
 
-def _predict_each(predictor: Predictor, blobs: list[bytes], names: list[str], meta: list[PatientMetadata | None],
-                  topk: int) -> list[dict[str, Any]]:
-    """Decode each image on its own (one bad file does not sink the batch), then predict the good ones together."""
-    arrays, keep, out = [], [], []
-    for i, (blob, name) in enumerate(zip(blobs, names, strict=True)):
+def _decode_each(predictor: Predictor, blobs: list[bytes], names: list[str]) -> list[np.ndarray | dict[str, str]]:
+    """Each image decoded, gated and cropped on its own (one bad file does not sink the batch): the model input,
+    or its error entry."""
+    out: list[np.ndarray | dict[str, str]] = []
+    for blob, name in zip(blobs, names, strict=True):
         try:
-            img = predictor.decode(blob, name)
-            predictor.assess(img, name)  # the quality gate, per image
+            out.append(predictor.preprocess(blob, name))
         except ImageReadError as exc:
             err = image_error(exc)
-            out.append({"filename": name, "error": {"code": err.code, "message": err.message}})
-            continue
+            out.append({"code": err.code, "message": err.message})
         except NotAssessableError as exc:
-            out.append({"filename": name, "error": {"code": "not_assessable", "message": str(exc)}})
-            continue
-        arrays.append(img)
-        keep.append(i)
-        out.append(None)
-    preds = predictor.predict(arrays, topk=topk, names=[names[i] for i in keep], metadata=[meta[i] for i in keep])
-    for i, p in zip(keep, preds, strict=True):
-        out[i] = {"filename": names[i], "prediction": _payload(p)}
+            out.append({"code": "not_assessable", "message": str(exc)})
     return out
 
 
@@ -241,14 +257,13 @@ def _batch_metadata(text: str | None, n: int) -> list[PatientMetadata | None]:
 
 
 def serve(predictor: Predictor, cfg: ServeConfig, log_level: str = "info") -> None:
-    """Run the app with uvicorn until interrupted. Each of the ``cfg.workers`` concurrent inferences gets an equal
-    share of the CPU cores (PyTorch's default of all cores per call oversubscribes the machine under load)."""
-    import os
-
+    """Run the app with uvicorn until interrupted. PyTorch gets ``cfg.threads_per_worker`` threads (its default of
+    all cores per call oversubscribes the machine under load); ONNX Runtime sessions get the same in ``FastPath``."""
     import torch
     import uvicorn
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
-
+    torch.set_num_threads(cfg.threads_per_worker)
+    configure_access_log(cfg.access_log)
     uvicorn.run(create_app(predictor, cfg), host=cfg.host, port=cfg.port, log_level=log_level,
-                limit_concurrency=max(64, 8 * cfg.workers), timeout_keep_alive=5)
+                access_log=cfg.access_log == "text", limit_concurrency=max(64, 8 * cfg.workers),
+                timeout_keep_alive=5)

@@ -68,39 +68,46 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     return code, "; ".join(parts) or "invalid request"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None = None) -> None:
+    """Map every exception to its JSON error; ``on_error(code)`` is told each error code (the refusal metrics)."""
+
+    def respond(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        if on_error is not None:
+            on_error(code)
+        return error_response(status, code, message, headers)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return respond(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(ImageReadError)
     async def _image_error(request: Request, exc: ImageReadError) -> JSONResponse:
         err = image_error(exc)
-        return error_response(err.status, err.code, err.message)
+        return respond(err.status, err.code, err.message)
 
     @app.exception_handler(NotAssessableError)
     async def _not_assessable(request: Request, exc: NotAssessableError) -> JSONResponse:
-        return error_response(422, "not_assessable", str(exc))
+        return respond(422, "not_assessable", str(exc))
 
     @app.exception_handler(MetadataError)
     async def _metadata_error(request: Request, exc: MetadataError) -> JSONResponse:
-        return error_response(422, "invalid_metadata", str(exc))
+        return respond(422, "invalid_metadata", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         code, message = _validation_message(exc)
-        return error_response(422, code, message)
+        return respond(422, code, message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
-                              getattr(exc, "headers", None))
+        return respond(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
+                       getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("Unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", f"unexpected server error ({type(exc).__name__}); "
-                              "the service is still running")
+        return respond(500, "internal_error", f"unexpected server error ({type(exc).__name__}); "
+                       "the service is still running")
 
 
 class BodySizeLimit:

@@ -75,6 +75,12 @@ class HealthOut(BaseModel):
     waiting: int = Field(description="requests waiting for an inference worker")
 
 
+class ReadyOut(BaseModel):
+    status: str
+    model: str
+    backend: str = Field(description="what runs the batched predictions (onnx, torch, ensemble)")
+
+
 class ModelInfoOut(BaseModel):
     name: str
     version: dict[str, str]
@@ -93,4 +99,6 @@ class ModelInfoOut(BaseModel):
     training_data: dict[str, Any]
     metadata_fields: dict[str, Any]
     limits: dict[str, Any]
+    inference: dict[str, Any] | None = Field(default=None, description="how predictions run: backend, members, "
+                                             "default and allowed test-time augmentation, dynamic batching")
     notice: str

@@ -1,24 +1,66 @@
-"""``lesionlab serve`` settings (kept beside the serving code; the experiment configs live in ``lesionlab.config``)."""
+"""``lesionlab serve`` settings (kept beside the serving code; the experiment configs live in ``lesionlab.config``).
+
+Each :class:`ServeConfig` field carries its command-line flag and help text, so ``lesionlab serve --help`` and the
+config cannot drift: :func:`add_serve_arguments` builds the flags, :func:`serve_config_from_args` reads them back.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from lesionlab.config import _check
+
+ACCESS_LOGS = ("text", "json", "off")
+TTA_CHOICES = ("model", "none", "flips", "d4")
+ENGINES = ("fast", "general")
+
+
+def _opt(help: str, flag: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    return {"help": help, "flag": flag, **kwargs}
 
 
 @dataclass
 class ServeConfig:
-    """``lesionlab serve``: where to listen and the limits that keep the service answering under bad input."""
+    """``lesionlab serve``: where to listen, the limits that keep the service answering under bad input, and the
+    inference knobs (dynamic batching, threads, test-time augmentation)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_request_mb: float = 20.0  # whole request body (413 above it)
-    max_pixels: int = 40_000_000  # decoded image size (413 above it; decompression bombs)
-    max_batch: int = 16  # images per /v1/predict/batch request
-    workers: int = 2  # concurrent inferences; further requests wait for a slot
-    queue_timeout_s: float = 30.0  # 503 when no slot frees up within this time
-    topk: int = 3
+    host: str = field(default="127.0.0.1", metadata=_opt(
+        "interface to bind (default %(default)s: this machine only; use 0.0.0.0 to expose it)"))
+    port: int = field(default=8000, metadata=_opt("TCP port (default %(default)s)"))
+    max_request_mb: float = field(default=20.0, metadata=_opt(
+        "largest request body in MiB (default %(default)g; 413 above)"))
+    max_pixels: int = field(default=40_000_000, metadata=_opt(
+        "largest decoded image in pixels (default %(default)s; 413 above; decompression bombs)"))
+    max_batch: int = field(default=16, metadata=_opt(
+        "images per /v1/predict/batch request (default %(default)s; 422 too_many_images above)"))
+    workers: int = field(default=2, metadata=_opt(
+        "inference workers: each runs one batch at a time with --threads threads; further requests queue "
+        "(default %(default)s)"))
+    queue_timeout_s: float = field(default=30.0, metadata=_opt(
+        "seconds a request may wait for a worker before 503 busy (default %(default)g)", "--queue-timeout"))
+    topk: int = field(default=3, metadata=_opt("diagnoses listed (default %(default)s)"))
+    batch_size: int = field(default=32, metadata=_opt(
+        "dynamic batching: concurrent requests are gathered into one forward pass of at most this many images "
+        "(default %(default)s; 1 turns batching off)"))
+    batch_wait_ms: float = field(default=2.0, metadata=_opt(
+        "dynamic batching: how long a worker waits for more requests to fill a batch once it has one "
+        "(default %(default)g ms; 0: take only what is already queued)"))
+    engine: str = field(default="fast", metadata=_opt(
+        "fast: one call per member over all TTA views, the OOD features taken from the same call, ONNX Runtime when "
+        "a model.onnx lies beside each model.pt (the built-in model ships both); general: the predictor's own path "
+        "on the loaded model (each view, then a second pass for the OOD flag), for comparison (default %(default)s)",
+        choices=ENGINES))
+    threads: int = field(default=0, metadata=_opt(
+        "ONNX Runtime / PyTorch intra-op threads per worker (default 0: the CPU cores divided by --workers)"))
+    tta: str = field(default="model", metadata=_opt(
+        "test-time augmentation when a request does not choose one (?tta=): 'model' = the model's stored policy, "
+        "or none | flips | d4 (default %(default)s)", choices=TTA_CHOICES))
+    access_log: str = field(default="text", metadata=_opt(
+        "access log: text (uvicorn's), json (one JSON object per request on stderr) or off (default %(default)s)",
+        choices=ACCESS_LOGS))
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, f"serve.port must lie in [0, 65535], got {self.port}")
@@ -28,3 +70,35 @@ class ServeConfig:
         _check(self.workers >= 1, "serve.workers must be at least 1")
         _check(self.queue_timeout_s > 0, "serve.queue_timeout_s must be positive")
         _check(self.topk >= 1, "serve.topk must be at least 1")
+        _check(self.batch_size >= 1, "serve.batch_size must be at least 1 (1 turns dynamic batching off)")
+        _check(0 <= self.batch_wait_ms <= 1000, f"serve.batch_wait_ms must lie in [0, 1000], got {self.batch_wait_ms}")
+        _check(self.threads >= 0, "serve.threads must be 0 (automatic) or more")
+        _check(self.tta in TTA_CHOICES, f"serve.tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
+        _check(self.engine in ENGINES, f"serve.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        _check(self.access_log in ACCESS_LOGS,
+               f"serve.access_log must be one of {', '.join(ACCESS_LOGS)}, got {self.access_log!r}")
+
+    @property
+    def threads_per_worker(self) -> int:
+        """``threads``, or an equal share of the CPU cores per worker (oversubscription slows every call)."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+
+def _flag(f: Any) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`ServeConfig` field, with its help text and default."""
+    for f in fields(ServeConfig):
+        kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": f.metadata.get("help")}
+        if f.default is not MISSING and not isinstance(f.default, bool):
+            kwargs["type"] = type(f.default)
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(_flag(f), **kwargs)
+
+
+def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` the flags of :func:`add_serve_arguments` describe."""
+    return ServeConfig(**{f.name: getattr(args, f.name) for f in fields(ServeConfig)})

@@ -225,6 +225,12 @@ class Predictor:
                                                         lesion_ids[i] if lesion_ids else None), ood, i))
         return results
 
+    def assemble(self, name: str, probs: np.ndarray, topk: int = 3, metadata: PatientMetadata | None = None,
+                 ood: OODResult | None = None, index: int = 0) -> Prediction:
+        """One image's prediction from probabilities (and its batch's OOD verdicts, row ``index``) computed
+        elsewhere, e.g. by the server's batched path (:mod:`lesionlab.serving.fastpath`)."""
+        return self._with_ood(self._result(name, probs, topk, metadata), ood, index)
+
     def predict_files(self, paths: Sequence[str | Path], topk: int = 3,
                       batch_size: int = 64) -> tuple[list[Prediction], list[ImageError]]:
         """Predict files in batches; unreadable or not assessable ones are reported (an :class:`ImageError`, whose

@@ -40,13 +40,23 @@ async function loadModel() {
       $("site").append(el("option", site));
     }
     const m = info.metrics;
-    const ci = m && m.ci95 && m.ci95.balanced_accuracy;
-    const ciText = ci ? ` (95% CI ${(100 * ci[0]).toFixed(1)}–${(100 * ci[1]).toFixed(1)}%)` : "";
-    const metrics = m ? ` · test balanced accuracy ${(100 * m.balanced_accuracy).toFixed(1)}%${ciText} on ${m.n} ` +
-      "images" : "";
+    const pct = (key) => {
+      const ci = m.ci95 && m.ci95[key];
+      return `${(100 * m[key]).toFixed(1)}%` + (ci ? ` (95% CI ${(100 * ci[0]).toFixed(1)}–${(100 * ci[1]).toFixed(1)}%)` : "");
+    };
+    const metrics = m ? ` · test balanced accuracy ${pct("balanced_accuracy")}` +
+      (m.auc_macro != null ? `, macro AUC ${pct("auc_macro")}` : "") + ` on ${m.n} images` : "";
     const op = info.triage && info.triage.operating_point;
     $("operating-point").textContent = op ? "Triage operating point: " + op.statement + "." :
       "Triage operating point: not recorded for this model.";
+    const cal = info.calibration;
+    const temps = (cal.members || []).map((c) => `${c.temperature.toFixed(3)} (member ${c.name})`);
+    $("calibration").textContent = cal.calibrated ? `Calibration: ${cal.method}; T = ` +
+      (temps.length > 1 ? temps.join(", ") : cal.temperature.toFixed(3)) + "." :
+      "Calibration: none recorded (temperature 1).";
+    const inf = info.inference;
+    $("inference").textContent = inf ? `Predictions run on ${inf.backend} with ${inf.members} member(s), ` +
+      `test-time augmentation ${inf.tta_default} by default, batches of up to ${inf.batching.max_batch_size}.` : "";
     const data = info.training_data;
     $("model-info").textContent = `Model ${info.name} (${info.backend}, ${info.input.image_size} px, ` +
       `LesionLab ${info.version.lesionlab})${metrics} · trained on ${data.dataset || "unknown data"}` +
