@@ -76,8 +76,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
                 raise ConfigError(moved_message(where or "train", key, value))
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"Unknown config key(s) {sorted(unknown)} in {where or cls.__name__}"
-                          f"{_did_you_mean(sorted(unknown), names, where)}; valid: {sorted(names)}")
+        raise ConfigError(f"Unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; "
+                          f"{_did_you_mean(sorted(unknown), names, where)}valid: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -86,10 +86,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
 
 
 def _did_you_mean(unknown: list[str], names: set[str], where: str) -> str:
-    """`` (did you mean train.epochs?)`` for the unknown keys that are close to a valid one."""
+    """``did you mean train.epochs? `` for the unknown keys that are close to a valid one."""
     prefix = f"{where}." if where else ""
     close = [f"{prefix}{match[0]}" for key in unknown if (match := difflib.get_close_matches(key, names, n=1))]
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"did you mean {', '.join(close)}? " if close else ""
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
