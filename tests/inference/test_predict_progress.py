@@ -31,8 +31,9 @@ class Recorder:
         self.kwargs, self.n = kwargs, 0
         bars.append(self)
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1) -> bool:
         self.n += n
+        return True  # like tqdm when it redraws: a hook passing this on would replace the member's output
 
     def close(self) -> None:
         pass

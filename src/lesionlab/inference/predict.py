@@ -62,7 +62,11 @@ def _progress(model: nn.Module, batches: int, views: int, enabled: bool) -> Iter
     unit = f"{len(members)} members x {views} views" if members else f"{views} views"
     bar = tqdm(total=batches * views * max(len(members), 1), desc=f"Predicting ({unit})", disable=not enabled,
                unit="pass")
-    hooks = [m.register_forward_hook(lambda *_: bar.update(1)) for m in members]
+
+    def count(*_: object) -> None:  # a forward hook must return None: a value would replace the member's output
+        bar.update(1)
+
+    hooks = [m.register_forward_hook(count) for m in members]
     try:
         yield (lambda y: y) if members else (lambda y: (bar.update(1), y)[1])
     finally:
