@@ -88,3 +88,10 @@ def test_too_many_images_is_a_422_the_negative_data_check_accepts(app, jpeg_byte
     assert "422" in spec["responses"]
     expected = SchemathesisConfig.from_path(CONFIG).projects.default.checks.negative_data_rejection.expected_statuses
     assert str(r.status_code) in expected and "413" in expected
+    items = spec["requestBody"]["content"]["multipart/form-data"]["schema"]
+    ref = items.get("$ref", "").rsplit("/", 1)[-1]
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    images = (schemas[ref] if ref else items)["properties"]["images"]
+    assert images["maxItems"] == limit and "minLength" not in images["items"]  # an empty file: its own error entry
+    one_empty = client.post("/v1/predict/batch", files=[("images", ("e.jpg", b"", "image/jpeg"))])
+    assert one_empty.status_code == 200 and one_empty.json()["results"][0]["error"]["code"] == "empty_file"

@@ -174,11 +174,11 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         metrics.observe_predictions([result])
         return _payload(result)
 
-    # the schema states the batch limits exactly: 1..max_batch non-empty files (a default, not an annotation, so it
-    # can use this app's config)
-    batch_field = File(description="images (at most limits.max_batch, see GET /v1/model)",
-                       json_schema_extra={"minItems": 1, "maxItems": cfg.max_batch,
-                                          "items": {"type": "string", "format": "binary", "minLength": 1}})
+    # the schema states the batch limits exactly: 1..max_batch files (a default, not an annotation, so it can use
+    # this app's config); an empty file is allowed and answered in its own entry (empty_file), like an unreadable one
+    batch_field = File(description="images (at most limits.max_batch, see GET /v1/model); an empty or unreadable "
+                       "file gets its own error entry", json_schema_extra={
+                           "minItems": 1, "maxItems": cfg.max_batch, "items": {"type": "string", "format": "binary"}})
 
     @app.post("/v1/predict/batch", response_model=BatchOut, responses=ERRORS, tags=["predict"])
     async def predict_batch(
