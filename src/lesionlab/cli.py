@@ -17,7 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = ("lesionlab.commands.core", "lesionlab.comman
                                     "lesionlab.commands.pretraining", "lesionlab.commands.merge",
                                     "lesionlab.commands.models", "lesionlab.commands.ood",
                                     "lesionlab.commands.released", "lesionlab.commands.study",
-                                    "lesionlab.commands.adapt")
+                                    "lesionlab.commands.adapt", "lesionlab.commands.shift")
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
