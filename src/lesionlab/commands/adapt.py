@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reach --sensitivity on a clinic's labelled images, and write them as a new model folder (usable wherever "
         "a model is: predict, serve, evaluate). The weights are not changed. The before/after figures are honest: "
         "repeated 2-fold cross-fitting on lesions decides every image with an adaptation that did not see it "
-        "(--repeats halvings; lesion-bootstrap 95 %% intervals). Refused: fewer than 30 images or 10 malignant "
+        "(--repeats halvings; lesion-bootstrap 95 % intervals). Refused: fewer than 30 images or 10 malignant "
         "cases, one class only, images the model trained or validated on, labels outside the model's label set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", help="run directory, ensemble folder, .onnx file, or a built-in name ('builtin')")
