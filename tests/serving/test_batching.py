@@ -179,3 +179,20 @@ def test_request_chooses_tta(app, predictor, jpeg_bytes: bytes) -> None:
     r = client.post("/v1/predict?tta=flip", files={"image": ("x.jpg", jpeg_bytes, "image/jpeg")})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
     assert client.get("/v1/model").json()["inference"]["tta_choices"] == ["none", "flips", "d4"]
+
+
+def test_members_knob(ensemble_predictor, jpeg_bytes: bytes) -> None:
+    from fastapi.testclient import TestClient
+
+    from lesionlab.config import ConfigError
+    from lesionlab.serving.api import create_app
+    from lesionlab.serving.config import ServeConfig
+
+    client = TestClient(create_app(ensemble_predictor, ServeConfig(members="1")))
+    inference = client.get("/v1/model").json()["inference"]
+    assert inference["members"] == 1 and inference["member_indices"] == [1]
+    assert client.post("/v1/predict", files={"image": ("x.jpg", jpeg_bytes, "image/jpeg")}).status_code == 200
+    with pytest.raises(ConfigError, match=r"serve\.members"):
+        create_app(ensemble_predictor, ServeConfig(members="2"))
+    with pytest.raises(ConfigError, match=r"serve\.members"):
+        ServeConfig(members="first")

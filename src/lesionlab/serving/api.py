@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from lesionlab.config import ConfigError
 from lesionlab.data.images import ImageReadError
 from lesionlab.inference.quality import NotAssessableError
 from lesionlab.serving.api_errors import (
@@ -77,6 +78,10 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     predictor.max_pixels = cfg.max_pixels
     fast = FastPath(predictor, threads=cfg.threads_per_worker, fused=cfg.engine == "fast")
     default_tta = predictor.prep.tta if cfg.tta == "model" else cfg.tta
+    members = cfg.member_indices
+    if members is not None and (cfg.engine != "fast" or not all(0 <= i < fast.n_members for i in members)):
+        raise ConfigError(f"serve.members={cfg.members!r}: the model has {fast.n_members} member(s) (indices 0.."
+                          f"{fast.n_members - 1}), and a subset needs --engine fast")
     metrics = ServiceMetrics({"name": predictor.card.name if predictor.card else "model", "backend": fast.backend,
                               "lesionlab": version(), "default_tta": default_tta})
     pool = InferencePool(cfg.workers, cfg.queue_timeout_s)  # heat-map requests (PyTorch gradients, unbatched)
@@ -84,13 +89,15 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     def run_batch(tta: str, items: list[tuple[np.ndarray, str, PatientMetadata | None, int]]) -> list[Prediction]:
         batch = np.stack([array for array, _, _, _ in items])
         meta = [m for _, _, m, _ in items]
-        probs, ood = fast.predict(batch, tta, metadata=[m.as_dict() if m else None for m in meta])
+        probs, ood = fast.predict(batch, tta, members, metadata=[m.as_dict() if m else None for m in meta])
         return [predictor.assemble(name, probs[i], topk, m, ood, i) for i, (_, name, m, topk) in enumerate(items)]
 
     batcher = DynamicBatcher(run_batch, max_size=cfg.batch_size, max_wait_s=cfg.batch_wait_ms / 1e3,
                              workers=cfg.workers, timeout_s=cfg.queue_timeout_s, metrics=metrics)
     info = model_info(predictor, cfg, {
-        "engine": cfg.engine, "backend": fast.backend, "members": fast.n_members, "tta_default": default_tta,
+        "engine": cfg.engine, "backend": fast.backend,
+        "members": len(members) if members is not None else fast.n_members,
+        "member_indices": members if members is not None else list(range(fast.n_members)), "tta_default": default_tta,
         "tta_choices": list(TTA_POLICIES), "batching": {"max_batch_size": cfg.batch_size,
                                                         "max_wait_ms": cfg.batch_wait_ms},
         "workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker,

@@ -58,6 +58,9 @@ class ServeConfig:
     tta: str = field(default="model", metadata=_opt(
         "test-time augmentation when a request does not choose one (?tta=): 'model' = the model's stored policy, "
         "or none | flips | d4 (default %(default)s)", choices=TTA_CHOICES))
+    members: str = field(default="all", metadata=_opt(
+        "ensemble members the fast engine uses: all, or comma-separated indices such as 1 (their weights are "
+        "renormalised; the OOD flag reads the same members) (default %(default)s)"))
     access_log: str = field(default="text", metadata=_opt(
         "access log: text (uvicorn's), json (one JSON object per request on stderr) or off (default %(default)s)",
         choices=ACCESS_LOGS))
@@ -75,8 +78,15 @@ class ServeConfig:
         _check(self.threads >= 0, "serve.threads must be 0 (automatic) or more")
         _check(self.tta in TTA_CHOICES, f"serve.tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
         _check(self.engine in ENGINES, f"serve.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        _check(self.members == "all" or all(part.strip().isdigit() for part in self.members.split(",")),
+               f"serve.members must be 'all' or comma-separated member indices such as 0,1; got {self.members!r}")
         _check(self.access_log in ACCESS_LOGS,
                f"serve.access_log must be one of {', '.join(ACCESS_LOGS)}, got {self.access_log!r}")
+
+    @property
+    def member_indices(self) -> list[int] | None:
+        """``members`` as indices (None: all of them)."""
+        return None if self.members == "all" else [int(part) for part in self.members.split(",")]
 
     @property
     def threads_per_worker(self) -> int:
