@@ -3,9 +3,12 @@
 Starts the server as a subprocess on 127.0.0.1 (a free port), waits for /healthz, runs ``--clients`` concurrent
 clients until ``--requests`` requests are done or ``--duration`` seconds pass (whichever first), then stops the
 server. Prints throughput, p50/p95/p99 latency, the error count and the status codes. Loopback only, bounded.
+``--compare`` runs the previous serving configuration (the predictor's general path, one request per worker, the
+model's 8-view TTA) and the current defaults one after the other in the same run, one table row each; ``--config
+NAME="FLAGS"`` adds any other ``serve`` configuration. ``--metrics`` prints the last server's /metrics afterwards.
 
-    .venv/bin/python benchmarks/load_test.py runs/default-XXXX --images ../shared/data/ham10000/images_600x450 \
-        --clients 8 --requests 400 --duration 60 --workers 2
+    .venv/bin/python benchmarks/load_test.py builtin --images ../shared/data/ham10000/images_600x450 \
+        --clients 16 --requests 400 --duration 40 --compare --metrics
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import collections
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,9 +32,8 @@ from lesionlab.serving.server import free_port
 HOST = "127.0.0.1"
 
 
-def start_server(model: str, port: int, workers: int, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "lesionlab", "-q", "serve", model, "--host", HOST, "--port", str(port),
-           "--workers", str(workers), *extra]
+def start_server(model: str, port: int, flags: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "lesionlab", "-q", "serve", model, "--host", HOST, "--port", str(port), *flags]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -75,16 +78,53 @@ async def run_clients(url: str, images: list[bytes], clients: int, total: int, d
     return latencies, codes, time.perf_counter() - t0
 
 
+#: ``--compare``: the serving configuration before dynamic batching, and the current defaults.
+COMPARE = {"old (general path, 1 request per worker, model TTA)": "--engine general --batch-size 1 --workers 2 "
+           "--tta model", "new (defaults)": ""}
+METRIC_PREFIXES = ("lesionlab_http_requests_total", "lesionlab_inference_batch_size_sum",
+                   "lesionlab_inference_batch_size_count", "lesionlab_inference_queue_wait_seconds_sum",
+                   "lesionlab_inference_queue_wait_seconds_count", "lesionlab_predictions_total",
+                   "lesionlab_triage_priority_total", "lesionlab_not_assessable_total", "lesionlab_ood_total",
+                   "lesionlab_model_info")
+
+
+def run_config(model: str, images: list[bytes], flags: list[str], args: argparse.Namespace) -> dict:
+    """Start a server with ``flags``, load it, stop it: the row of the table (and its /metrics text)."""
+    port = free_port(HOST)
+    url = f"http://{HOST}:{port}"
+    proc = start_server(model, port, flags)
+    try:
+        wait_ready(url, proc)
+        httpx.post(f"{url}/v1/predict", files={"image": ("w.jpg", images[0], "image/jpeg")}, timeout=120)  # warm-up
+        latencies, codes, seconds = asyncio.run(run_clients(url, images, args.clients, args.requests, args.duration,
+                                                            args.heatmap))
+        alive = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text if args.metrics else ""
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server process group this script started
+        proc.wait(timeout=30)
+    lat = np.array(latencies) * 1e3
+    return {"requests": len(lat), "seconds": seconds, "rps": len(lat) / seconds, "p50": np.percentile(lat, 50),
+            "p95": np.percentile(lat, 95), "p99": np.percentile(lat, 99),
+            "errors": sum(n for code, n in codes.items() if code != 200), "codes": dict(codes), "alive": alive,
+            "metrics": metrics}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="run directory, model.pt or model.onnx")
+    ap.add_argument("model", help="run directory, model.pt, model.onnx, ensemble folder or 'builtin'")
     ap.add_argument("--images", required=True, help="folder of JPEG images to send (cycled)")
     ap.add_argument("--max-images", type=int, default=32)
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     ap.add_argument("--requests", type=int, default=400, help="stop after this many requests (default 400)")
     ap.add_argument("--duration", type=float, default=60, help="... or after this many seconds (default 60)")
-    ap.add_argument("--workers", type=int, default=2, help="server inference workers (default 2)")
+    ap.add_argument("--workers", type=int, default=None, help="server inference workers (default: serve's)")
     ap.add_argument("--heatmap", action="store_true", help="ask for heat-maps too")
+    ap.add_argument("--compare", action="store_true", help="the old and the new serving configuration, one run")
+    ap.add_argument("--config", action="append", default=[], metavar='NAME="FLAGS"',
+                    help="a serve configuration to load (repeatable), e.g. fast-none=\"--tta none\"")
+    ap.add_argument("--metrics", action="store_true", help="print the last server's /metrics (lesionlab_ lines)")
     args = ap.parse_args()
     if args.clients < 1 or args.requests < 1 or not 0 < args.duration <= 600:
         ap.error("--clients and --requests must be >= 1 and --duration in (0, 600]")
@@ -92,27 +132,29 @@ def main() -> None:
     images = [p.read_bytes() for p in sorted(Path(args.images).glob("*.jpg"))[: args.max_images]]
     if not images:
         ap.error(f"no .jpg images in {args.images}")
-    port = free_port(HOST)
-    url = f"http://{HOST}:{port}"
-    proc = start_server(args.model, port, args.workers, [])
-    try:
-        wait_ready(url, proc)
-        httpx.post(f"{url}/v1/predict", files={"image": ("w.jpg", images[0], "image/jpeg")}, timeout=120)  # warm-up
-        latencies, codes, seconds = asyncio.run(run_clients(url, images, args.clients, args.requests, args.duration,
-                                                            args.heatmap))
-        alive = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server process group this script started
-        proc.wait(timeout=30)
-    lat = np.array(latencies) * 1e3
-    errors = sum(n for code, n in codes.items() if code != 200)
-    print(f"\n{args.model} · {args.clients} clients · {args.workers} server workers · {len(images)} images cycled"
+    configs = dict(COMPARE) if args.compare else {}
+    for item in args.config:
+        name, _, flags = item.partition("=")
+        configs[name] = flags
+    if not configs:
+        configs["serve" + (f" --workers {args.workers}" if args.workers else "")] = ""
+    extra = ["--workers", str(args.workers)] if args.workers else []
+    rows = {}
+    for name, flags in configs.items():
+        rows[name] = run_config(args.model, images, shlex.split(flags) + extra, args)
+        print(f"{name}: {rows[name]['rps']:.1f} requests/s", file=sys.stderr, flush=True)
+    print(f"\n{args.model} · {args.clients} clients · {len(images)} images cycled · {os.cpu_count()} CPU cores"
           f"{' · heat-maps' if args.heatmap else ''}\n")
-    print("| requests | seconds | requests/s | p50 ms | p95 ms | p99 ms | errors | status codes |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {len(lat)} | {seconds:.1f} | {len(lat) / seconds:.1f} | {np.percentile(lat, 50):.0f} | "
-          f"{np.percentile(lat, 95):.0f} | {np.percentile(lat, 99):.0f} | {errors} | {dict(codes)} |")
-    print(f"\nserver still answering /healthz afterwards: {alive}")
+    print("| configuration | serve flags | requests | seconds | requests/s | p50 ms | p95 ms | p99 ms | errors | "
+          "status codes | /healthz after |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | `{configs[name] or '(none)'}` | {r['requests']} | {r['seconds']:.1f} | {r['rps']:.1f} | "
+              f"{r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['errors']} | {r['codes']} | {r['alive']} |")
+    if args.metrics:
+        name, last = list(rows.items())[-1]
+        print(f"\n/metrics of '{name}' after the run (excerpt):\n")
+        print("\n".join(line for line in last["metrics"].splitlines() if line.startswith(METRIC_PREFIXES)))
 
 
 if __name__ == "__main__":
