@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--canonical", action="append", default=None,
                     help="canonical acquisition in predict: default (the model's own), none, ham-200x150 (repeat)")
     ap.add_argument("--test-images", type=int, default=300, help="test-split images for the variants (0: skip)")
+    ap.add_argument("--tta", default=None, help="override the models' test-time augmentation (e.g. none: 8x faster)")
     ap.add_argument("--out", default=None, help="CSV to write")
     args = ap.parse_args(argv)
     root = Path(args.data_root)
@@ -113,19 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for model in args.model:
         predictor = Predictor.load(model) if Path(model).exists() else Predictor.pretrained(model)
+        if args.tta is not None:
+            predictor.prep = replace(predictor.prep, tta=args.tta)
         stored = getattr(predictor.prep, "canonical", None)
         for canonical in args.canonical or ["default"]:
             chain = stored if canonical == "default" else canonical
             score = Scorer(predictor, chain)
             start = time.perf_counter()
             top1, triage = agreement(score(originals, "originals"), score(copies, "copies"))
-            rows.append({"model": model, "canonical": chain or "none", "check": "600x450 original vs 200x150 copy",
+            rows.append({"model": model, "tta": predictor.prep.tta, "canonical": chain or "none",
+                         "check": "600x450 original vs 200x150 copy",
                          "n": len(originals), "top1_agreement": top1, "triage_agreement": triage})
             if tests:
                 base = score(tests, "test split")
                 for name, fn in VARIANTS.items():
                     top1, triage = agreement(base, score([fn(im) for im in tests], name))
-                    rows.append({"model": model, "canonical": chain or "none", "check": f"test split, {name}",
+                    rows.append({"model": model, "tta": predictor.prep.tta, "canonical": chain or "none",
+                                 "check": f"test split, {name}",
                                  "n": len(tests), "top1_agreement": top1, "triage_agreement": triage})
             print(f"{model} [{chain or 'none'}]: {time.perf_counter() - start:.0f} s", flush=True)
     table = pd.DataFrame(rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesionlab.commands.common import add_data_args, data_config_from_args
+from lesionlab.commands.common import add_data_args, checks_model, data_config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def _fmt(figures: dict, key: str) -> str:
     return f"{figures[key]:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
+@checks_model("model")
 def cmd_adapt(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
     from lesionlab.engine.adapt import adapt

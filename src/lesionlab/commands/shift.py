@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lesionlab.commands.common import checks_model
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,10 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
     p.add_argument("--max-images", type=int, default=400, help="images per set (a random or stratified subsample)")
     p.add_argument("--permutations", type=int, default=500, help="permutations for the MMD p-value")
+    p.add_argument("--tta", default=None, help="override the model's test-time augmentation for the class mix "
+                   "(none is fastest; default: the model's own)")
     p.add_argument("--out", default=None, help="folder for shift.json and shift.csv")
     p.set_defaults(func=cmd_shift)
 
 
+@checks_model("model")
 def cmd_shift(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -33,7 +38,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
         if not Path(target).is_dir():
             DATASETS.get(target)
     summaries = shift_report(args.model, args.targets, reference=args.reference, data_root=args.data_root,
-                             max_images=args.max_images, permutations=args.permutations, out=args.out)
+                             max_images=args.max_images, permutations=args.permutations, out=args.out,
+                             tta=args.tta)
     for s in summaries:
         ood = "n/a" if s.ood_rate is None else f"{s.ood_rate:.1%} (reference {s.reference_ood_rate:.1%})"
         print(f"{s.target} ({s.n_target} images) vs {s.reference} ({s.n_reference}):")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,12 @@ def _profile(predictor: Predictor, arrays: np.ndarray) -> tuple[np.ndarray, np.n
 
 def shift_report(model: str | Path | None, targets: Sequence[str], *, reference: str = "ham10000",
                  data_root: str | None = None, max_images: int = 400, permutations: int = 500,
-                 out: str | Path | None = None) -> list[ShiftSummary]:
-    """One :class:`ShiftSummary` per target against ``reference``; written to ``out/shift.json`` and ``.csv``."""
+                 out: str | Path | None = None, tta: str | None = None) -> list[ShiftSummary]:
+    """One :class:`ShiftSummary` per target against ``reference``; written to ``out/shift.json`` and ``.csv``.
+    ``tta`` overrides the model's test-time augmentation for the class mix (``none``: fastest)."""
     predictor = Predictor.load(model)
+    if tta is not None:
+        predictor.prep = replace(predictor.prep, tta=tta)
     rng = np.random.default_rng(0)
     ref = _profile(predictor, read_images(predictor, reference_paths(predictor, reference, data_root, max_images),
                                           reference))
