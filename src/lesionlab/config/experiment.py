@@ -43,6 +43,7 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments
     taxonomy: str | None = None  # label space to train in (ham7, isic8, triage); default: the dataset's own
     crop: str = "center-square"  # center-square (ISIC 2018 test protocol) | full (squashed) | pad
+    canonical: str | None = None  # none | ham-200x150: larger images first shrunk + re-encoded like HAM10000's files
     image_size: int = 64  # side in pixels of the square model input
     cache_dir: str | None = None  # default: <user cache>/lesionlab/arrays
     skip_bad: bool = False  # skip unreadable images with a warning instead of failing

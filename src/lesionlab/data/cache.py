@@ -13,8 +13,10 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from lesionlab.data.canonical import canonicalise
 from lesionlab.data.crops import get_crop
 from lesionlab.data.images import ImageReadError, open_image
 from lesionlab.errors import LesionLabError
@@ -91,9 +94,10 @@ class _SourceReader:
         return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def cache_key(table: pd.DataFrame, dataset: str, crop: str, size: int) -> str:
+def cache_key(table: pd.DataFrame, dataset: str, crop: str, size: int, canonical: str | None = None) -> str:
     reader = _SourceReader()
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{dataset}|{crop}|{size}".encode())
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{dataset}|{crop}|{size}".encode()
+                       + (f"|canonical={canonical}".encode() if canonical and canonical != "none" else b""))
     for image_id, path in zip(table["image_id"], table["path"], strict=True):
         h.update(f"{image_id}|{reader.fingerprint(str(path))}\n".encode())
     slug = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in dataset)[:40]
@@ -111,6 +115,10 @@ def _decode(reader: _SourceReader, crop_fn, size: int, row: tuple[str, str]) -> 
         return None, {"image_id": image_id, "path": path, "reason": "error", "detail": str(exc)}
 
 
+def _canonical_then(crop_fn: Callable, canonical: str, img: Image.Image, size: int) -> Image.Image:
+    return crop_fn(canonicalise(img, canonical), size)
+
+
 def build_or_load(
     table: pd.DataFrame,
     *,
@@ -121,6 +129,7 @@ def build_or_load(
     skip_bad: bool = False,
     progress: bool = True,
     threads: int | None = None,
+    canonical: str | None = None,
 ) -> ImageArrays:
     """Return cached arrays for ``table`` (building them on first use).
 
@@ -128,7 +137,9 @@ def build_or_load(
     invalid and logged, never silently dropped.
     """
     crop_fn = get_crop(crop)
-    key = cache_key(table, dataset, crop, size)
+    if canonical and canonical != "none":  # the model's acquisition chain first, as the predictor applies it
+        crop_fn = partial(_canonical_then, crop_fn, canonical)
+    key = cache_key(table, dataset, crop, size, canonical)
     directory = Path(cache_dir) / key
     start = time.perf_counter()
     built = False

@@ -110,7 +110,8 @@ def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = T
     """Load, cache (once per dataset/crop/size), drop unreadable images (only with ``skip_bad``), subsample, split."""
     dataset = load_dataset(cfg)
     arrays = build_or_load(dataset.table, dataset=dataset.name, crop=cfg.crop, size=cfg.image_size,
-                           cache_dir=resolve_cache_dir(cfg.cache_dir), skip_bad=cfg.skip_bad, progress=progress)
+                           cache_dir=resolve_cache_dir(cfg.cache_dir), skip_bad=cfg.skip_bad, progress=progress,
+                           canonical=cfg.canonical)
     rows = np.arange(len(dataset))
     skipped = pd.DataFrame(arrays.failures, columns=["image_id", "path", "reason", "detail"])
     keep = arrays.valid.copy()

@@ -77,7 +77,8 @@ def evaluate_run(run_dir: str | Path, data_cfg: DataConfig, *, out_dir: str | Pa
     run_eval = _stored_eval(loaded)
     batch_size, topk = batch_size or run_eval.batch_size, topk or run_eval.topk
     run, model, prep = RunPaths(loaded.root), loaded.model, loaded.prep
-    cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples)
+    cfg = replace(data_cfg, crop=prep.crop, image_size=prep.image_size, max_samples=data_cfg.max_samples,
+                  canonical=prep.canonical)  # the images reach the model as they do in predict
     _, data = load_run_dataset(cfg, data_cfg.root, _stored_root(loaded), progress=progress, with_split=False)
     dataset, rows = data.dataset, data.rows
     flags = seen_by_kind(dataset.table, loaded.split_files)

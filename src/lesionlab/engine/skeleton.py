@@ -81,7 +81,8 @@ def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentC
         module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
     classes = data.dataset.class_names
     prep = Preprocessing(image_size=cfg.data.image_size, crop=cfg.data.crop, mean=mean, std=std,
-                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta)
+                         class_names=tuple(classes), taxonomy=data.dataset.taxonomy.name, tta=cfg.eval.tta,
+                         canonical=cfg.data.canonical)
     history = pd.read_csv(run.history)
     best_epoch = history_best_epoch(history, cfg.train.monitor) if calibration is None else len(history)
     model = module.inference_model().cpu()

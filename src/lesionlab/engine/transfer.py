@@ -56,7 +56,7 @@ def load_set(run: LoadedRun, name: str, *, data_root: str | None = None, options
         _, data = prepare_run_data(run, data_root)
         test = data.indices("test")
         return data.table.iloc[test].reset_index(drop=True), data.images, data.rows[test], data.dataset.taxonomy.name, 0
-    cfg = DataConfig(dataset=name, root=data_root, crop=prep.crop, image_size=prep.image_size,
+    cfg = DataConfig(dataset=name, root=data_root, crop=prep.crop, image_size=prep.image_size, canonical=prep.canonical,
                      options=dict(options or {}))
     data = prepare_data(cfg, progress=False, with_split=False)
     flags = seen_by_kind(data.table, run.split_files)

@@ -32,6 +32,7 @@ class Preprocessing:
     thresholds: dict[str, float] = field(default_factory=dict)
     unsure_threshold: float | None = None  # max-softmax below this → "unsure" (fitted on the validation split)
     unsure_rule: str = ""  # how the unsure threshold was chosen, shown to users
+    canonical: str | None = None  # acquisition chain applied before the crop (lesionlab.data.canonical)
 
 
 def save_model(path: str | Path, model: LesionClassifier, model_cfg: ModelConfig, prep: Preprocessing,

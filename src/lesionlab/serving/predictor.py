@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lesionlab.data.canonical import canonicalise
 from lesionlab.data.crops import get_crop
 from lesionlab.data.images import DEFAULT_MAX_PIXELS, ImageReadError, open_image
 from lesionlab.data.taxonomy import TAXONOMIES
@@ -178,7 +179,8 @@ class Predictor:
 
     def preprocess(self, image: ImageInput, name: str | None = None) -> np.ndarray:
         img = self.decode(image, name)
-        self.assess(img, name or "image")
+        self.assess(img, name or "image")  # the quality gate judges the upload itself
+        img = canonicalise(img, self.prep.canonical)  # the model's acquisition chain (e.g. HAM10000's 200x150 JPEGs)
         return np.asarray(self._crop(img, self.prep.image_size), dtype=np.uint8)
 
     def predict_arrays(self, batch: np.ndarray,

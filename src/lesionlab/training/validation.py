@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lesionlab.config import ConfigError, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
+from lesionlab.config import ConfigError, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from lesionlab.registry import UnknownNameError
 
 
@@ -79,13 +79,22 @@ def check_eval_names(e: EvalConfig, where: str = "eval") -> None:
         raise ConfigError(f"{where}.tta: {exc}") from None
 
 
+def check_data_names(d: DataConfig, where: str = "data") -> None:
+    """The canonical acquisition chain (``data.canonical``)."""
+    from lesionlab.data.canonical import CANONICAL
+
+    if d.canonical is not None:
+        _lookup(f"{where}.canonical", CANONICAL, d.canonical)
+
+
 def check_component_names(cfg: Any, where: str = "") -> None:
     """Look up each named component of ``cfg`` (an :class:`ExperimentConfig`, or a pretraining / distillation
     config holding ``train``, ``model``, ``student``, ``eval`` or ``experiment`` sections); an unknown name raises
     a :class:`ConfigError` that lists the valid ones."""
     prefix = f"{where}." if where else ""
     # cheapest imports first, so a wrong eval.tta is answered before the training and model registries load
-    checks = (("eval", EvalConfig, check_eval_names), ("train", TrainConfig, check_train_names),
+    checks = (("eval", EvalConfig, check_eval_names), ("data", DataConfig, check_data_names),
+              ("train", TrainConfig, check_train_names),
               ("model", ModelConfig, check_model_names), ("student", ModelConfig, check_model_names),
               ("experiment", ExperimentConfig, check_component_names))
     for attr, kind, check in checks:
