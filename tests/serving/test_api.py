@@ -104,6 +104,6 @@ def test_serve_cli_help_and_errors(capsys: pytest.CaptureFixture[str], tmp_path:
         main(["serve", "--help"])
     assert info.value.code == 0 and "/v1/predict" in capsys.readouterr().out
     assert main(["serve", str(tmp_path / "missing")]) == 2
-    assert "model not found" in capsys.readouterr().err
+    assert "not found" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
     assert "serve.workers" in capsys.readouterr().err

@@ -77,20 +77,23 @@ def fit_site(view_logits: np.ndarray, y: np.ndarray, class_names: Sequence[str],
     return SiteFit(temperature, {**base_thresholds, **severity_thresholds(y, probs, class_names, sensitivity)})
 
 
-def check_adaptation_set(table: pd.DataFrame, y: np.ndarray, class_names: Sequence[str],
-                         predictor: Predictor) -> None:
-    """Refuse, saying what is needed: too few images or malignant cases, one class only, seen images."""
+def check_counts(labels: Sequence[str], malignant: int) -> None:
+    """Refuse too few images, one class only or too few malignant cases, saying what is needed."""
+    y = list(labels)
     if len(y) < MIN_IMAGES:
         raise AdaptationError(f"{len(y)} labelled images are too few to adapt: at least {MIN_IMAGES} are needed "
                               f"(with at least {MIN_MALIGNANT} malignant, priority-1 cases)")
-    present = sorted({class_names[i] for i in np.unique(y)})
+    present = sorted(set(y))
     if len(present) < 2:
         raise AdaptationError(f"all {len(y)} images are of one class ({present[0]}): adaptation needs malignant "
                               "and benign cases")
-    malignant = int(sum(triage_priority(class_names[i]) == 1 for i in y))
     if malignant < MIN_MALIGNANT:
         raise AdaptationError(f"{malignant} malignant (priority-1: mel, bcc, akiec/scc) images are too few to set a "
                               f"triage threshold: at least {MIN_MALIGNANT} are needed ({len(y)} images given)")
+
+
+def check_unseen(table: pd.DataFrame, predictor: Predictor) -> None:
+    """Refuse images the base model trained or validated on (its figures on them would be optimistic)."""
     seen = [why for why in (predictor.seen_reason(i, lesion)[1] for i, lesion in
                             zip(table["image_id"], table["lesion_id"], strict=True)) if why]
     if seen:
@@ -146,17 +149,24 @@ def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensit
     """Fit the site temperature and thresholds of ``model`` on ``data``'s labelled images, judge them by repeated
     2-fold cross-fitting, and write the adapted model folder ``out``; returns the record (``adaptation.json``)."""
     started = time.time()
+    dataset = load_dataset(data)  # the counts are checked before the model loads
+    try:
+        malignant = int((dataset.relabel("triage").table["label"] == "P1").sum())
+    except (DatasetError, LabelMappingError):
+        malignant = MIN_MALIGNANT  # a label set without a triage map: refused below, against the model's classes
+    check_counts(dataset.table["label"].astype(str), malignant)
     predictor = Predictor.load(model)
     classes = predictor.class_names
-    dataset = load_dataset(data)
     try:
         dataset = dataset.relabel(predictor.prep.taxonomy)
-    except (DatasetError, LabelMappingError) as exc:
-        raise AdaptationError(f"the images' labels are another label set than the model's "
-                              f"({predictor.prep.taxonomy}: {', '.join(classes)}): {exc}") from None
+    except (DatasetError, LabelMappingError):
+        labels = ", ".join(sorted(set(dataset.table["label"].astype(str)))[:8])
+        raise AdaptationError(f"the images' labels ({labels}) are another label set than the model's "
+                              f"({predictor.prep.taxonomy}: {', '.join(classes)}) and have no map into it; relabel "
+                              "them to the model's classes first") from None
     table = dataset.table.reset_index(drop=True)
     y = dataset.targets()
-    check_adaptation_set(table, y, classes, predictor)
+    check_unseen(table, predictor)
     arrays, bad = [], []
     for path, image_id in tqdm(zip(table["path"], table["image_id"], strict=True), total=len(table),
                                desc="Reading images", unit="img", disable=not progress, leave=False):
