@@ -17,12 +17,14 @@ they are.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import decode_jpeg, encode_jpeg
+from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -86,13 +88,17 @@ class AcquisitionChain(torch.nn.Module):
             img = TF.resize(img, [h, w], interpolation=_pick(UP_FILTERS), antialias=False)
         if _chance(a.jpeg_p):
             quality = round(_uniform(*a.jpeg_quality))
-            img = decode_jpeg(encode_jpeg(img.contiguous(), quality=quality))
+            img = jpeg_round_trip(img, quality)
         return img
 
 
 def jpeg_round_trip(img: torch.Tensor, quality: int) -> torch.Tensor:
-    """One JPEG encode + decode of a uint8 ``(3, H, W)`` tensor (benchmarks' fixed-quality variants)."""
-    return decode_jpeg(encode_jpeg(img.contiguous(), quality=int(quality)))
+    """One JPEG encode + decode (Pillow, as most software saves JPEGs) of a uint8 ``(3, H, W)`` tensor."""
+    buffer = io.BytesIO()
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return torch.from_numpy(np.array(decoded.convert("RGB"))).permute(2, 0, 1).contiguous()
 
 
 def rescale(img: torch.Tensor, factor: float) -> torch.Tensor:
