@@ -22,6 +22,7 @@ def test_shift_command_writes_the_three_figures(serving_run: Path, shared_data: 
     assert "MMD²" in capsys.readouterr().out
 
 
-def test_shift_refuses_an_unknown_target_before_loading(serving_run: Path) -> None:
-    with pytest.raises(Exception, match="ph3"):
-        main(["shift", str(serving_run), "ph3"])
+def test_shift_refuses_an_unknown_target_before_loading(serving_run: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["shift", str(serving_run), "ph3"]) == 2
+    assert "ph3" in capsys.readouterr().err
