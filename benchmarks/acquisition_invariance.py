@@ -31,7 +31,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lesionlab.config import DataConfig
-from lesionlab.data.canonical import canonicalise
 from lesionlab.data.prepare import prepare_data, stratified_subsample
 from lesionlab.inference.quality import NotAssessableError
 from lesionlab.inference.triage import decide_triage
@@ -61,7 +60,8 @@ class Scorer:
     """Top-1 class and triage priority of PIL images under one model and one canonical chain."""
 
     def __init__(self, predictor: Predictor, canonical: str | None) -> None:
-        self.predictor, self.canonical = predictor, canonical
+        self.predictor = predictor
+        predictor.prep = replace(predictor.prep, canonical=canonical)  # the predictor applies it (None: no chain)
 
     def __call__(self, images: list[Image.Image], desc: str) -> tuple[np.ndarray, np.ndarray]:
         p = self.predictor
@@ -71,7 +71,7 @@ class Scorer:
             arrays, ok = [], []
             for im in chunk:  # an image the quality gate refuses counts as a disagreement (class and priority -1)
                 try:
-                    arrays.append(p.preprocess(canonicalise(im, self.canonical)))
+                    arrays.append(p.preprocess(im))
                     ok.append(True)
                 except NotAssessableError:
                     ok.append(False)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor.prep = replace(predictor.prep, tta=args.tta)
         stored = getattr(predictor.prep, "canonical", None)
         for canonical in args.canonical or ["default"]:
-            chain = stored if canonical == "default" else canonical
+            chain = stored if canonical == "default" else (None if canonical == "none" else canonical)
             score = Scorer(predictor, chain)
             start = time.perf_counter()
             top1, triage = agreement(score(originals, "originals"), score(copies, "copies"))
