@@ -267,6 +267,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     width = max(len(c) for c in summary["classes"])
     for cls, n in summary["classes"].items():
         print(f"  {cls:{width}s} {n:6d}  {ds.taxonomy.descriptions.get(cls, '')}")
+    for key, value in ds.notes.items():  # loader findings, e.g. the near-duplicate check's counts
+        print(f"  {key.replace('_', ' ')}: " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
+                                                 if isinstance(value, dict) else str(value)))
     if "licence" in summary:
         print(f"  modality: {summary['modality']} | url: {summary['homepage']}")
         print(f"  licence: {summary['licence']}\n  cite: {summary['citation']}")

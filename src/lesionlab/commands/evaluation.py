@@ -166,7 +166,8 @@ def _register_transfer(sub: argparse._SubParsersAction) -> None:
                            "the model carries an OOD detector. Diagnoses outside the model's classes are reported, "
                            "not dropped; images, lesions or patients the model trained on are refused.\n\nexample:\n"
                            "  lesionlab transfer-report runs/default-XXXX --datasets test ph2 isic2020 "
-                           "--data-root ../shared/data"))
+                           "--data-root ../shared/data\n\nNo labels yet? `lesionlab shift MODEL FOLDER` compares a "
+                           "clinic's unlabelled images with the model's test data (class mix, OOD rate, MMD test)."))
     p.add_argument("run", help="run directory or ensemble folder")
     p.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
                    help="dataset names (ph2, isic2018, isic2020, pad_ufes_20, derm7pt, ham10000, ...); 'test' is the "
