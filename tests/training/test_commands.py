@@ -32,8 +32,6 @@ def test_help(command: str, capsys) -> None:
     (["ablate", "--factors", "focal"], "not part of the full configuration"),
     (["ablate", "--factors", "dropot"], "Did you mean 'dropout'"),
     (["sweep", "train.sampling.sampler=weighted", "--grid", "lr=1e-3"], "Valid samplers: balanced, random"),
-    (["sweep", "--grid", "lr=1e-3", "--set", "train.epochs=2"], "--set is gone: drop it"),
-    (["augment-preview", "--set", "train.epochs=2"], "--set is gone: drop it"),
     (["cv", "configs/default.yaml"], "give the config file as --config configs/default.yaml"),
     (["train", "train.lr=0.1"], "train.lr was moved: use train.optimizer.lr"),
     (["train", "train.loss.name=nope"], "train.loss.name: Unknown loss 'nope'"),

@@ -26,14 +26,11 @@ def add_config_args(p: argparse.ArgumentParser, config_help: str = "YAML experim
     p.add_argument("--config", default=None, metavar="FILE", help=f"{config_help}; default: the built-in defaults")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help=f"config overrides, e.g. {overrides_example} (after --config, before or after the options)")
-    p.add_argument("--set", nargs="*", default=None, dest="removed_set", help=argparse.SUPPRESS)
 
 
 def config_overrides(args: argparse.Namespace, *extra: str) -> list[str]:
-    """The command's ``key=value`` overrides followed by ``extra`` (from shortcut options); old grammars refused."""
-    if getattr(args, "removed_set", None) is not None:
-        raise ConfigError("--set is gone: drop it and give the overrides as plain key=value arguments "
-                          f"(e.g. lesionlab {args.command} --config FILE train.epochs=5)")
+    """The command's ``key=value`` overrides followed by ``extra`` (from shortcut options); a config file given as
+    an override is refused with the right spelling."""
     for item in args.overrides:
         if "=" not in item and Path(item).suffix in (".yaml", ".yml"):
             raise ConfigError(f"{item} is not a key=value override: give the config file as --config {item}")
