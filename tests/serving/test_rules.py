@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from lesionlab.inference.triage import decide_triage
-from lesionlab.inference.unsure import fit_unsure_threshold, is_unsure, with_unsure_threshold
-from lesionlab.models.checkpoint import Preprocessing
+from lesionlab.inference.unsure import fit_unsure_threshold, is_unsure
 from lesionlab.serving.metadata import MetadataError, PatientMetadata
 
 HAM = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -81,11 +80,9 @@ def test_unsure_threshold_keeps_coverage_of_correct_predictions() -> None:
 
 def test_unsure_threshold_needs_validation_data() -> None:
     assert fit_unsure_threshold(np.zeros((0, 7)), np.zeros(0, dtype=int)) is None
-    prep = Preprocessing(32, "center-square", (0.5,) * 3, (0.5,) * 3, HAM, "ham7")
-    assert with_unsure_threshold(prep, np.zeros((0, 7)), np.zeros(0, dtype=int)).unsure_threshold is None
     probs = np.full((30, 7), 1 / 7)
     probs[:, 0] += 0.1
-    fitted = with_unsure_threshold(prep, probs / probs.sum(1, keepdims=True), np.zeros(30, dtype=int))
-    assert fitted.unsure_threshold == pytest.approx(probs[0, 0] / probs[0].sum())
+    fitted = fit_unsure_threshold(probs / probs.sum(1, keepdims=True), np.zeros(30, dtype=int))
+    assert fitted is not None and fitted.threshold == pytest.approx(probs[0, 0] / probs[0].sum())
     with pytest.raises(ValueError, match="coverage"):
         fit_unsure_threshold(probs, np.zeros(30, dtype=int), coverage=1.5)

@@ -35,8 +35,9 @@ from lesionlab.data.table import DatasetError
 from lesionlab.data.taxonomy import LabelMappingError, triage_priority
 from lesionlab.errors import LesionLabError
 from lesionlab.evaluation.bootstrap import DEFAULT_REPLICATES, binary_auc, bootstrap_ci
-from lesionlab.evaluation.operating_points import most_severe_suspected, severity_thresholds
-from lesionlab.inference.calibration import fit_temperature, probs_from_view_logits
+from lesionlab.evaluation.operating_point_fit import fit_operating_point
+from lesionlab.evaluation.operating_points import most_severe_suspected
+from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_view_logits
 from lesionlab.inference.quality import NotAssessableError
 from lesionlab.released.registry import is_released_ref
@@ -72,9 +73,8 @@ class SiteFit:
 def fit_site(view_logits: np.ndarray, y: np.ndarray, class_names: Sequence[str], base_thresholds: dict[str, float],
              sensitivity: float) -> SiteFit:
     """Temperature on the images' log-likelihood, then thresholds for ``sensitivity`` (base ones kept elsewhere)."""
-    temperature = fit_temperature(view_logits, y)
-    probs = probs_from_view_logits(view_logits, temperature)
-    return SiteFit(temperature, {**base_thresholds, **severity_thresholds(y, probs, class_names, sensitivity)})
+    point = fit_operating_point(view_logits, y, class_names, sensitivity=sensitivity, unsure=False)
+    return SiteFit(point.temperature, {**base_thresholds, **point.thresholds})
 
 
 def check_counts(labels: Sequence[str], malignant: int) -> None:

@@ -25,7 +25,7 @@ from lesionlab.data.roots import absolute_data_config
 from lesionlab.engine.finalize import write_gradcam, write_operating_points
 from lesionlab.evaluation.bootstrap import bootstrap_cis
 from lesionlab.evaluation.metrics import classification_metrics
-from lesionlab.evaluation.operating_points import severity_thresholds
+from lesionlab.evaluation.operating_point_fit import fit_operating_point
 from lesionlab.inference.calibration import calibration_summary, probs_from_view_logits
 from lesionlab.inference.predict import predict_probs, predict_view_logits
 from lesionlab.models.checkpoint import load_model
@@ -168,25 +168,19 @@ def run_cv(cfg: ExperimentConfig, folds: int | None = None, *, weighting: str = 
         summary.loc[label, ["balanced_accuracy_ci_low", "balanced_accuracy_ci_high"]] = [low, high]
 
     final = ensembles[f"ensemble + TTA ({cfg.eval.tta})"][1]
-    thresholds = (severity_thresholds(y_pool, oof[pool], classes, cfg.eval.triage_sensitivity)
-                  if cfg.eval.triage_sensitivity is not None else {})
+    # each non-test image scored by the member that validated on it, at that member's temperature
+    scaled = np.concatenate([np.asarray(m.val_tta, dtype=np.float64) / m.temperature for m in members], axis=1)
+    point = fit_operating_point(scaled, y_pool, classes, sensitivity=cfg.eval.triage_sensitivity, temperatures=[1.0])
+    thresholds = point.thresholds
     extra = {"name": root.name, "tta": cfg.eval.tta, "folds": folds, "weighting": weighting,
              "note": "thresholds chosen on out-of-fold validation predictions; never on test"}
-    unsure = _unsure_threshold(oof[pool], y_pool)
+    unsure = point.unsure
     if unsure is not None:  # the predictor's "unsure" flag, fitted like a single run's but on out-of-fold data
         extra.update({"unsure_threshold": unsure.threshold, "unsure_rule": unsure.rule + " (out-of-fold)"})
     write_manifest(root, [m.run.model for m in members], weights=weights, thresholds=thresholds, extra=extra)
     seconds = _write_artifacts(root, cfg, data, test, y, classes, final, ensembles, oof[pool], y_pool,
                                fold_frame, summary, thresholds, members, t0)
     return CVResult(root, fold_frame, summary, seconds)
-
-
-def _unsure_threshold(probs: np.ndarray, y: np.ndarray):
-    try:
-        from lesionlab.inference.unsure import fit_unsure_threshold
-    except ImportError:  # pragma: no cover - serving extras absent
-        return None
-    return fit_unsure_threshold(probs, y)
 
 
 def _summary(folds: pd.DataFrame, ensembles: dict, y: np.ndarray, classes, topk, bins: int, tta: str) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,9 @@ from lesionlab.evaluation.explain import (
     load_masks,
     overlay,
 )
-from lesionlab.evaluation.operating_points import operating_point_table, rule_summary, severity_thresholds
-from lesionlab.inference.calibration import (
-    before_after,
-    calibration_summary,
-    fit_temperature,
-    probs_from_view_logits,
-)
+from lesionlab.evaluation.operating_point_fit import fit_operating_point
+from lesionlab.evaluation.operating_points import operating_point_table, rule_summary
+from lesionlab.inference.calibration import before_after, calibration_summary, probs_from_view_logits
 from lesionlab.inference.predict import predict_view_logits
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.reports.artifacts import _json_safe
@@ -54,7 +50,9 @@ class ValidationOutputs:
 
 def tune_on_validation(model: nn.Module, data: PreparedData, prep: Preprocessing, cfg: ExperimentConfig,
                        metadata: np.ndarray | None = None) -> tuple[Preprocessing, ValidationOutputs | None]:
-    """Temperature (``eval.calibrate``) and priority-1 thresholds (``eval.triage_sensitivity``) from validation."""
+    """The operating point (:func:`~lesionlab.evaluation.operating_point_fit.fit_operating_point`: temperature if
+    ``eval.calibrate``, priority-1 thresholds for ``eval.triage_sensitivity``, the unsure threshold) from the
+    validation split's test-time-view logits."""
     val = data.indices("val")
     if len(val) == 0:
         logger.warning("No validation split: temperature scaling and operating thresholds are skipped")
@@ -63,13 +61,9 @@ def tune_on_validation(model: nn.Module, data: PreparedData, prep: Preprocessing
                                  batch_size=cfg.eval.batch_size, tta=prep.tta,
                                  metadata=None if metadata is None else metadata[val])  # metadata-fusion models
     y = data.targets()[val]
-    temperature = fit_temperature(logits, y) if cfg.eval.calibrate else 1.0
-    thresholds = dict(prep.thresholds)
-    if cfg.eval.triage_sensitivity is not None:
-        probs = probs_from_view_logits(logits, temperature)
-        thresholds.update(severity_thresholds(y, probs, prep.class_names, cfg.eval.triage_sensitivity))
-    logger.info("Validation: temperature %.3f, thresholds %s", temperature, thresholds)
-    return replace(prep, temperature=temperature, thresholds=thresholds), ValidationOutputs(logits, y)
+    point = fit_operating_point(logits, y, prep.class_names, calibrate=cfg.eval.calibrate,
+                                sensitivity=cfg.eval.triage_sensitivity)
+    return point.apply(prep), ValidationOutputs(logits, y)
 
 
 def default_mask_dir(cfg: ExperimentConfig) -> Path | None:

@@ -30,17 +30,11 @@ def recalibrate_run(run_dir: str | Path, *, data_root: str | None = None, calibr
         triage_sensitivity = cfg.eval.triage_sensitivity or 0.9
     cfg = replace(cfg, eval=replace(cfg.eval, calibrate=calibrate, triage_sensitivity=triage_sensitivity))
     base = replace(run.prep, temperature=1.0, thresholds={})  # refit from scratch, never on top of an old fit
-    prep, val = tune_on_validation(run.model, data, base, cfg)
+    prep, val = tune_on_validation(run.model, data, base, cfg)  # temperature, thresholds, unsure threshold
     if val is None:
         raise EvaluationInputError(f"{run.root} has no validation split to fit on" + (
             " (a refit trained on it; calibrate its train-only sibling and refit again)"
             if cfg.train.fit_on == "train+val" else ""))
-    try:
-        from lesionlab.inference.unsure import with_unsure_threshold  # keep the unsure threshold consistent with T
-
-        prep = with_unsure_threshold(prep, probs_from_view_logits(val.view_logits, prep.temperature), val.targets)
-    except ImportError:  # pragma: no cover - serving extras absent
-        pass
     fields = asdict(prep)
     update_preprocessing(run.root / "model.pt", **{k: fields[k] for k in ("temperature", "thresholds",
                                                                           "unsure_threshold", "unsure_rule")

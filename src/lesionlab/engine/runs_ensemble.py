@@ -305,8 +305,7 @@ def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data
     """Thresholds and unsure threshold from the ensemble's validation probabilities; validation figures of the
     ensemble and of each member (``members.csv``)."""
     from lesionlab.evaluation.metrics import classification_metrics
-    from lesionlab.evaluation.operating_points import severity_thresholds
-    from lesionlab.inference.unsure import fit_unsure_threshold
+    from lesionlab.evaluation.operating_point_fit import fit_operating_point
 
     val = _validation_rows(data, val_ids)
     y = data.targets()[val]
@@ -320,14 +319,13 @@ def _fit_on_validation(root: Path, members: Sequence[_Member], loaded, cfg, data
         scores = classification_metrics(y, combine_member_probs([z], [temperature]), classes, ())
         rows.append({**_member_row(m.run, w), "val balanced accuracy": round(scores["balanced_accuracy"], 4),
                      "val macro AUC": round(scores["auc_macro"], 4)})
-    probs = combine_member_probs(view_probs, temps, weights)
-    sensitivity = cfg.eval.triage_sensitivity or 0.9
-    thresholds = severity_thresholds(y, probs, classes, sensitivity)
+    point = fit_operating_point(view_probs, y, classes, sensitivity=cfg.eval.triage_sensitivity or 0.9,
+                                temperatures=temps, weights=weights)  # members keep their temperatures
+    probs, thresholds = point.probs, point.thresholds
     extra: dict[str, Any] = {"operating_point": f"fitted on the ensemble's predictions for {len(val)} validation "
                              "images that no member trained on; never on test"}
-    unsure = fit_unsure_threshold(probs, y)
-    if unsure is not None:
-        extra.update(unsure_threshold=unsure.threshold, unsure_rule=unsure.rule)
+    if point.unsure is not None:
+        extra.update(unsure_threshold=point.unsure.threshold, unsure_rule=point.unsure.rule)
     scores = classification_metrics(y, probs, classes, ())
     validation = {"val_bal_acc": scores["balanced_accuracy"], "val_auc": scores["auc_macro"],
                   "val_images": len(val), "members": len(members)}

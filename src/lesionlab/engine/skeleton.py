@@ -29,8 +29,7 @@ from lesionlab.engine.finalize import tune_on_validation, write_depth_artifacts
 from lesionlab.engine.ood import fit_run_detector, write_ood_summary
 from lesionlab.evaluation.populations import figures_by_source
 from lesionlab.inference.calibration import probs_from_view_logits
-from lesionlab.inference.predict import predict_probs, predict_view_logits
-from lesionlab.inference.unsure import with_unsure_threshold
+from lesionlab.inference.predict import predict_view_logits
 from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.runs import RunPaths
@@ -87,7 +86,7 @@ def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentC
     best_epoch = history_best_epoch(history, cfg.train.monitor) if calibration is None else len(history)
     model = module.inference_model().cpu()
     if calibration is None:
-        prep, val_outputs = _fit_on_validation(model, data, prep, cfg, metadata)
+        prep, val_outputs = tune_on_validation(model, data, prep, cfg, metadata=metadata)
         write_validation_by_source(run.root, data, prep, val_outputs)
     else:
         prep, val_outputs = calibrated_like(prep, calibration), None
@@ -113,19 +112,6 @@ def write_validation_by_source(directory: Path, data: PreparedData, prep: Prepro
     if figures is not None:
         (Path(directory) / "val_by_source.json").write_text(json.dumps(figures, indent=2, default=float))
         logger.info("Validation by source: %s", {k: round(v["balanced_accuracy"], 3) for k, v in figures.items()})
-
-
-def _fit_on_validation(model: nn.Module, data: PreparedData, prep: Preprocessing, cfg: ExperimentConfig,
-                       metadata: np.ndarray | None) -> tuple[Preprocessing, Any]:
-    """Temperature and thresholds, then the unsure threshold: all chosen on validation images, never on test."""
-    prep, val_outputs = tune_on_validation(model, data, prep, cfg, metadata=metadata)
-    val = data.indices("val")
-    prep = with_unsure_threshold(prep, predict_probs(model, data.images, prep.mean, prep.std, indices=data.rows[val],
-                                                     batch_size=cfg.eval.batch_size, temperature=prep.temperature,
-                                                     tta=cfg.eval.tta,
-                                                     metadata=None if metadata is None else metadata[val]),
-                                 data.targets()[val])
-    return prep, val_outputs
 
 
 def evaluate_test(run: RunPaths, final: Finalized, data: PreparedData, cfg: ExperimentConfig, *,

@@ -10,11 +10,9 @@ operating point of out-of-distribution detectors (threshold at 95 % TPR).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
-
-from lesionlab.models.checkpoint import Preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +59,3 @@ def fit_unsure_threshold(probs: np.ndarray, targets: np.ndarray, coverage: float
 def is_unsure(probs: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean per row: confidence below the threshold."""
     return max_softmax(probs) < threshold
-
-
-def with_unsure_threshold(prep: Preprocessing, val_probs: np.ndarray, val_targets: np.ndarray,
-                          coverage: float = 0.95) -> Preprocessing:
-    """``prep`` with the unsure threshold fitted on validation probabilities (unchanged when there are none)."""
-    fitted = fit_unsure_threshold(val_probs, val_targets, coverage)
-    if fitted is None:
-        return prep
-    logger.info("Unsure threshold: %s", fitted.rule)
-    return replace(prep, unsure_threshold=fitted.threshold, unsure_rule=fitted.rule)
