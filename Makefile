@@ -49,15 +49,20 @@ release: install-release
 		--out "$(RELEASE_OUT)" --data-root "$(DATA)" --external ph2 --weights int8 \
 		--ood knn-tiny --command "make release"
 
-## Test suite (tests that need ../shared/data skip with a reason when it is absent).
-test: install-test
+## Test suite: the static checks (make lint), then the tests (those that need ../shared/data skip with a reason when
+## it is absent).
+test: lint
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
 		echo "chromium could not be installed: the report-screenshot tests will skip"
 	$(BIN)/python -m pytest -q
 
+## Static checks, seconds: style (ruff), types (mypy over src/ against .ci/mypy-baseline.json, which can only
+## shrink), the layering contract (lint-imports, [tool.importlinter]).
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python .ci/mypy_check.py
+	$(BIN)/lint-imports
 
 clean:  # build/ too: setuptools keeps stale package-data files there (an old built-in model)
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info build
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache src/*.egg-info build
