@@ -21,11 +21,19 @@ cp -r "$only" "$OUT/calibrated"
 cli calibrate "$OUT/calibrated" --data-root "$DATA" --sensitivity 0.85
 cd "$OUT"
 find . \( -name metrics.json -o -name calibration.json -o -name ensemble.json -o -name operating_points.csv \
-       -o -name cv_summary.csv -o -name val_by_source.json \) | sort | while read -r f; do
+       -o -name cv_summary.csv -o -name val_by_source.json -o -name val_metrics.json -o -name model.pt \) | sort | while read -r f; do
   # names and times differ between runs: hash the numbers only (drop keys holding times, paths or run names)
   "$PY" - "$f" <<'PY'
 import hashlib, json, re, sys
-p = sys.argv[1]; text = open(p).read()
+p = sys.argv[1]
+if p.endswith(".pt"):  # the fitted operating point and the weights
+    import torch
+    blob = torch.load(p, map_location="cpu", weights_only=False)
+    prep = {k: blob["preprocessing"][k] for k in ("temperature", "thresholds", "unsure_threshold")}
+    weights = hashlib.sha256(b"".join(v.numpy().tobytes() for v in blob["state_dict"].values())).hexdigest()
+    text = json.dumps(prep, sort_keys=True) + weights
+else:
+    text = open(p).read()
 if p.endswith(".json"):
     def clean(o):
         if isinstance(o, dict):

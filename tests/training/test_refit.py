@@ -208,7 +208,7 @@ def test_refit_ensemble_ships_both_fits_as_one_model_scored_once(image_folder: P
 
     # a killed refit resumed on its own (`train --resume REFIT`) still ends with the job's ensemble
     from lesionlab.config import load_run_config
-    from lesionlab.engine.refit_job import resumed_refit
+    from lesionlab.engine.workflow import resumed_refit
     from lesionlab.runs import TrainResult
 
     job = resumed_refit(TrainResult.from_directory(refit), load_run_config(refit / "config.yaml"))

@@ -4,13 +4,12 @@ to fit them on; the sibling ran the same recipe on the training lesions alone an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.config import ConfigError, ExperimentConfig, load_run_config, read_run_config
+from lesionlab.config import ConfigError, ExperimentConfig
 from lesionlab.data.prepare import PreparedData
 from lesionlab.models.checkpoint import Preprocessing, load_model
 
@@ -51,19 +50,6 @@ def sibling_calibration(source: str, cfg: ExperimentConfig, data: PreparedData) 
     return prep
 
 
-def refit_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """``run_dir``'s recipe as a refit: its config on training + validation lesions, calibrated by ``run_dir``.
-
-    ``overrides`` (key=value) apply on top, e.g. ``output_dir=...``; the name gains a ``-refit`` suffix."""
-    run_dir = Path(run_dir).expanduser()
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"cannot refit {run_dir}: no config.yaml (not a LesionLab run directory)")
-    name = read_run_config(run_dir / "config.yaml").get("name", "run")
-    return load_run_config(run_dir / "config.yaml", overrides=[
-        f"name={name}-refit", "train.fit_on=train+val", f"train.calibration_from={run_dir.resolve()}",
-        "train.patience=0", "train.refit=false", "train.refit_ensemble=false", "eval.test=true", *overrides])
-
-
 def calibrated_like(prep: Preprocessing, sibling: Preprocessing) -> Preprocessing:
     """``prep`` (this model's input side) with the sibling's output side: temperature, thresholds, unsure rule."""
     rule = f"{sibling.unsure_rule} (fitted for the train-only sibling run)" if sibling.unsure_rule else ""
@@ -71,4 +57,4 @@ def calibrated_like(prep: Preprocessing, sibling: Preprocessing) -> Preprocessin
                    unsure_threshold=sibling.unsure_threshold, unsure_rule=rule)
 
 
-__all__ = ["calibrated_like", "refit_config", "sibling_calibration"]
+__all__ = ["calibrated_like", "sibling_calibration"]
