@@ -106,7 +106,7 @@ def _dataclass_items(tp: Any) -> type | None:
     tp, _ = _strip_optional(tp)
     if typing.get_origin(tp) in (tuple, list):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+        if len(args) == 1 and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
             return args[0]
     return None
 
@@ -143,7 +143,7 @@ def _yaml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"' if value == "" else value
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _yaml_value(dataclasses.asdict(value))
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
@@ -187,7 +187,7 @@ def iter_sections(cls: type = ExperimentConfig, path: str = "", note: str = "") 
         tp = hints[f.name]
         key = f"{path}.{f.name}" if path else f.name
         inner, optional = _strip_optional(tp)
-        if dataclasses.is_dataclass(inner):  # a section of its own, not a key
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):  # a section of its own, not a key
             sub_note = comments.get(f.name, "")
             if optional and _default(f) is None:
                 sub_note = f"Optional section, `null` by default. {sub_note}".strip()

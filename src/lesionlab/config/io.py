@@ -32,7 +32,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if value is None:
         _check(optional, f"{where} may not be null")
         return None
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         _check(isinstance(value, dict), f"{where} must be a mapping")
         return from_dict(tp, value, where)
     origin = typing.get_origin(tp)

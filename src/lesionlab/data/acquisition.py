@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ def _chance(p: float) -> bool:
     return p > 0 and float(torch.rand(())) < p
 
 
-def _pick(options: tuple) -> object:
+def _pick(options: tuple) -> Any:
     return options[int(torch.randint(len(options), ()))]
 
 

@@ -29,7 +29,7 @@ def shrink_and_reencode(short_side: int, quality: int) -> Canonicaliser:
         scale = short_side / min(w, h)
         if scale >= 1:  # already at or below the training files' resolution: nothing to undo
             return image
-        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, format="JPEG", quality=quality)
         buffer.seek(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,5 +115,5 @@ class _quiet_sklearn:
         self._ctx.__enter__()
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._ctx.__exit__(*exc)

@@ -119,7 +119,7 @@ def normalise_table(frame: pd.DataFrame, taxonomy: Taxonomy, source: str) -> pd.
         if col not in t.columns:
             t[col] = np.nan
     bad = set()
-    labels = []
+    labels: list[str | None] = []
     for lab in t["label"]:
         try:
             labels.append(taxonomy.canonical(lab))

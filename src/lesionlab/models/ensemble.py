@@ -95,4 +95,5 @@ def combine_member_probs(member_view_logits: Sequence[np.ndarray], temperatures:
         z = np.asarray(z, dtype=np.float64)
         p = softmax((z[None] if z.ndim == 2 else z) / float(t), axis=-1).mean(axis=0)
         out = wi * p if out is None else out + wi * p
+    assert out is not None  # n >= 1
     return out

@@ -7,13 +7,15 @@ dangerous error (a priority-1 lesion triaged as priority 3).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from lesionlab.data.taxonomy import TRIAGE
 from lesionlab.reports.html import Report, table_html
 
 
-def is_triage(class_names: object) -> bool:
+def is_triage(class_names: Iterable[str] | None) -> bool:
     """Whether a model's classes are the triage priorities P1, P2, P3."""
     return tuple(class_names or ()) == TRIAGE.classes
 

@@ -239,7 +239,8 @@ class Predictor:
         ``str`` is "path: reason") instead of stopping the rest."""
         results: list[Prediction] = []
         errors: list[ImageError] = []
-        arrays, names = [], []
+        arrays: list[np.ndarray] = []
+        names: list[str] = []
 
         def flush() -> None:
             if arrays:

@@ -44,7 +44,7 @@ class FeatureHeadModule(L.LightningModule):
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, *meta = batch  # (features, targets[, encoded metadata])
         logits = self.model.classify_features(x, *meta)
         loss = self.loss_fn(logits, y)
@@ -53,7 +53,7 @@ class FeatureHeadModule(L.LightningModule):
         self.log("train_bal_acc", self.train_bal_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, y, *meta = batch  # (features, targets[, encoded metadata])
         logits = self.model.classify_features(x, *meta)
         self.val_bal_acc.update(logits, y)

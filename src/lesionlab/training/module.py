@@ -116,7 +116,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
             return 0.0
         return trainer.global_step / max(1, int(trainer.estimated_stepping_batches))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         images, targets, *meta = batch  # metadata models get (images, targets, metadata) batches
         images = self.augment_batch(images)
         x = to_model_input(images, self.mean, self.std)
@@ -141,7 +141,7 @@ class LesionModule(OptimizerModeHooks, L.LightningModule):
         self.log("train_bal_acc", self.train_bal_acc, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         images, targets, *meta = batch
         logits = _call(self.inference_model(), to_model_input(images, self.mean, self.std), *meta)
         loss = self.loss_fn(logits, targets)

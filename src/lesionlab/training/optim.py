@@ -86,6 +86,8 @@ class OptimizerModeHooks:
     """LightningModule mix-in: Schedule-Free optimizers train on one weight sequence and evaluate another, so
     switch them with the loop (a no-op for every other optimizer)."""
 
+    trainer: Any  # the LightningModule's
+
     def on_train_epoch_start(self) -> None:
         for opt in self.trainer.optimizers:
             set_optimizer_mode(opt, True)

@@ -33,7 +33,7 @@ def smallest_size(model: nn.Module, default: int = 32) -> int:
     training at that size degenerates (diverges, in bf16), so progressive resizing never goes smaller."""
     info = getattr(getattr(model, "backbone", model), "feature_info", None)
     try:
-        return max(int(f["reduction"]) for f in info)
+        return max(int(f["reduction"]) for f in info or ())
     except (TypeError, KeyError, ValueError):
         return default
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,11 @@ def check_component_names(cfg: Any, where: str = "") -> None:
     a :class:`ConfigError` that lists the valid ones."""
     prefix = f"{where}." if where else ""
     # cheapest imports first, so a wrong eval.tta is answered before the training and model registries load
-    checks = (("eval", EvalConfig, check_eval_names), ("data", DataConfig, check_data_names),
-              ("train", TrainConfig, check_train_names),
-              ("model", ModelConfig, check_model_names), ("student", ModelConfig, check_model_names),
-              ("experiment", ExperimentConfig, check_component_names))
+    checks: tuple[tuple[str, type, Callable[[Any, str], None]], ...] = (
+        ("eval", EvalConfig, check_eval_names), ("data", DataConfig, check_data_names),
+        ("train", TrainConfig, check_train_names),
+        ("model", ModelConfig, check_model_names), ("student", ModelConfig, check_model_names),
+        ("experiment", ExperimentConfig, check_component_names))
     for attr, kind, check in checks:
         section = getattr(cfg, attr, None)
         if isinstance(section, kind):
