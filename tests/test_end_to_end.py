@@ -101,7 +101,7 @@ def test_predict_formats(trained_run: Path, shared_data: Path, tmp_path: Path,
         assert r["triage_priority"] in (1, 2, 3)
         assert r["top"][0]["probability"] >= r["top"][1]["probability"] >= r["top"][2]["probability"]
     out_csv = tmp_path / "p.csv"
-    assert main(["-q", "predict", str(trained_run), str(images[0]), "--format", "csv", "--output", str(out_csv)]) == 0
+    assert main(["-q", "predict", str(trained_run), str(images[0]), "--format", "csv", "--out", str(out_csv)]) == 0
     frame = pd.read_csv(out_csv)
     assert list(frame.columns) == ["image", "prediction", "triage_priority", "triage_rule", "triage_reason", "unsure",
                                    "ood", "seen_in_training", "error", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]

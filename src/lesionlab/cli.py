@@ -10,14 +10,25 @@ from collections.abc import Sequence
 
 logger = logging.getLogger("lesionlab")
 
-#: Modules that contribute top-level sub-commands through ``register(subparsers)``; each keeps its heavy imports
-#: inside its command functions so ``lesionlab --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("lesionlab.commands.core", "lesionlab.commands.evaluation",
-                                    "lesionlab.commands.serving", "lesionlab.commands.training",
-                                    "lesionlab.commands.pretraining", "lesionlab.commands.merge",
-                                    "lesionlab.commands.models", "lesionlab.commands.ood",
-                                    "lesionlab.commands.released", "lesionlab.commands.study",
-                                    "lesionlab.commands.adapt", "lesionlab.commands.shift")
+#: Every top-level command, in the sections and order of ``lesionlab --help``. Command ``NAME`` lives in the module
+#: ``lesionlab.commands.NAME`` (dashes as underscores; exceptions in :data:`MODULES`), whose ``register(subparsers)``
+#: adds it (a noun group such as ``data`` or ``ood`` adds its sub-commands) and which keeps its heavy imports inside
+#: its command functions, so ``lesionlab --help`` stays fast.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("train, score and use a model", ("train", "cv", "ensemble", "evaluate", "predict", "calibrate", "compare")),
+    ("look inside and audit", ("explain", "attention-maps", "robustness", "ood", "leakage-audit", "source-check")),
+    ("new sites and shipping", ("transfer-report", "shift", "adapt", "export", "serve", "release", "card")),
+    ("experiments", ("sweep", "ablate", "study", "augment-preview", "pretrain", "compare-pretraining", "distill")),
+    ("data and building blocks", ("data", "models")),
+)
+
+#: Commands whose module is not named after them.
+MODULES: dict[str, str] = {"train": "core"}
+
+#: Old names of commands that moved under a noun: they fail with a message naming the new command.
+RENAMED: dict[str, str] = {"fit-ood": "ood fit", "ood-eval": "ood eval"}
+
+DESCRIPTION = "Dermatoscopic skin-lesion classification: train, evaluate, predict, report."
 
 EPILOG = """examples:
   lesionlab train                                   # default: HAM10000, lesion-disjoint 70/15/15, 64 px
@@ -26,25 +37,47 @@ EPILOG = """examples:
   lesionlab predict runs/default-... lesion.jpg --format json
   lesionlab data info ham10000
   lesionlab data download ham10000 --data-root ~/data
-data root: --data-root > $LESIONLAB_DATA > the user cache dir (see 'lesionlab data info')."""
+data root: --data-root > $LESIONLAB_DATA > the user cache dir (see 'lesionlab data info').
+output: --output-dir DIR makes a new run or report folder inside DIR (like output_dir=); --out PATH writes exactly
+PATH (a file, or the folder it fills)."""
+
+
+def command_module(name: str) -> str:
+    """The module that holds command ``name``."""
+    return f"lesionlab.commands.{MODULES.get(name, name.replace('-', '_'))}"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lesionlab", description="Dermatoscopic skin-lesion classification: train, evaluate, predict, report.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from lesionlab.commands.common import Parser
+
+    parser = Parser(prog="lesionlab", usage="%(prog)s [-h] [-v] [-q] COMMAND ...", description=DESCRIPTION,
+                    epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(sub)
-
-    from lesionlab.commands import data as data_commands
-    from lesionlab.commands.core import register_data
-
-    data_commands.register(register_data(sub))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS)
+    for _, names in SECTIONS:
+        for name in names:
+            importlib.import_module(command_module(name)).register(sub)
+    parser.description = f"{DESCRIPTION}\n\n{_command_listing(sub)}"
     return parser
+
+
+def _command_listing(sub: argparse._SubParsersAction) -> str:
+    """The commands by section, each with its one-line help (``lesionlab COMMAND --help`` says more)."""
+    import shutil
+    import textwrap
+
+    helps = {action.dest: action.help or "" for action in sub._choices_actions}
+    width = max(shutil.get_terminal_size().columns - 2, 60)
+    lines = ["commands (lesionlab COMMAND --help shows a command's options and an example):"]
+    for title, names in SECTIONS:
+        lines.append(f"\n{title}:")
+        for name in names:
+            label = f"{name} ..." if isinstance(sub.choices[name]._subparsers, argparse._ArgumentGroup) else name
+            wrapped = textwrap.wrap(helps[name], width - 24) or [""]
+            lines.append(f"  {label:20s}  {wrapped[0]}")
+            lines.extend(f"{'':24s}{more}" for more in wrapped[1:])
+    return "\n".join(lines)
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
@@ -60,6 +93,11 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in RENAMED:  # no silent aliases: say where the command went
+        print(f"error: 'lesionlab {command}' is now 'lesionlab {RENAMED[command]}'", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)

@@ -31,13 +31,13 @@ def test_config_commands_share_one_grammar(command: list[str], capsys: pytest.Ca
 
 
 @pytest.mark.parametrize(("command", "says"), [
-    ("robustness", "default: the run's eval.tta"),
-    ("explain", "default: the run's eval.gradcam_method"),
-    ("calibrate", "default: the run's eval.triage_sensitivity"),
-    ("fit-ood", "default: the run's eval.ood"),
-])
-def test_post_hoc_commands_default_to_the_runs_settings(command: str, says: str,
+    (["robustness"], "default: the run's eval.tta"),
+    (["explain"], "default: the run's eval.gradcam_method"),
+    (["calibrate"], "default: the run's eval.triage_sensitivity"),
+    (["ood", "fit"], "default: the run's eval.ood"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_post_hoc_commands_default_to_the_runs_settings(command: list[str], says: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*command, "--help"])
     assert says in " ".join(capsys.readouterr().out.split())  # argparse wraps lines

@@ -123,7 +123,7 @@ def test_cli(tmp_path: Path, data_root: Path, run_factory, capsys: pytest.Captur
 def test_predictor_ood_flagger_reads_the_detector_defensively(tmp_path: Path, run_factory, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from lesionlab.commands.evaluation import predictor_ood_flagger
+    from lesionlab.commands.transfer_report import predictor_ood_flagger
     from lesionlab.serving.predictor import Predictor
 
     release = write_ph2_official(tmp_path / "ph2")

@@ -1,6 +1,6 @@
 """Clinical safety end to end on the session's tiny real run: the quality gate (422 not_assessable, batch and
 ``predict`` error rows), the OOD flag (no triage priority), the detector in model.pt / ONNX / ensembles,
-``fit-ood`` on an existing run, ``ood-eval``, and the report's CI, subgroup and operating-point sections."""
+``ood fit`` on an existing run, ``ood eval``, and the report's CI, subgroup and operating-point sections."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_predict_cli_writes_an_error_row(tmp_path: Path, serving_run: Path, unse
     NOT_ASSESSABLE["1x1 black PNG"].save(dot)
     out = tmp_path / "out.csv"
     code = main(["-q", "predict", str(serving_run), str(unseen_images[0]), str(dot), "--format", "csv",
-                 "--output", str(out)])
+                 "--out", str(out)])
     assert code == 1  # an image got no prediction
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["image"] for r in rows] == [str(unseen_images[0]), str(dot)]
@@ -127,17 +127,17 @@ def test_fit_ood_attaches_a_detector_to_an_existing_run(serving_run: Path, share
     noise = Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     (plain,) = before.predict([noise])
     assert plain.ood is None and "fit-ood" in plain.ood_reason
-    assert main(["-q", "fit-ood", str(run), "--data-root", str(shared_data)]) == 0
+    assert main(["-q", "ood", "fit", str(run), "--data-root", str(shared_data)]) == 0
     after = Predictor.load(run)
     assert after.ood_detector.threshold == pytest.approx(stored["threshold"], rel=1e-4)  # same data, same fit
     assert json.loads((run / "ood.json").read_text())["test_images"] > 0
     assert "Out-of-distribution detection" in (run / "report.html").read_text()
-    assert main(["-q", "ood-eval", str(run), "--data-root", str(shared_data), "--methods", "knn,energy"]) == 0
+    assert main(["-q", "ood", "eval", str(run), "--data-root", str(shared_data), "--methods", "knn,energy"]) == 0
     table = (run / "ood_eval.csv").read_text()
     for group in ("natural", "noise", "checkerboard", "text", "corrupted (severity 5)", "all far-OOD"):
         assert group in table
     assert "FPR@95TPR" in (run / "report.html").read_text()
-    assert main(["-q", "fit-ood", str(run), "--method", "nope"]) == 2
+    assert main(["-q", "ood", "fit", str(run), "--method", "nope"]) == 2
 
 
 def test_detector_travels_to_onnx_and_ensembles(serving_run: Path, tmp_path: Path, predictor: Predictor) -> None:

@@ -65,7 +65,7 @@ def test_cli_outputs_and_warning(serving_run: Path, seen_image: Path, unseen_ima
     assert out.err.startswith("warning: 1 of 2 images were used to train or validate") and seen_image.stem in out.err
     assert main(["-q", "predict", str(serving_run), *images, "--format", "json"]) == 0
     assert [r["seen_in_training"] for r in json.loads(capsys.readouterr().out)] == [True, False]
-    csv = ["--format", "csv", "--output", str(tmp_path / "p.csv")]
+    csv = ["--format", "csv", "--out", str(tmp_path / "p.csv")]
     assert main(["-q", "predict", str(serving_run), *images, *csv]) == 0
     frame = pd.read_csv(tmp_path / "p.csv")
     assert frame["seen_in_training"].tolist() == [True, False] and frame["unsure"].isin([True, False]).all()

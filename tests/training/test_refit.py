@@ -128,7 +128,7 @@ def test_post_hoc_commands_see_the_refit_split(sibling_and_refit, capsys: pytest
     assert main(["-q", "calibrate", str(refit)]) == 2  # its validation lesions trained it: nothing to fit on
     assert "a refit trained on it" in capsys.readouterr().err
     before = torch.load(refit / "model.pt", weights_only=False)["ood"]
-    assert main(["-q", "fit-ood", str(refit), "--method", "knn-compact"]) == 0
+    assert main(["-q", "ood", "fit", str(refit), "--method", "knn-compact"]) == 0
     after = torch.load(refit / "model.pt", weights_only=False)["ood"]
     assert before["method"] == "knn" and after["method"] == "knn-compact"
     split = pd.read_csv(sibling / "splits.csv")["split"]  # the original split: fitted on train, thresholded on val
@@ -140,7 +140,7 @@ def test_post_hoc_commands_see_the_refit_split(sibling_and_refit, capsys: pytest
 def test_ood_eval_and_cv_handle_refits(sibling_and_refit, image_folder: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     _, refit, cache = sibling_and_refit
-    assert main(["-q", "ood-eval", str(refit), "--methods", "knn", "--out", str(tmp_path / "ood")]) == 0  # fits on
+    assert main(["-q", "ood", "eval", str(refit), "--methods", "knn", "--out", str(tmp_path / "ood")]) == 0  # fits on
     assert (tmp_path / "ood").is_dir()  # the original training lesions, thresholds on the original validation ones
     common = [*_common(image_folder, cache), "train.fit_on=train+val", f"train.calibration_from={refit}"]
     assert main(["-q", "cv", "--folds", "2", "--output-dir", str(tmp_path / "cv"), *common]) == 2
@@ -226,6 +226,6 @@ def test_fit_ood_on_a_validation_only_run_leaves_its_test_split_unscored(sibling
     run = tmp_path / "validation-only"
     shutil.copytree(sibling, run)
     (run / "metrics.json").unlink(missing_ok=True)  # what eval.test=false leaves: no test figures
-    assert main(["fit-ood", str(run), "--method", "knn"]) == 0
+    assert main(["ood", "fit", str(run), "--method", "knn"]) == 0
     assert "test split not scored" in capsys.readouterr().out
     assert json.loads((run / "ood.json").read_text())["test_images"] == 0

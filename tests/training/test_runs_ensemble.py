@@ -116,7 +116,7 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
     from lesionlab.serving.artefacts import load_artefact
 
     seed_run, _, _, cache = seeds
-    a = Path(shutil.copytree(seed_run, tmp_path / "o" / seed_run.name))  # fit-ood below rewrites its model.pt
+    a = Path(shutil.copytree(seed_run, tmp_path / "o" / seed_run.name))  # ood fit below rewrites its model.pt
     assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=big", *_common(image_folder, cache),
                  "data.image_size=24", "eval.test=false"]) == 0
     big = _run(tmp_path / "o", "big-")
@@ -145,7 +145,7 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
     # each member's OOD detector is fitted at its own size; the ensemble scores 24 px images with both
     from lesionlab.inference.ood import score_images
 
-    assert main(["-q", "fit-ood", str(folder), "--method", "knn"]) == 0
+    assert main(["-q", "ood", "fit", str(folder), "--method", "knn"]) == 0
     model, prep, _ = load_artefact(folder)
     images = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
     result = score_images(model, images, prep.mean, prep.std)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesionlab.commands.common import add_data_args, checks_model, data_config_from_args
+from lesionlab.commands.common import DefaultsHelpFormatter, add_data_args, add_out, checks_model, data_config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,10 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "repeated 2-fold cross-fitting on lesions decides every image with an adaptation that did not see it "
         "(--repeats halvings; lesion-bootstrap 95 % intervals). Refused: fewer than 30 images or 10 malignant "
         "cases, one class only, images the model trained or validated on, labels outside the model's label set.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="example:\n  lesionlab adapt builtin --dataset ph2 --data-root ../shared/data --out models/builtin-ph2 "
+        "--sensitivity 0.95",
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="run directory, ensemble folder, .onnx file, or a built-in name ('builtin')")
     add_data_args(p, dataset_required=True)
-    p.add_argument("--out", required=True, help="the adapted model folder to write")
+    add_out(p, "the adapted model folder to write", required=True)
     p.add_argument("--sensitivity", type=float, default=0.9, help="priority-1 sensitivity the thresholds aim for")
     p.add_argument("--repeats", type=int, default=20, help="random 2-fold halvings for the cross-fitted figures")
     p.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""``lesionlab card`` (a model card as Markdown) and ``lesionlab release`` (package a run as a released model)."""
+"""``lesionlab card``: a model's card as Markdown (built-in model, released folder, run or ensemble)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lesionlab.commands.common import checks_model
+from lesionlab.commands.common import add_out
 from lesionlab.released.registry import RELEASED, resolve_model_ref
 
 
@@ -17,31 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "figures with 95 % bootstrap intervals (own test split and external sets), calibration, the "
                        "triage operating point, intended use and limitations. MODEL defaults to the built-in model; "
                        f"built-in names: {', '.join(RELEASED)}. A run or ensemble folder gets a shorter card "
-                       "computed from its metrics.json, marked as not a released model.")
+                       "computed from its metrics.json, marked as not a released model.",
+                       epilog="examples:\n  lesionlab card\n  lesionlab card runs/default-... --json --out card.json")
     p.add_argument("model", nargs="?", default=None, help="built-in name (or 'builtin'), a released model folder, "
                    "or a run or ensemble folder")
     p.add_argument("--json", action="store_true", help="print card.json instead of Markdown")
-    p.add_argument("--output", default=None, help="write to this file instead of stdout")
+    add_out(p, "write to this file instead of stdout")
     p.set_defaults(func=cmd_card)
-
-    p = sub.add_parser("release", help="package a trained run as a released model folder with its card",
-                       description="Copy a run's weights in half precision (or int8), export ONNX, store the images "
-                       "it saw, and evaluate the packaged model once on its held-out test split and on each --external "
-                       "dataset (seen images excluded) to write card.json.")
-    p.add_argument("run", help="trained run directory")
-    p.add_argument("--name", required=True, help="released model name")
-    p.add_argument("--out", required=True, help="output folder (e.g. src/lesionlab/released/models/NAME)")
-    p.add_argument("--data-root", required=True, help="data root holding the run's dataset and the external sets")
-    p.add_argument("--external", nargs="*", default=[], help="external datasets to evaluate on (e.g. ph2)")
-    p.add_argument("--command", default="", help="the command that trained the run (recorded in the card)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--weights", choices=("fp16", "int8"), default="fp16",
-                   help="stored weight format: fp16 (default) or int8 weight-only, per output channel (about 40 %% "
-                   "smaller again; the card is measured on the compressed model)")
-    p.add_argument("--ood", default=None, metavar="METHOD",
-                   help="refit every member's OOD detector with METHOD, e.g. knn-tiny (a 300-image int8 bank per "
-                   "member of an ensemble under a size budget); default: int8 releases refit the stored method")
-    p.set_defaults(func=cmd_release)
 
 
 def cmd_card(args: argparse.Namespace) -> int:
@@ -57,20 +39,8 @@ def cmd_card(args: argparse.Namespace) -> int:
                                 "on its test split): nothing to put on a card. Score it first (an ensemble: "
                                 "`lesionlab ensemble ... --test`), or package it with `lesionlab release`")
     text = json.dumps(card, indent=2) + "\n" if args.json else render(card)
-    if args.output:
-        Path(args.output).write_text(text)
+    if args.out:
+        Path(args.out).write_text(text)
     else:
         sys.stdout.write(text)
-    return 0
-
-
-@checks_model()
-def cmd_release(args: argparse.Namespace) -> int:
-    from lesionlab.engine.release import package_release
-    from lesionlab.released.card import card_markdown
-
-    card = package_release(args.run, args.out, name=args.name, data_root=Path(args.data_root).resolve(),
-                           external=args.external, command=args.command, n_boot=args.bootstrap,
-                           weights=args.weights, ood=args.ood)
-    sys.stdout.write(card_markdown(card))
     return 0

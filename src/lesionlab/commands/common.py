@@ -1,5 +1,13 @@
-"""Argument helpers shared by the command modules: the one config grammar (``--config FILE key=value ...``), data
-arguments, image lists, model arguments, quiet Lightning."""
+"""Argument helpers shared by the command modules: the one config grammar (``--config FILE key=value ...``), the
+shared flags (``--data-root``, ``--output-dir``, ``--out``: each declared here once), data arguments, image lists,
+model arguments, quiet Lightning.
+
+Two output flags with two meanings, as in the library (``output_dir=`` vs ``out_dir=``):
+
+- ``--output-dir DIR``: the parent folder in which the command makes its new, named folder (a run, a sweep, an
+  ensemble, a report), like ``output_dir`` in the configs;
+- ``--out PATH``: exactly where the command writes: the file, or the folder it fills.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,32 @@ from lesionlab.config import ConfigError, DataConfig, EvalConfig, ExperimentConf
 
 T = TypeVar("T")
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog to the terminal, but keeps a paragraph that has line breaks
+    (an example, a table) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        parts = []
+        for part in text.split("\n\n"):
+            if "\n" in part.strip("\n"):
+                parts.append("".join(indent + line for line in part.splitlines(keepends=True)))
+            else:
+                parts.append(super()._fill_text(part, width, indent))
+        return "\n\n".join(parts)
+
+
+class DefaultsHelpFormatter(HelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """:class:`HelpFormatter` that also prints each option's default."""
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``lesionlab`` and of every command under it (sub-parsers take their parent's class):
+    :class:`HelpFormatter` unless a command asks for another."""
+
+    def __init__(self, *args: Any, formatter_class: type[argparse.HelpFormatter] = HelpFormatter, **kwargs: Any):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 #: Appended to the help of every config-taking command.
 OVERRIDES_HELP = ("config overrides as key=value (e.g. train.epochs=5 train.optimizer.lr=1e-3); give them together, "
                   "before or after the --options")
@@ -26,6 +60,45 @@ def add_config_args(p: argparse.ArgumentParser, config_help: str = "YAML experim
     p.add_argument("--config", default=None, metavar="FILE", help=f"{config_help}; default: the built-in defaults")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help=f"config overrides, e.g. {overrides_example} (after --config, before or after the options)")
+
+
+DATA_ROOT_HELP = "data root (default: $LESIONLAB_DATA, then the user cache)"
+
+
+def add_data_root(p: argparse.ArgumentParser, help: str = DATA_ROOT_HELP, required: bool = False) -> None:
+    """``--data-root``: where the datasets live (its help says what it sets for this command)."""
+    p.add_argument("--data-root", default=None, required=required, help=help)
+
+
+def add_run_data_root(p: argparse.ArgumentParser) -> None:
+    """``--data-root`` of a command on a finished run: where its data lives now (the run stores its own root)."""
+    add_data_root(p, "where the run's data lives now (default: as trained)")
+
+
+def add_output_dir(p: argparse.ArgumentParser, help: str = "shortcut for output_dir=...") -> None:
+    """``--output-dir DIR``: the parent folder of the new folder the command makes (like ``output_dir=``)."""
+    p.add_argument("--output-dir", default=None, help=help)
+
+
+def add_out(p: argparse.ArgumentParser, help: str, required: bool = False) -> None:
+    """``--out PATH``: exactly where the command writes (a file, or the folder it fills), never a parent."""
+    p.add_argument("--out", default=None, required=required, help=help)
+
+
+def add_config_shortcuts(p: argparse.ArgumentParser, data_key: str = "data.root", output_dir: bool = True) -> None:
+    """``--data-root`` (a shortcut for ``data_key=...``) and, unless ``output_dir`` is false, ``--output-dir`` (for
+    ``output_dir=...``): the shortcut options of a config-taking command; read by :func:`experiment_overrides`."""
+    add_data_root(p, f"shortcut for {data_key}=...")
+    if output_dir:
+        add_output_dir(p)
+
+
+def experiment_overrides(args: argparse.Namespace, data_key: str = "data.root", output_dir: bool = True,
+                         **more: str) -> list[str]:
+    """The overrides followed by those of the shortcut options (:func:`add_config_shortcuts`; ``more`` maps further
+    option names to keys, e.g. ``vae_run="vae_run"``)."""
+    keys = {"data_root": data_key, **({"output_dir": "output_dir"} if output_dir else {}), **more}
+    return config_overrides(args, *shortcut_overrides(args, **keys))
 
 
 def config_overrides(args: argparse.Namespace, *extra: str) -> list[str]:
@@ -65,10 +138,16 @@ TRAINING_PACKAGES = ("lightning", "torchmetrics", "imblearn", "schedulefree")
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
+    """``--dataset`` and the options that describe where and how it is read (:func:`data_config_from_args`)."""
     p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "ham10000",
                    help="dataset name (ham10000, isic2018, isic2019, isic2020, ph2, pad_ufes_20, derm7pt, onehot-csv, "
                    "csv, folder, dermamnist)")
-    p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
+    add_dataset_options(p)
+
+
+def add_dataset_options(p: argparse.ArgumentParser) -> None:
+    """Where and how a dataset is read: root, image folder, table, taxonomy, loader options, unreadable images."""
+    add_data_root(p)
     p.add_argument("--image-dir", default=None, help="image folder (overrides the dataset's default layout)")
     p.add_argument("--csv", default=None, help="table for the csv / onehot-csv datasets")
     p.add_argument("--taxonomy", default=None, help="express labels in this taxonomy (ham7, isic8, triage)")
@@ -86,11 +165,6 @@ def data_config_from_args(args: argparse.Namespace, **extra: object) -> DataConf
         options[k] = v
     return DataConfig(dataset=args.dataset, root=args.data_root, image_dir=args.image_dir, csv=args.csv,
                       taxonomy=args.taxonomy, options=options, skip_bad=args.skip_bad, **extra)
-
-
-def add_run_data_root(p: argparse.ArgumentParser) -> None:
-    """``--data-root`` of a command on a finished run: where its data lives now (the run stores its own root)."""
-    p.add_argument("--data-root", default=None, help="where the run's data lives now (default: as trained)")
 
 
 def expand_images(items: Sequence[str]) -> list[Path]:

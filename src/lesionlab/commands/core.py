@@ -6,6 +6,7 @@ import argparse
 
 from lesionlab.commands.common import (
     add_config_args,
+    add_config_shortcuts,
     config_overrides,
     load_experiment,
     shortcut_overrides,
@@ -31,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "train.loss.name=focal --data-root ../shared/data",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, overrides_example="train.epochs=10 train.optimizer.lr=1e-3 data.image_size=96")
-    p.add_argument("--data-root", default=None, help="shortcut for data.root=...")
-    p.add_argument("--output-dir", default=None, help="shortcut for output_dir=...")
+    add_config_shortcuts(p)
     p.add_argument("--skip-bad", action="store_true", help="shortcut for data.skip_bad=true")
     p.add_argument("--devices", default=None, help="shortcut for train.trainer.devices=... (2, auto, 0,1)")
     p.add_argument("--num-nodes", type=int, default=None,

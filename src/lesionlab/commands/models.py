@@ -1,4 +1,4 @@
-"""``lesionlab models`` (the model zoo) and ``lesionlab attention-maps`` (soft-attention heat-maps)."""
+"""``lesionlab models``: the model zoo (backbones, heads, attention blocks, offline weights, metadata fields)."""
 
 from __future__ import annotations
 
@@ -7,36 +7,28 @@ import json
 import logging
 import sys
 
-from lesionlab.commands.common import checks_model
-
 logger = logging.getLogger(__name__)
 
 MODELS_EPILOG = """columns: alias, timm name, parameters of the headless backbone, default (ImageNet) input size,
 where ImageNet weights can come from without a network (offline (package): a pip package ships them;
 offline (HF cache): timm's hub weights are cached; hub only: needs internet), and a note.
 use an alias or any timm name as model.backbone; model.pretrained=imagenet loads ImageNet weights
-(offline ones first); model.weights=PATH loads a local file."""
+(offline ones first); model.weights=PATH loads a local file.
+
+examples:
+  lesionlab models
+  lesionlab models --json --no-params"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "models", help="list backbones (parameters, input size, offline weights), heads, attention, metadata",
         description="The model zoo: registered backbone aliases, classifier heads, attention blocks, offline "
-        "ImageNet weight sources and metadata fields.", epilog=MODELS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "ImageNet weight sources and metadata fields.", epilog=MODELS_EPILOG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-params", action="store_true",
                    help="skip counting parameters (each backbone is built on the meta device: a few seconds)")
     p.set_defaults(func=cmd_models)
-
-    p = subparsers.add_parser(
-        "attention-maps", help="save soft-attention heat-maps for a run's predictions on images",
-        description="For a run trained with model.attention=soft: predict each image and save its summed "
-        "attention map as a PNG overlay (<out>/<image>_attention.png) plus predictions.json.")
-    p.add_argument("run", help="run directory or model.pt (trained with model.attention=soft)")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", required=True, help="output folder for the PNG heat-maps")
-    p.set_defaults(func=cmd_attention_maps)
 
 
 def zoo_listing(count_params: bool = True) -> dict[str, list[dict]]:
@@ -94,14 +86,3 @@ def cmd_models(args: argparse.Namespace) -> int:
               + ", ".join(f["name"] for f in listing["metadata_fields"]) + "\n")
     return 0
 
-
-@checks_model()
-def cmd_attention_maps(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lesionlab.models.attention_maps import save_attention_maps
-
-    written = save_attention_maps(args.run, [Path(p) for p in args.images], Path(args.out))
-    for item in written:
-        print(f"{item['image']}: {item['label']} ({item['probability']:.3f}) -> {item['heatmap']}")
-    return 0

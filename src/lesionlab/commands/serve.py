@@ -1,13 +1,9 @@
-"""``lesionlab serve`` (REST API + web page) and ``lesionlab export`` (ONNX)."""
+"""``lesionlab serve``: the REST API and web page for a trained run, an ensemble or an ONNX export."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from lesionlab.commands.common import checks_model
-from lesionlab.config import ConfigError
 from lesionlab.serving.config import ServeConfig, add_serve_arguments, serve_config_from_args
 
 
@@ -19,8 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "not a diagnosis. Binds to 127.0.0.1 unless --host says otherwise.",
         epilog="examples:\n  lesionlab serve runs/default-... --port 8000\n"
         "  lesionlab serve runs/default-.../model.onnx --workers 4\n"
-        "  curl -F image=@lesion.jpg -F age=55 -F sex=female http://127.0.0.1:8000/v1/predict",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  curl -F image=@lesion.jpg -F age=55 -F sex=female http://127.0.0.1:8000/v1/predict")
     p.add_argument("model", nargs="*", metavar="MODEL",
                    help="run directory, model.pt, model.onnx or ensemble manifest; several = an ensemble; none = the "
                    "built-in model")
@@ -28,18 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", action="append", default=[], metavar="KEY=VALUE",
                    help="input quality gate setting, e.g. min_side=64 or enabled=false (repeatable; see GET /v1/model)")
     p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser(
-        "export", help="export a trained run to ONNX (dynamic batch) + its preprocessing JSON",
-        description="Write MODEL.onnx (normalised float32 NCHW in, logits out, dynamic batch axis) and "
-        "MODEL.preprocessing.json (size, crop, mean/std, classes, temperature, TTA, thresholds, training-data "
-        "licence, test metrics) and check ONNX Runtime against PyTorch. 'lesionlab serve' and 'predict' use ONNX "
-        "Runtime automatically for .onnx files.")
-    p.add_argument("run", help="run directory or model.pt")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
-    p.add_argument("--out", default=None, help="output file (default: RUN/model.onnx)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
-    p.set_defaults(func=cmd_export)
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -61,15 +44,4 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Serving {predictor.card.name} ({predictor.backend}) on http://{cfg.host}:{cfg.port}/ "
           f"(API docs: /docs). Decision support, not a diagnosis.", flush=True)
     serve(predictor, cfg, log_level="warning" if args.quiet else "info")
-    return 0
-
-
-@checks_model()
-def cmd_export(args: argparse.Namespace) -> int:
-    from lesionlab.serving.export import export_run
-
-    if args.opset is not None and not 7 <= args.opset <= 30:
-        raise ConfigError(f"--opset must lie between 7 and 30, got {args.opset}")
-    summary = export_run(Path(args.run), args.out, opset=args.opset)
-    print(json.dumps(summary, indent=2))
     return 0

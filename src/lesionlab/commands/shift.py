@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesionlab.commands.common import checks_model
+from lesionlab.commands.common import DefaultsHelpFormatter, add_data_root, add_out, checks_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,16 +14,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "images of --reference the model never trained or validated on): the predicted class mix and its "
         "total-variation distance, the OOD-flag rate, and a two-sample MMD test on the model's features with a "
         "permutation p-value. No labels are needed: shift shows before the errors do.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="example:\n  lesionlab shift builtin clinic_images/ ph2 --data-root ../shared/data --out shift/",
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="run directory, ensemble folder, .onnx file, or a built-in name ('builtin')")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="image folder or dataset name (ph2, isic-archive ...)")
     p.add_argument("--reference", default="ham10000", help="dataset whose unseen images are the reference")
-    p.add_argument("--data-root", default=None, help="data root (default: $LESIONLAB_DATA, then the user cache)")
+    add_data_root(p)
     p.add_argument("--max-images", type=int, default=400, help="images per set (a random or stratified subsample)")
     p.add_argument("--permutations", type=int, default=500, help="permutations for the MMD p-value")
     p.add_argument("--tta", default=None, help="override the model's test-time augmentation for the class mix "
                    "(none is fastest; default: the model's own)")
-    p.add_argument("--out", default=None, help="folder for shift.json and shift.csv")
+    add_out(p, "folder for shift.json and shift.csv")
     p.set_defaults(func=cmd_shift)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lesionlab.commands.common import add_data_root
+
 EPILOG = """examples:
   lesionlab study --list
   lesionlab study focal-ablation --data-root ../shared/data          # every arm x seed (resumes)
@@ -19,10 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run the arms of a study file over its seeds on the full data, resuming after "
                        "the last finished arm x seed, and write <results>/<study>.md (paper vs ours, mean ± sd, "
                        "bootstrap CIs, figure). Each run's own report stays in its run directory.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG)
     p.add_argument("study", nargs="?", help="a study shipped with LesionLab (see --list) or a study YAML file")
     p.add_argument("--scale", default="cpu", help="which variant of the study: cpu (default) or gpu (paper resolution)")
-    p.add_argument("--data-root", default=None, help="data root for every arm (default: each config's own)")
+    add_data_root(p, "data root for every arm (default: each config's own)")
     p.add_argument("--only", nargs="+", default=(), metavar="ARM", help="run only these arms")
     p.add_argument("--results-dir", default=None, help="where <study>.csv/.md/.png go (default RUNS_DIR/results; "
                    "docs/results in a checkout refreshes its committed pages)")
