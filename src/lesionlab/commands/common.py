@@ -17,7 +17,7 @@ import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from lesionlab.config import ConfigError, DataConfig, EvalConfig, ExperimentConfig, load_typed_config
 
@@ -45,8 +45,9 @@ class Parser(argparse.ArgumentParser):
     """The parser of ``lesionlab`` and of every command under it (sub-parsers take their parent's class):
     :class:`HelpFormatter` unless a command asks for another."""
 
-    def __init__(self, *args: Any, formatter_class: type[argparse.HelpFormatter] = HelpFormatter, **kwargs: Any):
-        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(**kwargs)
 
 
 #: Appended to the help of every config-taking command.
@@ -110,15 +111,19 @@ def config_overrides(args: argparse.Namespace, *extra: str) -> list[str]:
     return [*args.overrides, *extra]
 
 
-def load_experiment(config: str | Path | None, overrides: Sequence[str] = (),
-                    cls: type[T] = ExperimentConfig) -> T:  # type: ignore[assignment]
+@overload
+def load_experiment(config: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig: ...
+@overload
+def load_experiment(config: str | Path | None, overrides: Sequence[str], cls: type[T]) -> T: ...
+def load_experiment(config: str | Path | None, overrides: Sequence[str] = (), cls: type = ExperimentConfig) -> Any:
     """Defaults ← ``config`` ← ``overrides``, every registered name checked and the backbone weights found (before
     any data is read or any directory is made); the one way a command builds its config."""
     from lesionlab.training.validation import check_component_names, check_eval_names, check_weights
 
-    cfg = load_typed_config(cls, config, list(overrides))
-    if isinstance(getattr(cfg, "eval", None), EvalConfig):
-        check_eval_names(cfg.eval)  # needs no PyTorch
+    cfg: Any = load_typed_config(cls, config, list(overrides))
+    eval_cfg = getattr(cfg, "eval", None)
+    if isinstance(eval_cfg, EvalConfig):
+        check_eval_names(eval_cfg)  # needs no PyTorch
     check_weights(cfg)  # needs timm only; the full names check imports the training stack's registries
     check_component_names(cfg)
     return cfg
@@ -156,7 +161,7 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable/missing images (listed) instead of failing")
 
 
-def data_config_from_args(args: argparse.Namespace, **extra: object) -> DataConfig:
+def data_config_from_args(args: argparse.Namespace, **extra: Any) -> DataConfig:
     options = {}
     for text in args.option:
         if "=" not in text:
