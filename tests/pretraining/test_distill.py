@@ -11,8 +11,8 @@ from torch import nn
 
 from lesionlab.cli import main
 from lesionlab.config import ConfigError
-from lesionlab.engine.distill import FrozenTeacher, distillation_loss
 from lesionlab.pretraining.config import DistillConfig
+from lesionlab.training.distillation import FrozenTeacher, distillation_loss
 
 
 def test_distillation_loss() -> None:

@@ -18,15 +18,11 @@ from dataclasses import dataclass, replace
 
 import lightning as L
 import pandas as pd
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import original_split
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.table import DatasetError
-from lesionlab.data.transforms import to_model_input
 from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.engine.train import make_loaders
@@ -38,69 +34,12 @@ from lesionlab.reports.distill_report import STUDENT_REPORT
 from lesionlab.reports.run_report import write_run_report
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.callbacks import HistoryWriter
+from lesionlab.training.distillation import DistillModule, FrozenTeacher
 from lesionlab.training.losses import loss_from_config
-from lesionlab.training.module import LesionModule
 from lesionlab.training.trainer_factory import best_checkpoint, build_trainer
 
 logger = logging.getLogger(__name__)
 
-
-
-class FrozenTeacher(nn.Module):
-    """The teacher in eval mode for good (Lightning's ``train()`` calls cannot switch it), without gradients."""
-
-    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.model = model.eval().requires_grad_(False)
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def train(self, mode: bool = True) -> FrozenTeacher:
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images → the teacher's output (logits or ensemble log-probabilities)."""
-        return self.model(to_model_input(images, self.mean, self.std)).float()
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_output: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T² · KL(softmax(t / T) ‖ softmax(s / T))``, averaged over the batch (zero when student == teacher)."""
-    t = float(temperature)
-    target = F.softmax(teacher_output / t, dim=-1)
-    return F.kl_div(F.log_softmax(student_logits.float() / t, dim=-1), target, reduction="batchmean") * t * t
-
-
-class DistillModule(LesionModule):
-    """:class:`LesionModule` whose training loss mixes soft teacher targets with the hard labels."""
-
-    def __init__(self, student: nn.Module, hard_loss: nn.Module, cfg: DistillConfig, num_classes: int,
-                 mean: tuple[float, ...], std: tuple[float, ...], teacher: FrozenTeacher) -> None:
-        super().__init__(student, hard_loss, cfg.train, num_classes, mean, std)
-        self._teacher = (teacher,)  # not a registered sub-module: never optimised, never in the student's checkpoint
-        self.temperature, self.alpha = cfg.temperature, cfg.alpha
-
-    @property
-    def teacher(self) -> FrozenTeacher:
-        return self._teacher[0]
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        self.teacher.to(self.device)
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, targets = batch
-        images = self.augment_batch(images)  # train.augmentation.mode=batch
-        logits = self(images)
-        soft = distillation_loss(logits, self.teacher(images), self.temperature)
-        hard = self.loss_fn(logits, targets)
-        loss = self.alpha * soft + (1 - self.alpha) * hard
-        n = len(targets)
-        self.train_bal_acc.update(logits.detach(), targets)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log("train_soft_loss", soft, on_step=False, on_epoch=True, batch_size=n)
-        self.log("train_hard_loss", hard, on_step=False, on_epoch=True, batch_size=n)
-        self.log("train_bal_acc", self.train_bal_acc, on_step=False, on_epoch=True, batch_size=n)
-        return loss
 
 
 @dataclass(frozen=True)
@@ -141,7 +80,8 @@ def distill(cfg: DistillConfig) -> DistillResult:
     mean, std = default_normalisation(student, cfg.student.pretrained or bool(cfg.student.weights))
     teacher = FrozenTeacher(teacher_run.model, teacher_run.prep.mean, teacher_run.prep.std)
     hard = loss_from_config(cfg.train, counts.loc[list(classes), "train"].to_numpy())
-    module = DistillModule(student, hard, cfg, len(classes), mean, std, teacher)
+    module = DistillModule(student, hard, cfg.train, len(classes), mean, std, teacher, temperature=cfg.temperature,
+                           alpha=cfg.alpha)
     train_loader, val_loader = make_loaders(data, exp)
     ckpt = best_checkpoint(cfg.train, run.checkpoints)
     trainer = build_trainer(cfg.train, run.root, max_epochs=cfg.train.epochs,

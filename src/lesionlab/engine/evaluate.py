@@ -7,9 +7,6 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from lesionlab.config import DataConfig, EvalConfig
 from lesionlab.data.taxonomy import can_map, label_map
 from lesionlab.engine.finalize import write_shipped_calibration
@@ -20,7 +17,6 @@ from lesionlab.engine.run_data import (
     load_run,
     load_run_dataset,
     seen_by_kind,
-    seen_in_splits,
 )
 from lesionlab.errors import EvaluationInputError, LesionLabError
 from lesionlab.inference.predict import predict_probs
@@ -40,11 +36,6 @@ class EvaluationResult:
     directory: Path
     metrics: dict
     excluded: int
-
-
-def seen_mask(table: pd.DataFrame, run: RunPaths) -> np.ndarray:
-    """Rows whose image id or lesion id appears in the run's train or validation split."""
-    return seen_in_splits(table, [run.splits])
 
 
 def _stored_root(run: LoadedRun) -> str | None:

@@ -149,14 +149,9 @@ def machine() -> str:
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = ""
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            gpu = f" + {torch.cuda.get_device_name(0)}"
-    except ImportError:  # pragma: no cover
-        pass
+    gpu = f" + {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cores}-core {cpu}{gpu}"
 
 

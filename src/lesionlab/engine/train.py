@@ -39,12 +39,12 @@ from lesionlab.training.distributed import (
     run_dir_for_rank,
     split_fingerprint,
 )
-from lesionlab.training.frozen_head import CachedFeatureHead, uses_cached_head
+from lesionlab.training.frozen_head import uses_cached_head
 from lesionlab.training.losses import loss_from_config
 from lesionlab.training.module import LesionModule
 from lesionlab.training.resampling import TrainingSet, assert_train_only
 from lesionlab.training.resume import ResumeState, check_resumable, drop_resume_state
-from lesionlab.training.staged import fit_model, fit_stages
+from lesionlab.training.staged import fit_model
 from lesionlab.training.train_set import build_training_set, training_dataset, training_sampler, uses_feature_smote
 from lesionlab.training.trainer_factory import best_checkpoint, last_checkpoint, monitor_mode, trainer_maker
 from lesionlab.training.validation import check_component_names
@@ -134,13 +134,8 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
         callbacks.append(EarlyStopping(monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience))
     make_trainer = trainer_maker(cfg.train, run.root)
     t1 = time.perf_counter()
-    if uses_cached_head(cfg) and not uses_feature_smote(cfg):  # frozen backbone: the head trains on cached features
-        fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks, make_trainer=make_trainer,
-                   head_trainer=CachedFeatureHead(data, training_set, cfg, mean, std, meta))
-    else:
-        fit_model(module, train_loader, val_loader, cfg, callbacks=callbacks, make_trainer=make_trainer,
-                  data=data, training_set=training_set, run_root=run.root,
-                  ckpt_path=resume_from)  # one fit, or staged fine-tuning
+    fit_model(module, train_loader, val_loader, cfg, callbacks=callbacks, make_trainer=make_trainer, data=data,
+              training_set=training_set, run_root=run.root, ckpt_path=resume_from, metadata=meta)
     t_fit = time.perf_counter() - t1
     if rank:  # test evaluation, calibration and artefacts: rank 0 only
         return TrainResult(run, {}, {"data": t_data, "fit": t_fit})
@@ -184,8 +179,4 @@ def _validation_only(run: RunPaths, cfg: ExperimentConfig, best_epoch: int, seco
     return TrainResult(run, metrics, seconds)
 
 
-def load_split_table(run: RunPaths) -> pd.DataFrame:
-    return pd.read_csv(run.splits, dtype={"image_id": str, "lesion_id": str})
-
-
-__all__ = ["TrainResult", "default_workers", "load_split_table", "make_loaders", "train"]
+__all__ = ["TrainResult", "default_workers", "make_loaders", "train"]

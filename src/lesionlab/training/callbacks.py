@@ -1,7 +1,8 @@
-"""Callbacks: per-epoch history written as CSV (the learning curves come from it)."""
+"""Callbacks: per-epoch history written as CSV (the learning curves come from it); the best epoch's weights kept."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -43,3 +44,24 @@ class HistoryWriter(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = [dict(r) for r in state_dict.get("rows", [])]
         self.epoch_offset = int(state_dict.get("epoch_offset", 0))
+
+
+class KeepBest(L.Callback):
+    """Remembers the weights of the best validation epoch and restores them when fitting ends."""
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.state: dict | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        v = float(value)
+        if self.best is None or (v > self.best if self.mode == "max" else v < self.best):
+            self.best, self.state = v, copy.deepcopy(pl_module.model.state_dict())
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.model.load_state_dict(self.state)

@@ -7,7 +7,6 @@ once without augmentation; validation uses the embeddings of the untouched valid
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lesionlab.config import ConfigError, ExperimentConfig, StageConfig
 from lesionlab.data.prepare import PreparedData
+from lesionlab.training.callbacks import KeepBest
 from lesionlab.training.optim import create_optimizer, lightning_schedulers, set_optimizer_mode
 from lesionlab.training.resampling import TrainingSet, assert_train_only, count_table, smote
 from lesionlab.training.samplers import create_sampler
@@ -81,27 +81,6 @@ class FeatureHeadModule(L.LightningModule):
                                       monitor=self.cfg.monitor, mode=mode, factor=s.plateau_factor,
                                       patience=s.plateau_patience)
         return ([opt], scheds) if scheds else opt
-
-
-class KeepBest(L.Callback):
-    """Remembers the weights of the best validation epoch and restores them when fitting ends."""
-
-    def __init__(self, monitor: str, mode: str) -> None:
-        self.monitor, self.mode = monitor, mode
-        self.best: float | None = None
-        self.state: dict | None = None
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            return
-        v = float(value)
-        if self.best is None or (v > self.best if self.mode == "max" else v < self.best):
-            self.best, self.state = v, copy.deepcopy(pl_module.model.state_dict())
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.state is not None:
-            pl_module.model.load_state_dict(self.state)
 
 
 class FeatureSmoteHead:

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lesionlab.config import ConfigError, ExperimentConfig, StageConfig
 from lesionlab.data.prepare import PreparedData
 from lesionlab.models.features import check_cacheable, extract_features
-from lesionlab.training.feature_smote import FeatureHeadModule, KeepBest
+from lesionlab.training.callbacks import KeepBest
+from lesionlab.training.feature_smote import FeatureHeadModule
 from lesionlab.training.resampling import TrainingSet, assert_train_only
 from lesionlab.training.samplers import create_sampler
 from lesionlab.training.trainer_factory import TrainerMaker, monitor_mode

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 from torch.utils.data import DataLoader
@@ -105,11 +106,20 @@ def fit_stages(module: L.LightningModule, train_loader: DataLoader, val_loader: 
 def fit_model(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader, cfg: ExperimentConfig,
               *, callbacks: Sequence[L.Callback], make_trainer: TrainerMaker, data: PreparedData | None = None,
               training_set: TrainingSet | None = None, run_root: Path | None = None,
-              ckpt_path: Path | None = None) -> list[dict]:
-    """One Lightning fit of all layers, or staged fits when ``train.stages`` or feature-space SMOTE ask for them.
+              ckpt_path: Path | None = None, metadata: np.ndarray | None = None) -> list[dict]:
+    """The one fit of a run: all layers at once, staged fits when ``train.stages`` or feature-space SMOTE ask for
+    them, or the head on cached frozen-backbone features (``model.freeze_backbone`` + ``model.feature_cache``).
 
-    ``ckpt_path`` (a full ``last.ckpt``) resumes the single fit; staged fits are refused by the resume checks."""
+    ``ckpt_path`` (a full ``last.ckpt``) resumes the single fit; staged fits are refused by the resume checks.
+    ``metadata``: the encoded patient metadata of every row (metadata-fusion models on the feature cache)."""
     feature_smote = cfg.train.sampling.oversample == "smote" and cfg.train.sampling.smote_space == "feature"
+    if cfg.model.freeze_backbone and cfg.model.feature_cache and not feature_smote:
+        from lesionlab.training.frozen_head import CachedFeatureHead
+
+        if data is None or training_set is None:
+            raise ValueError("the feature-cache head needs the prepared data and the training set")
+        return fit_stages(module, train_loader, val_loader, cfg.train, callbacks=callbacks, make_trainer=make_trainer,
+                          head_trainer=CachedFeatureHead(data, training_set, cfg, module.mean, module.std, metadata))
     if not cfg.train.stages and not feature_smote:
         with warnings.catch_warnings():
             if val_loader is None:  # a refit validates nothing on purpose: Lightning's notice says nothing new
