@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from lesionlab.config import (
-    MOVED_TRAIN_KEYS,
     ConfigError,
     DataConfig,
     ExperimentConfig,
@@ -187,76 +186,31 @@ def test_comma_separated_string_field() -> None:
     assert load_config(overrides=["train.trainer.devices=0,1"]).train.trainer.devices == "0,1"
 
 
-# ---- old flat train keys: refused in user configs and overrides, migrated in saved runs
-
-OLD_RUN_TRAIN = {  # the flat train section a run saved before the keys were grouped
-    "epochs": 2, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "weight_decay": 0.001, "scheduler": "cosine",
-    "warmup_epochs": 0.5, "loss": "focal", "label_smoothing": 0.0, "class_weights": "effective", "augment": "heavy",
-    "monitor": "val_loss", "patience": 3, "seed": 7, "num_workers": 0, "accelerator": "cpu", "devices": "1",
-    "num_nodes": 1, "strategy": "auto", "precision": "32-true", "progress": False, "max_time_minutes": None,
-    "ema_decay": 0.0, "effective_beta": 0.99, "focal_gamma": 1.5, "focal_alpha": [1.0, 2.0], "sampler": "balanced",
-    "undersample_cap": 40, "oversample": "duplicate", "smote_space": "pixel", "smote_k": 3, "plateau_factor": 0.3,
-    "plateau_patience": 1, "augment_params": {"degrees": 10}, "stages": [], "augment_on": "batch",
-    "speedups": {"progressive_resize": 1.0}, "mix": {"mixup": 0.0, "cutmix": 0.0, "prob": 1.0}, "layer_decay": 0.8,
-}
-
+# ---- keys that do not exist get the normal error: unknown key, the closest valid one, the valid ones
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["train.lr=1e-3"], "train.lr was moved: use train.optimizer.lr"),
-    (["train.optimizer=sgd"], "train.optimizer was moved: use train.optimizer.name"),
-    (["train.loss=focal"], "train.loss was moved: use train.loss.name"),
-    (["train.scheduler=cosine"], "train.scheduler was moved: use train.schedule.name"),
-    (["train.focal_gamma=1"], "train.focal_gamma was moved: use train.loss.focal_gamma"),
-    (["train.smote_k=3"], "train.smote_k was moved: use train.sampling.smote_k"),
-    (["train.augment=heavy"], "train.augment was moved: use train.augmentation.preset"),
-    (["train.augment_params.degrees=5"], "train.augment_params was moved: use train.augmentation.params"),
-    (["train.mix.mixup=0.2"], "train.mix.mixup was moved: use train.augmentation.mix.mixup"),
-    (["train.precision=32-true"], "train.precision was moved: use train.trainer.precision"),
+    (["train.epoch=3"], r"^Unknown config key\(s\) \['epoch'\] in train; did you mean train\.epochs\? valid: "),
+    (["train.scheduler=cosine"], r"^Unknown config key\(s\) \['scheduler'\] in train; did you mean train\.schedule\? "),
+    (["train.lr=1e-3"], r"^Unknown config key\(s\) \['lr'\] in train; valid: \[.*'optimizer'"),
+    (["train.optimizer=sgd"], r"^train\.optimizer must be a mapping$"),
 ])
-def test_old_flat_override_names_the_new_key(overrides: list[str], message: str) -> None:
-    with pytest.raises(ConfigError) as info:
+def test_unknown_train_key_says_what_is_valid(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
         load_config(overrides=overrides)
-    assert str(info.value) == message
 
 
-def test_old_flat_yaml_names_the_new_key(tmp_path: Path) -> None:
-    path = tmp_path / "old.yaml"
-    path.write_text("train:\n  epochs: 3\n  weight_decay: 0.01\n")
-    with pytest.raises(ConfigError, match=r"^train\.weight_decay was moved: use train\.optimizer\.weight_decay$"):
-        load_config(path)
-    path.write_text("experiment:\n  train:\n    lr: 0.1\n")  # nested configs say where, too
+def test_unknown_key_in_a_nested_config_names_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "nested.yaml"
+    path.write_text("experiment:\n  train:\n    epoch: 3\n")
     from lesionlab.pretraining.config import ComparePretrainingConfig
 
-    with pytest.raises(ConfigError, match=r"^experiment\.train\.lr was moved: use experiment\.train\.optimizer\.lr$"):
+    with pytest.raises(ConfigError, match=r"in experiment\.train; did you mean experiment\.train\.epochs\?"):
         load_typed_config(ComparePretrainingConfig, path)
 
 
-def test_every_moved_key_points_at_a_real_key() -> None:
-    cfg = load_config()
-    for old, new in MOVED_TRAIN_KEYS.items():
-        assert old not in {"optimizer", "loss"} or new.startswith(f"{old}.")
-        get(cfg, f"train.{new}")  # raises AttributeError when the table is stale
-
-
-def test_saved_run_with_old_flat_keys_loads_migrated(tmp_path: Path) -> None:
+def test_saved_run_config_loads_with_overrides(tmp_path: Path) -> None:
+    cfg = load_config(overrides=["train.epochs=2", "train.optimizer.lr=0.05"])
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"name": "old-run", "train": OLD_RUN_TRAIN, "eval": {"tta": "flips"}}))
-    with pytest.raises(ConfigError, match="was moved"):  # as a user config it is refused ...
-        load_config(path)
-    cfg = load_run_config(path)  # ... as a saved run it is read silently, every value in its new place
-    t = cfg.train
-    assert (t.optimizer.name, t.optimizer.lr, t.optimizer.weight_decay, t.optimizer.layer_decay) == (
-        "sgd", 0.05, 0.001, 0.8)
-    assert (t.schedule.name, t.schedule.warmup_epochs, t.schedule.plateau_factor, t.schedule.plateau_patience) == (
-        "cosine", 0.5, 0.3, 1)
-    assert (t.loss.name, t.loss.class_weights, t.loss.effective_beta, t.loss.focal_gamma, t.loss.focal_alpha) == (
-        "focal", "effective", 0.99, 1.5, (1.0, 2.0))
-    assert (t.sampling.sampler, t.sampling.undersample_cap, t.sampling.oversample, t.sampling.smote_k) == (
-        "balanced", 40, "duplicate", 3)
-    assert (t.augmentation.preset, t.augmentation.params, t.augmentation.mode) == ("heavy", {"degrees": 10}, "batch")
-    assert (t.trainer.accelerator, t.trainer.devices, t.trainer.precision, t.trainer.num_workers) == (
-        "cpu", "1", "32-true", 0)
-    assert (t.epochs, t.batch_size, t.seed, t.monitor, t.patience, t.ema_decay) == (2, 32, 7, "val_loss", 3, 0.0)
-    assert cfg.eval.tta == "flips" and cfg.name == "old-run"
-    save_config(cfg, path)  # written back in the new layout, it loads as a user config too
-    assert load_config(path) == cfg
+    save_config(cfg, path)
+    assert load_run_config(path) == cfg
+    assert load_run_config(path, overrides=["train.epochs=3"]).train.epochs == 3

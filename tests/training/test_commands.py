@@ -33,7 +33,7 @@ def test_help(command: str, capsys) -> None:
     (["ablate", "--factors", "dropot"], "Did you mean 'dropout'"),
     (["sweep", "train.sampling.sampler=weighted", "--grid", "lr=1e-3"], "Valid samplers: balanced, random"),
     (["cv", "configs/default.yaml"], "give the config file as --config configs/default.yaml"),
-    (["train", "train.lr=0.1"], "train.lr was moved: use train.optimizer.lr"),
+    (["train", "train.lr=0.1"], "Unknown config key(s) ['lr'] in train"),
     (["train", "train.loss.name=nope"], "train.loss.name: Unknown loss 'nope'"),
     (["train", "eval.tta=nope"], "eval.tta:"),
     (["cv", "train.optimizer.name=adamx"], "Did you mean 'adam'"),

@@ -24,7 +24,6 @@ from lesionlab.config.io import (
     save_config,
     to_dict,
 )
-from lesionlab.config.moved import MOVED_TRAIN_KEYS, migrate_saved_config
 from lesionlab.config.train import (
     MONITORS,
     AugmentationConfig,
@@ -40,9 +39,9 @@ from lesionlab.config.train import (
 )
 
 __all__ = [
-    "GLOBAL_POOLS", "MONITORS", "MOVED_TRAIN_KEYS", "TASKS", "AugmentationConfig", "ConfigError", "DataConfig",
+    "GLOBAL_POOLS", "MONITORS", "TASKS", "AugmentationConfig", "ConfigError", "DataConfig",
     "EvalConfig", "ExperimentConfig", "LossConfig", "MixConfig", "ModelConfig", "OptimizerConfig",
     "SamplingConfig", "ScheduleConfig", "SpeedupConfig", "SplitConfig", "StageConfig", "TrainConfig",
     "TrainerConfig", "_check", "from_dict", "load_config", "load_run_config", "load_typed_config",
-    "migrate_saved_config", "parse_override", "read_run_config", "save_config", "to_dict",
+    "parse_override", "read_run_config", "save_config", "to_dict",
 ]

@@ -13,7 +13,6 @@ import yaml
 
 from lesionlab.config.base import ConfigError, _check
 from lesionlab.config.experiment import ExperimentConfig
-from lesionlab.config.moved import is_moved, migrate_saved_config, moved_message
 
 T = TypeVar("T")
 
@@ -70,10 +69,6 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build a dataclass from a (possibly partial) mapping; unknown keys are errors that list the valid ones."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if getattr(cls, "MOVED_KEYS", None):  # an old flat key: say where it went
-        for key, value in data.items():
-            if is_moved(key, value):
-                raise ConfigError(moved_message(where or "train", key, value))
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"Unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; "
@@ -153,14 +148,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def load_run_config(path: str | Path, cls: type[T] = ExperimentConfig,  # type: ignore[assignment]
                     overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """The ``config.yaml`` of a saved run (← ``overrides``); runs saved before ``train`` was grouped are migrated
-    silently (the overrides use the current keys)."""
-    return _build(cls, migrate_saved_config(_read_yaml(path)), overrides)
+    """The ``config.yaml`` of a saved run (← ``overrides``)."""
+    return _build(cls, _read_yaml(path), overrides)
 
 
 def read_run_config(path: str | Path) -> dict[str, Any]:
-    """A saved run's ``config.yaml`` as a plain mapping, in the current layout (old flat keys moved)."""
-    return migrate_saved_config(_read_yaml(path))
+    """A saved run's ``config.yaml`` as a plain mapping."""
+    return _read_yaml(path)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

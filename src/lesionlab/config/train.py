@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from lesionlab.config.base import _check
-from lesionlab.config.moved import MOVED_TRAIN_KEYS
 
 
 @dataclass
@@ -170,8 +169,6 @@ FIT_ON = ("train", "train+val")
 @dataclass
 class TrainConfig:
     """Optimisation, imbalance handling, augmentation and the Lightning trainer."""
-
-    MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_TRAIN_KEYS  # old flat keys, refused by name (config.moved)
 
     epochs: int = 60  # epochs of one fit (ignored when stages are given)
     batch_size: int = 64  # training batch size (per device)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.config import MOVED_TRAIN_KEYS, ConfigError, ExperimentConfig, load_config
+from lesionlab.config import ConfigError, ExperimentConfig, load_config
 from lesionlab.reports.comparison import markdown_table, marked_frame, plot_validation_curves
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.validation import check_component_names
@@ -56,13 +56,9 @@ def _leaves(prefix: str, cls: object) -> list[str]:
 
 def resolve_key(key: str) -> str:
     """``lr`` → ``train.optimizer.lr``, ``optimizer`` → ``train.optimizer.name``; dotted keys are checked against the
-    config schema. Unknown keys list valid ones; old flat keys name their new place."""
+    config schema. Unknown keys list valid ones."""
     if "." in key:
         parts = key.split(".")
-        if parts[0] == "train" and len(parts) > 1 and parts[1] in MOVED_TRAIN_KEYS and parts[1] not in _fields(
-                _fields(ExperimentConfig)["train"]):
-            raise ConfigError(f"grid key {key} was moved: use train.{MOVED_TRAIN_KEYS[parts[1]]}"
-                              + "".join(f".{p}" for p in parts[2:]))
         cls: object = ExperimentConfig
         for part in parts:
             fields = _fields(cls) if dataclasses.is_dataclass(cls) else {}
@@ -77,8 +73,6 @@ def resolve_key(key: str) -> str:
         for dotted in _leaves(f"{section}.", top[section]):
             if dotted.rsplit(".", 1)[-1] == key != "name":
                 return resolve_key(dotted)
-    if key in MOVED_TRAIN_KEYS:
-        raise ConfigError(f"grid key {key} was moved: use train.{MOVED_TRAIN_KEYS[key]}")
     valid = sorted({d.rsplit(".", 1)[-1] for s in SECTIONS for d in _leaves("", top[s])} - {"name"})
     raise ConfigError(f"Unknown grid key {key!r}; short keys resolve against {', '.join(SECTIONS)}: {valid}")
 
