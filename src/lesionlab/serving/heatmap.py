@@ -9,7 +9,6 @@ When :mod:`lesionlab.evaluation.explain` provides Grad-CAM, ``gradcam`` is regis
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import logging
 from collections.abc import Callable
@@ -44,22 +43,18 @@ def gradient_saliency(model: nn.Module, x: torch.Tensor, class_index: int) -> np
 
 
 def default_method() -> str:
-    """``gradcam`` when the evaluation package provides it, else ``saliency``."""
+    """``gradcam`` (registered on first use)."""
     _register_gradcam()
-    return "gradcam" if "gradcam" in HEATMAPS else "saliency"
+    return "gradcam"
 
 
 def _register_gradcam() -> None:
-    """Use the evaluation package's Grad-CAM (``explain.gradcam_map(model, x, class_index)``) when it exists."""
+    """Register the evaluation package's Grad-CAM, imported on first use (it loads pytorch-grad-cam)."""
     if "gradcam" in HEATMAPS:
         return
-    try:
-        explain = importlib.import_module("lesionlab.evaluation.explain")
-    except ImportError:
-        return
-    fn = getattr(explain, "gradcam_map", None)
-    if callable(fn):
-        HEATMAPS.add("gradcam", fn, help="Grad-CAM on the last convolutional stage (lesionlab.evaluation.explain)")
+    from lesionlab.evaluation.explain import gradcam_map
+
+    HEATMAPS.add("gradcam", gradcam_map, help="Grad-CAM on the last convolutional stage (lesionlab.evaluation.explain)")
 
 
 def compute_heatmap(model: nn.Module, x: torch.Tensor, class_index: int,

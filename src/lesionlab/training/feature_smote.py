@@ -12,7 +12,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 import torchmetrics
 from torch.utils.data import DataLoader, TensorDataset
@@ -126,8 +125,3 @@ class FeatureSmoteHead:
             ema.module.load_state_dict(module.model.state_dict())
         self.counts = counts
         return int(trainer.current_epoch)
-
-
-def resampling_counts(path: Path) -> pd.DataFrame | None:
-    """The per-class real/synthetic counts a run wrote, or ``None`` when it did not resample."""
-    return pd.read_csv(path, index_col=0) if Path(path).is_file() else None
