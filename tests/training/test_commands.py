@@ -109,7 +109,7 @@ def test_train_rejects_unknown_component_names_before_any_work(override: str, va
 
 def _stop_at_the_fold_count(monkeypatch) -> dict:
     """Replace the CV set-up by one that records its fold count and stops before any data are read."""
-    import lesionlab.engine.crossval as crossval
+    import lesionlab.engine.cv as crossval
 
     seen: dict = {}
 
@@ -125,7 +125,6 @@ def _stop_at_the_fold_count(monkeypatch) -> dict:
     (["cv", "data.split.folds=3"], 3),  # the config's folds
     (["cv", "data.split.folds=3", "--folds", "4"], 4),  # --folds wins
     (["cv"], 5),  # neither: 5
-    (["train", "data.split.folds=2"], 2),  # train with folds in the config trains the CV ensemble
 ])
 def test_cv_takes_its_fold_count_from_the_config(argv: list[str], folds: int, monkeypatch, tmp_path) -> None:
     seen = _stop_at_the_fold_count(monkeypatch)
@@ -133,8 +132,15 @@ def test_cv_takes_its_fold_count_from_the_config(argv: list[str], folds: int, mo
     assert seen["folds"] == folds
 
 
+def test_train_refuses_the_cross_validation_route(monkeypatch, tmp_path, capsys) -> None:
+    seen = _stop_at_the_fold_count(monkeypatch)
+    assert main(["-q", "train", "data.split.folds=2", "--output-dir", str(tmp_path)]) == 2
+    assert "train it with `lesionlab cv`" in capsys.readouterr().err
+    assert not seen and not any(tmp_path.iterdir())  # refused before anything trained or was written
+
+
 def test_train_with_a_val_fold_trains_that_fold_alone(monkeypatch, tmp_path) -> None:
-    import lesionlab.engine.train as engine_train
+    import lesionlab.engine.workflow as workflow
 
     seen = _stop_at_the_fold_count(monkeypatch)
     single = []
@@ -143,6 +149,6 @@ def test_train_with_a_val_fold_trains_that_fold_alone(monkeypatch, tmp_path) -> 
         single.append(cfg.data.split.val_fold)
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(engine_train, "train", one_model)
+    monkeypatch.setattr(workflow, "train", one_model)  # the workflow's one call of engine.train.train
     assert main(["-q", "train", "data.split.folds=2", "data.split.val_fold=1", "--output-dir", str(tmp_path)]) == 2
     assert single == [1] and not seen

@@ -21,8 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Every registered name (loss, optimizer, backbone, eval.tta, ...) is checked first. "
                        "The resolved config, splits, checkpoints, metrics, figures and report.html go to a new "
                        "run directory under output_dir. A config with data.split.folds=K (K >= 2, no val_fold) "
-                       "trains the K-fold cross-validation ensemble of `lesionlab cv` instead: one member per fold, "
-                       "evaluated together on the held-out test split. "
+                       "is refused: the K-fold cross-validation ensemble is trained by `lesionlab cv`. "
                        "With train.refit=true, as in configs/default.yaml, it trains a train-only run (its validation "
                        "split picks the epoch and fits the calibration; the test split is not predicted) and then "
                        "refits the recipe on training + validation lesions: the refit is evaluated and reported. "
@@ -65,12 +64,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lesionlab.engine.workflow import plan_training, run_training
 
     plan = plan_training(cfg, refit_of=args.refit, resume=args.resume, overrides=overrides)
+    if plan.route == "cross-validation":  # one route per job: the K-fold ensemble is lesionlab cv's
+        raise ConfigError(f"data.split.folds={plan.cfg.data.split.folds} asks for a cross-validation ensemble: train "
+                          "it with `lesionlab cv` (same --config and overrides), or set data.split.val_fold to train "
+                          "one fold")
     outcome = run_training(plan)
-    if outcome.cv is not None:  # data.split.folds >= 2: the K-fold cross-validation ensemble (= lesionlab cv)
-        from lesionlab.commands.cv import print_cv
-
-        print_cv(outcome.cv)
-        return 0
     if outcome.sibling is not None:
         _print_refit_job(outcome)
     result = outcome.shipped

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "lesion-disjoint stratified folds and train one run per fold (fold k validates). Reports "
                            "per-fold test metrics, mean ± std, the ensemble and the ensemble + TTA, with ECE before/"
                            "after temperature scaling. The output folder is an ensemble (ensemble.json) that "
-                           "`lesionlab evaluate` and `lesionlab predict` accept like a run."),
+                           "`lesionlab evaluate` and `lesionlab predict` accept like a run. This is the one route to "
+                           "the ensemble: `lesionlab train` refuses a config with data.split.folds=K (unless "
+                           "data.split.val_fold picks one fold to train alone)."),
                        epilog="example:\n"
                        "  lesionlab cv --config configs/default.yaml train.epochs=10 data.image_size=48 --folds 5\n"
                        "(give the key=value overrides together, before or after the --options)")
@@ -33,7 +35,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     if args.folds is not None and args.folds < 2:
         raise ConfigError("--folds must be at least 2")
     cfg = load_experiment(args.config, experiment_overrides(args))  # checked before the training stack is imported
-    from lesionlab.engine.crossval import run_cv
+    from lesionlab.engine.cv import run_cv
 
     print_cv(run_cv(cfg, args.folds, weighting=args.weights))
     return 0

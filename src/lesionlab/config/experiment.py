@@ -17,7 +17,7 @@ class SplitConfig:
     val: float = 0.15  # share of lesions (or patients) in the validation split
     test: float = 0.15  # share of lesions (or patients) in the held-out test split
     seed: int = 0  # seed of the split (independent of train.seed)
-    folds: int = 0  # >1 assigns a k-fold index to the non-test samples; `lesionlab train` then trains the CV ensemble
+    folds: int = 0  # >1 assigns a k-fold index to the non-test samples; `lesionlab cv` trains the CV ensemble on them
     column: str | None = None  # use this table column (values train/val/test) instead, e.g. official_split
     val_fold: int | None = None  # cross-validation: this fold (of `folds`) is the validation split, the rest train
     unit: str = "lesion"  # lesion: lesion-disjoint (always, except:) image: ignore lesion ids (leakage audit only)
