@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from lesionlab.config import load_config
-from lesionlab.engine.study import machine
+from lesionlab.engine.study.run import machine
 from lesionlab.engine.train import train
 
 COLUMNS = ["candidate", "val_bal_acc", "val_auc", "best_epoch", "epochs", "image_size", "fit_min", "s_per_epoch",

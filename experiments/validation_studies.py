@@ -35,7 +35,7 @@ def validation_logits(run: Path) -> dict[str, np.ndarray]:
     """The run's per-view validation logits ``(V, N, C)``, labels, lesion ids and temperature."""
     if (run / CACHE).is_file():
         return dict(np.load(run / CACHE, allow_pickle=False))
-    from lesionlab.engine.run_data import load_run, prepare_run_data
+    from lesionlab.engine.core.run_data import load_run, prepare_run_data
     from lesionlab.inference.predict import predict_view_logits
 
     loaded = load_run(run)
@@ -134,7 +134,7 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def selection_table(runs: dict[str, dict], repeats: int, max_members: int) -> str:
     """`lesionlab ensemble --select`'s greedy choice made on one half of the validation lesions, scored on the other."""
-    from lesionlab.engine.runs_ensemble import greedy_members
+    from lesionlab.engine.ensemble import greedy_members
 
     names = list(runs)
     logits = [runs[n]["logits"] for n in names]

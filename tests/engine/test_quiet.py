@@ -7,7 +7,7 @@ import subprocess
 import sys
 import warnings
 
-from lesionlab.engine.quiet import quiet, quiet_job
+from lesionlab.engine.core.quiet import quiet, quiet_job
 from lesionlab.evaluation.metrics import MetricWarning
 
 
@@ -20,7 +20,7 @@ def test_each_warning_once_on_one_line() -> None:
     """In a fresh interpreter (pytest records warnings itself): what a user of the Python API sees on stderr."""
     code = """
 import warnings
-from lesionlab.engine.quiet import quiet_job
+from lesionlab.engine.core.quiet import quiet_job
 from lesionlab.evaluation.metrics import MetricWarning
 
 with quiet_job():

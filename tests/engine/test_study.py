@@ -11,11 +11,11 @@ import yaml
 
 from lesionlab.cli import main
 from lesionlab.config import ConfigError, load_config, load_typed_config
-from lesionlab.engine import study as study_module
-from lesionlab.engine.study import STUDY_KINDS, ArmKind, run_study
-from lesionlab.engine.study_config import STUDY_DIR, ArmConfig, StudyConfig, load_study
-from lesionlab.engine.study_report import write_study_page
-from lesionlab.engine.study_summary import BEGIN, write_summary
+from lesionlab.config.study import STUDY_DIR, ArmConfig, StudyConfig, load_study
+from lesionlab.engine.study.run import STUDY_KINDS, ArmKind, run_study
+from lesionlab.engine.study.run import run as study_module
+from lesionlab.engine.study.summary import BEGIN, write_summary
+from lesionlab.reports.study_page import write_study_page
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from lesionlab.config import DataConfig
+from lesionlab.engine.core.run_data import load_run
 from lesionlab.engine.evaluate import SeenDataError, evaluate_run
-from lesionlab.engine.run_data import load_run
 from lesionlab.errors import EvaluationInputError
 from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_probs, predict_view_logits

@@ -103,7 +103,7 @@ def test_balanced_sample_deals_round_robin() -> None:
 def test_explain_images_writes_overlays_large_enough_to_read(run_factory, tmp_path: Path) -> None:
     import pandas as pd
 
-    from lesionlab.engine.explain_run import DISPLAY_PX, explain_files
+    from lesionlab.engine.explain import DISPLAY_PX, explain_files
 
     run = run_factory(size=16, splits=pd.DataFrame({"image_id": ["x"], "lesion_id": ["X"], "split": ["train"]}))
     path = tmp_path / "lesion.jpg"

@@ -13,7 +13,7 @@ from PIL import Image
 from lesionlab.config import ConfigError, DataConfig, SplitConfig
 from lesionlab.data.near_duplicates import close_pairs, perceptual_hashes
 from lesionlab.data.prepare import prepare_data
-from lesionlab.engine.leakage import (
+from lesionlab.engine.leakage_audit import (
     cross_split_duplicates,
     duplicate_summary,
     inflation_table,
@@ -115,7 +115,7 @@ def test_val_fold_makes_one_fold_the_validation_split(csv_dataset: DataConfig) -
 
 
 def test_leaked_subset_table_splits_one_models_test_images_by_leak() -> None:
-    from lesionlab.engine.leakage import leaked_subset_table
+    from lesionlab.engine.leakage_audit import leaked_subset_table
 
     table = pd.DataFrame({"image_id": ["a", "b", "c", "d", "e"], "lesion": ["L1", "L1", "L2", "L3", "L3"],
                           "split": ["train", "test", "test", "val", "test"]})

@@ -11,8 +11,8 @@ import pytest
 from lesionlab.cli import main
 from lesionlab.config import DataConfig
 from lesionlab.data.identity import canonical_id
+from lesionlab.engine.core.run_data import describe_seen, seen_by_kind
 from lesionlab.engine.evaluate import SeenDataError, evaluate_run
-from lesionlab.engine.run_data import describe_seen, seen_by_kind
 from tests.fixtures.external import write_isic2018, write_isic2020
 
 #: A run that trained on HAM10000 ids (one through a merged-source prefix) and on one ISIC 2020 patient.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lesionlab.config import load_config
-from lesionlab.engine.ablation import ablation_configs
+from lesionlab.engine.ablate import ablation_configs
 from lesionlab.training.validation import check_component_names
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

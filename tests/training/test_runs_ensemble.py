@@ -74,7 +74,7 @@ def test_scored_on_test_the_ensemble_is_the_mean_of_its_members(seeds, image_fol
 
 def test_an_ensemble_folder_is_taken_in_and_a_refit_needs_a_copied_operating_point(seeds, tmp_path: Path) -> None:
     a, b, refit, _ = seeds
-    from lesionlab.engine.runs_ensemble import ensemble_runs
+    from lesionlab.engine.ensemble import ensemble_runs
 
     with pytest.raises(EvaluationInputError, match="--thresholds-from"):  # the refit trained on the validation split
         ensemble_runs([a, refit], tmp_path, "job")
@@ -91,7 +91,7 @@ def test_an_ensemble_folder_is_taken_in_and_a_refit_needs_a_copied_operating_poi
 @pytest.mark.parametrize("case", ["twice", "alone", "other test split", "not a run", "other crop"])
 def test_bad_member_lists_are_refused_with_the_reason(seeds, image_folder: Path, tmp_path: Path, case: str) -> None:
     a, b, _, cache = seeds
-    from lesionlab.engine.runs_ensemble import ensemble_runs
+    from lesionlab.engine.ensemble import ensemble_runs
 
     if case in ("other test split", "other crop"):
         other = "data.split.seed=7" if case == "other test split" else "data.crop=full"
@@ -153,7 +153,7 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
 
 
 def test_greedy_selection_starts_from_the_best_run_and_stops_when_nothing_helps() -> None:
-    from lesionlab.engine.runs_ensemble import greedy_members
+    from lesionlab.engine.ensemble import greedy_members
 
     rng = np.random.default_rng(0)
     y = np.tile(np.arange(3), 60)
@@ -170,7 +170,7 @@ def test_greedy_selection_starts_from_the_best_run_and_stops_when_nothing_helps(
 
 def test_select_keeps_the_runs_chosen_on_validation(seeds, image_folder: Path, tmp_path: Path) -> None:
     a, b, refit, cache = seeds
-    from lesionlab.engine.runs_ensemble import ensemble_runs
+    from lesionlab.engine.ensemble import ensemble_runs
 
     assert main(["-q", "train", "--output-dir", str(tmp_path / "o"), "name=c", "train.seed=2",
                  *_common(image_folder, cache), "eval.test=false"]) == 0

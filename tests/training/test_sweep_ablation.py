@@ -7,8 +7,8 @@ import pytest
 
 from lesionlab.config import ConfigError, ExperimentConfig
 from lesionlab.engine import train as runner
-from lesionlab.engine.ablation import ablation_configs, run_ablation
-from lesionlab.engine.ablation_factors import ABLATIONS, parse_factors
+from lesionlab.engine.ablate import ablation_configs, run_ablation
+from lesionlab.engine.ablate_factors import ABLATIONS, parse_factors
 from lesionlab.engine.sweep import grid_cells, parse_grid, resolve_key, run_sweep
 from lesionlab.engine.train import TrainResult
 from lesionlab.registry import UnknownNameError

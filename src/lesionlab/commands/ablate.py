@@ -14,7 +14,7 @@ factors (what removing each one means):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from lesionlab.engine.ablation_factors import ABLATIONS
+    from lesionlab.engine.ablate_factors import ABLATIONS
 
     factors = "\n".join(f"  {n:16s} {ABLATIONS.describe(n)}" for n in ABLATIONS)
     p = sub.add_parser(
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     overrides = series_overrides(args)  # checked before the training stack is imported
-    from lesionlab.engine.ablation import run_ablation
+    from lesionlab.engine.ablate import run_ablation
 
     result = run_ablation(args.config, args.factors, overrides, output_dir=args.output_dir)
     return print_table_result(result, f"{len(result.table)} runs (full + {len(result.table) - 1} leave-one-out)")

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 @checks_model()
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
-    from lesionlab.engine.recalibrate import recalibrate_run
+    from lesionlab.engine.calibrate import recalibrate_run
 
     if args.sensitivity is not None and not 0 < args.sensitivity < 1:
         raise ConfigError("--sensitivity must lie in (0, 1)")

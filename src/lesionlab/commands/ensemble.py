@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lesionlab.engine.runs_ensemble import ensemble_runs
+    from lesionlab.engine.ensemble import ensemble_runs
 
     result = ensemble_runs(args.runs, args.output_dir or Path(args.runs[0]).resolve().parent, args.name,
                            weights=args.weights, thresholds_from=args.thresholds_from, test=args.test,

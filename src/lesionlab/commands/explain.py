@@ -35,7 +35,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.max_images < 1 or args.per_class < 1:
         raise ConfigError("--max-images and --per-class must be at least 1")
     images = expand_images(args.images)  # a missing image fails before the run loads
-    from lesionlab.engine.explain_run import explain_files, explain_test_split
+    from lesionlab.engine.explain import explain_files, explain_test_split
 
     if args.images:
         out = explain_files(args.run, images, method=args.method, mask_dir=args.masks, out_dir=args.out)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_leakage_audit(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, experiment_overrides(args))  # checked before the training stack is imported
-    from lesionlab.engine.leakage import leakage_audit
+    from lesionlab.engine.leakage_audit import leakage_audit
 
     result = leakage_audit(cfg, max_distance=args.hash_distance,
                            train_models=not args.duplicates_only)

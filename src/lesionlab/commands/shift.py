@@ -33,7 +33,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lesionlab.data.loaders import DATASETS
-    from lesionlab.engine.shift_report import shift_report
+    from lesionlab.engine.shift import shift_report
 
     for target in args.targets:  # fail before any model loads
         if not Path(target).is_dir():

@@ -38,7 +38,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lesionlab.config import ConfigError
-    from lesionlab.engine.study_config import STUDY_DIR, load_study, study_names
+    from lesionlab.config.study import STUDY_DIR, load_study, study_names
 
     if args.results_dir is None:
         args.results_dir = str(Path(args.runs_dir) / "results")
@@ -49,7 +49,7 @@ def cmd_study(args: argparse.Namespace) -> int:
                   f"seeds {list(study.seeds)}; scales {', '.join(study.scales) or 'cpu'}")
         return 0
     if args.summary:
-        from lesionlab.engine.study_summary import write_summary
+        from lesionlab.engine.study.summary import write_summary
 
         print(f"summary: {write_summary(sorted(STUDY_DIR.glob('*.yaml')), Path(args.results_dir))}")
         return 0
@@ -59,8 +59,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     prepare_training(args.verbose)
     study = load_study(args.study)  # a wrong name fails before the training stack is imported
-    from lesionlab.engine.study import results_path, run_study
-    from lesionlab.engine.study_report import write_study_page
+    from lesionlab.engine.study.run import results_path, run_study
+    from lesionlab.reports.study_page import write_study_page
 
     command = " ".join(["lesionlab study", study.name, *([f"--scale {args.scale}"] if args.scale != "cpu" else [])])
     page = Path(args.results_dir) / (f"{study.name}.md" if args.scale == "cpu" else f"{study.name}-{args.scale}.md")

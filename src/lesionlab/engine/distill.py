@@ -23,8 +23,8 @@ from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.data.prepare import original_split
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.table import DatasetError
-from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
-from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
+from lesionlab.engine.core.run_data import LoadedRun, load_run, prepare_run_data
+from lesionlab.engine.core.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.engine.train import make_loaders
 from lesionlab.inference.predict import predict_probs
 from lesionlab.models.classifier import create_model, default_normalisation

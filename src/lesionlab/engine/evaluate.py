@@ -9,9 +9,8 @@ from pathlib import Path
 
 from lesionlab.config import DataConfig, EvalConfig
 from lesionlab.data.taxonomy import can_map, label_map
-from lesionlab.engine.finalize import write_shipped_calibration
-from lesionlab.engine.quiet import quiet
-from lesionlab.engine.run_data import (
+from lesionlab.engine.core.quiet import quiet
+from lesionlab.engine.core.run_data import (
     LoadedRun,
     describe_seen,
     load_run,
@@ -21,6 +20,7 @@ from lesionlab.engine.run_data import (
 from lesionlab.errors import EvaluationInputError, LesionLabError
 from lesionlab.inference.predict import predict_probs
 from lesionlab.reports.artifacts import write_evaluation
+from lesionlab.reports.depth_artifacts import write_shipped_calibration
 from lesionlab.reports.run_report import write_evaluation_report
 from lesionlab.runs import RunPaths
 

@@ -1,106 +1,43 @@
-"""Fit the OOD detector of a run (at training time, or afterwards with ``lesionlab fit-ood``) and measure it on the
-offline OOD benchmark (``lesionlab ood-eval``): AUROC and FPR at 95 % TPR per group, beside the share of real test
+"""Fit the OOD detector of a run (at training time, or afterwards with ``lesionlab ood fit``) and measure it on the
+offline OOD benchmark (``lesionlab ood eval``): AUROC and FPR at 95 % TPR per group, beside the share of real test
 lesions it flags. The detector is fitted on the training split's features and its threshold calibrated on the
 validation split; test lesions are only ever scored."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-from torch import nn
 
 from lesionlab.data.crops import get_crop
-from lesionlab.data.prepare import REFIT_COLUMN, PreparedData, original_split
-from lesionlab.engine.run_data import LoadedRun, load_run, prepare_run_data
+from lesionlab.data.prepare import PreparedData, original_split
+from lesionlab.engine.core.ood_detector import (
+    encoded_metadata,
+    fit_run_detector,
+    split_features,
+    write_ood_summary,
+)
+from lesionlab.engine.core.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.errors import EvaluationInputError
 from lesionlab.evaluation.ood_benchmark import FAR_GROUPS, far_ood_set, near_ood_set
 from lesionlab.inference.ood import (
     DEFAULT_COVERAGE,
     DEFAULT_METHOD,
     OOD_METHODS,
-    OODDetector,
     extract_features,
     fit_ood_detector,
     score_images,
 )
 from lesionlab.inference.quality import QualityConfig, assess_quality
 from lesionlab.models.checkpoint import Preprocessing, store_ood
-from lesionlab.reports.artifacts import _json_safe
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE, TABLE_FILE = "ood.json", "ood_eval.csv"
-
-
-@dataclass(frozen=True)
-class SplitFeatures:
-    """Identity-view ``(features, logits)`` of one split and its labels."""
-
-    features: np.ndarray
-    logits: np.ndarray
-    labels: np.ndarray
-
-
-def split_features(model: nn.Module, data: PreparedData, prep: Preprocessing, split: str,
-                   metadata: np.ndarray | None = None, batch_size: int = 256) -> SplitFeatures:
-    idx = data.indices(split)
-    f, z = extract_features(model, data.images, prep.mean, prep.std, indices=data.rows[idx], batch_size=batch_size,
-                            metadata=None if metadata is None else metadata[idx])
-    return SplitFeatures(f, z, data.targets()[idx])
-
-
-def fit_run_detector(model: nn.Module, data: PreparedData, prep: Preprocessing, method: str = DEFAULT_METHOD,
-                     coverage: float = DEFAULT_COVERAGE, metadata: np.ndarray | None = None,
-                     batch_size: int = 256) -> OODDetector | None:
-    """Fit ``method`` on the training split, threshold on validation; None (with a warning) without validation.
-
-    A refit's data (:func:`~lesionlab.data.prepare.with_validation_in_training`) use their original split: the
-    detector is fitted on the original training lesions and thresholded on the original validation lesions, which the
-    refit also trained on, so it flags somewhat more new in-distribution images than ``coverage`` says."""
-    if method == "none":
-        return None
-    refit = REFIT_COLUMN in data.table
-    data = original_split(data)
-    if len(data.indices("val")) < 2 or len(data.indices("train")) < 2:
-        logger.warning("No validation split: the OOD detector is not fitted")
-        return None
-    tr = split_features(model, data, prep, "train", metadata, batch_size)
-    va = split_features(model, data, prep, "val", metadata, batch_size)
-    detector = fit_ood_detector(method, (tr.features, tr.logits, tr.labels), (va.features, va.logits), coverage)
-    if refit:
-        detector.rule += "; this refit also trained on those validation images, so new images exceed it more often"
-    logger.info("OOD detector: %s", detector.rule)
-    return detector
-
-
-def write_ood_summary(directory: Path, model: nn.Module, data: PreparedData, prep: Preprocessing,
-                      metadata: np.ndarray | None = None, *, score_test: bool = True) -> dict | None:
-    """``ood.json``: the detector's rule and the share of the held-out test lesions it flags (``score_test=False``,
-    for a validation-only run: the rule alone, the test split left unpredicted)."""
-    detector = getattr(model, "ood_detector", None)
-    if detector is None:
-        return None
-    test = data.indices("test") if score_test else np.zeros(0, dtype=np.int64)
-    result = score_images(model, np.asarray(data.images[data.rows[test]]), prep.mean, prep.std,
-                          metadata=None if metadata is None else metadata[test]) if len(test) else None
-    flagged = float(result.ood.mean()) if result is not None and len(test) else float("nan")
-    summary = {"method": detector.method, "threshold": detector.threshold, "rule": detector.rule,
-               "coverage": getattr(detector, "coverage", None), "fitted_on": getattr(detector, "fitted_on", {}),
-               "test_images": len(test), "test_flagged": flagged}
-    (directory / SUMMARY_FILE).write_text(json.dumps(_json_safe(summary), indent=2))
-    return summary
-
-
-def _encoded_metadata(model: nn.Module, data: PreparedData) -> np.ndarray | None:
-    spec = getattr(model, "metadata_spec", None)
-    return None if spec is None else spec.encode(data.table)
+TABLE_FILE = "ood_eval.csv"
 
 
 def fit_ood_run(run_dir: str | Path, method: str | None = None, coverage: float | None = None,
@@ -122,7 +59,7 @@ def fit_ood_run(run_dir: str | Path, method: str | None = None, coverage: float 
         return write_ood_summary(loaded.root, loaded.model, data, loaded.prep,
                                  score_test=(loaded.root / "metrics.json").is_file()) or {}
     _, data = prepare_run_data(loaded, data_root)
-    meta = _encoded_metadata(loaded.model, data)
+    meta = encoded_metadata(loaded.model, data)
     detector = fit_run_detector(loaded.model, data, loaded.prep, method, coverage, meta)
     if detector is None:
         raise EvaluationInputError(f"{loaded.root} has no validation split to calibrate an OOD detector on")
@@ -193,7 +130,7 @@ def _scores_by_method(loaded: LoadedRun, data: PreparedData, images: dict[str, n
         out["stored"] = (stored.threshold, {k: stored.score(*fz) for k, fz in feats.items()})
     if methods:
         data = original_split(data)  # a refit: fitted on the original training lesions, thresholded on validation
-        meta = _encoded_metadata(model, data)
+        meta = encoded_metadata(model, data)
         tr = split_features(model, data, prep, "train", meta)
         va = split_features(model, data, prep, "val", meta)
         for method in methods:
@@ -220,7 +157,7 @@ def evaluate_ood(run_dir: str | Path, *, methods: tuple[str, ...] = ("mahalanobi
     scores = _scores_by_method(loaded, data, images, methods)
     if not scores:
         raise EvaluationInputError(f"{run_dir} stores no OOD detector and no method was given; run "
-                                   "'lesionlab fit-ood' first")
+                                   "'lesionlab ood fit' first")
     stored = getattr(loaded.model, "ood_detector", None)
     rows: list[dict] = []
     for detector, (threshold, by_set) in scores.items():

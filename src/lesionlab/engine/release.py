@@ -191,7 +191,7 @@ def seen_union(members: Sequence[Path]) -> pd.DataFrame:
 
 def _member_summaries(run_dir: Path) -> list[dict[str, Any]]:
     """Each member's recipe and data, for the card (one entry for a single run)."""
-    from lesionlab.engine.run_data import member_dirs
+    from lesionlab.engine.core.run_data import member_dirs
 
     out = []
     for source in member_dirs(run_dir):

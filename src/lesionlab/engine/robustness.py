@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from lesionlab.engine.run_data import load_run, prepare_run_data, test_arrays
+from lesionlab.engine.core.run_data import load_run, prepare_run_data, test_arrays
 from lesionlab.errors import EvaluationInputError
 from lesionlab.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt_batch
 from lesionlab.evaluation.metrics import balanced_accuracy

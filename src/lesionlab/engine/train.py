@@ -22,9 +22,9 @@ from lesionlab.data.roots import absolute_data_config, absolute_path
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.torch_data import ArrayDataset
 from lesionlab.data.transforms import loader_augmentation
-from lesionlab.engine.calibration_source import sibling_calibration
-from lesionlab.engine.quiet import quiet
-from lesionlab.engine.skeleton import evaluate_test, finalize, write_run_data
+from lesionlab.engine.core.quiet import quiet
+from lesionlab.engine.core.sibling_calibration import sibling_calibration
+from lesionlab.engine.core.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.models.metadata import MetadataSpec, encode_split_metadata, sample_metadata
 from lesionlab.reports.run_report import write_run_report

@@ -21,8 +21,8 @@ import pandas as pd
 from lesionlab.config import DataConfig
 from lesionlab.data.prepare import prepare_data
 from lesionlab.data.taxonomy import can_map, label_map, triage_priority
+from lesionlab.engine.core.run_data import LoadedRun, describe_seen, prepare_run_data, seen_by_kind
 from lesionlab.engine.evaluate import SeenDataError
-from lesionlab.engine.run_data import LoadedRun, describe_seen, prepare_run_data, seen_by_kind
 from lesionlab.errors import EvaluationInputError
 from lesionlab.evaluation.bootstrap import binary_auc, bootstrap_ci
 from lesionlab.evaluation.metrics import MetricWarning, balanced_accuracy, one_vs_rest_auc
@@ -188,12 +188,6 @@ def shift_table(scores: Sequence[SetScores]) -> pd.DataFrame:
                      "P1 specificity [95% CI]": ci(s, "p1_specificity"),
                      "OOD-flag rate": s["ood_flag_rate"] if s["ood_flag_rate"] is not None else "n/a"})
     return pd.DataFrame(rows).set_index("dataset")
-
-
-def ood_column_note(scores: Sequence[SetScores]) -> str:
-    if any(s.summary["ood_flag_rate"] is not None for s in scores):
-        return "OOD-flag rate: share of images the model's OOD detector (or input-quality gate) flags."
-    return "OOD-flag rate: n/a — this model carries no OOD detector."
 
 
 def write_predictions(directory: Path, scores: Sequence[SetScores]) -> None:

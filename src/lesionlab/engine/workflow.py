@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionlab.config import ConfigError, ExperimentConfig, load_run_config, read_run_config
-from lesionlab.engine.runs_ensemble import ensemble_runs
+from lesionlab.engine.ensemble import ensemble_runs
 from lesionlab.engine.train import train
 from lesionlab.runs import RunPaths, TrainResult
 
@@ -82,7 +82,7 @@ class TrainingOutcome:
     sibling: TrainResult | None = None  # the train-only fit of a refit job
     refit: TrainResult | None = None
     ensemble: TrainResult | None = None  # train.refit_ensemble: both fits as one model
-    cv: Any = None  # the cross-validation result (lesionlab.engine.crossval.CVResult)
+    cv: Any = None  # the cross-validation result (lesionlab.engine.cv.CVResult)
 
     @property
     def fit_seconds(self) -> float:
@@ -105,7 +105,7 @@ def plan_training(cfg: ExperimentConfig | None = None, *, refit_of: str | Path |
         return TrainingPlan("refit-of-run", refit_config(refit_of, overrides))
     if cfg is None:
         raise ValueError("plan_training needs a config, refit_of= or resume=")
-    from lesionlab.engine.crossval import wants_cv
+    from lesionlab.engine.cv import wants_cv
 
     if cfg.train.refit:
         check_refit_job(cfg)
@@ -123,7 +123,7 @@ def run_training(plan: TrainingPlan) -> TrainingOutcome:
         sibling = train(replace(cfg, eval=replace(cfg.eval, test=False)))
         return refit_of(sibling, cfg)
     if plan.route == "cross-validation":
-        from lesionlab.engine.crossval import run_cv
+        from lesionlab.engine.cv import run_cv
 
         return TrainingOutcome(None, cv=run_cv(cfg))
     if plan.route == "resume":

@@ -18,11 +18,17 @@ from lesionlab.reports.diagnostic_plots import plot_pr
 from lesionlab.reports.plots import plot_confusion, plot_roc
 
 
-def _json_safe(obj: object) -> object:
+def json_safe(obj: object) -> object:
+    """``obj`` as plain JSON: numpy scalars and arrays as Python numbers and lists, NaN as null (the one helper every
+    artefact writer uses)."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
@@ -88,7 +94,7 @@ def write_evaluation(out_dir: Path, table: pd.DataFrame, y_true: np.ndarray, pro
     by_source = figures_by_source(table, y_true, probs, class_names, thresholds=thresholds, replicates=replicates)
     if by_source is not None:  # several populations: each one's figures and the worst of them
         metrics["by_source"] = by_source
-    (out_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2))
+    (out_dir / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2))
     predictions_frame(table, y_true, probs, class_names).to_csv(out_dir / "predictions.csv", index=False)
     per_class_table(metrics).to_csv(out_dir / "per_class.csv")
     plot_confusion(np.array(metrics["confusion_matrix"]), class_names, out_dir / "figures" / f"{prefix}confusion.png")

@@ -171,8 +171,8 @@ def score_test_once(run: RunPaths, *, title: str | None = None, progress: bool =
                     data_root: str | None = None, best_epoch: int = 0, prepared: tuple | None = None) -> dict:
     """The ensemble's one look at its held-out test split: metrics, CIs, operating points, report.html.
     ``prepared`` = ``(cfg, data)`` already re-created and checked for this folder (else they are loaded here)."""
-    from lesionlab.engine.run_data import load_run
-    from lesionlab.engine.skeleton import Finalized, evaluate_test
+    from lesionlab.engine.core.run_data import load_run
+    from lesionlab.engine.core.skeleton import Finalized, evaluate_test
     from lesionlab.reports.run_report import write_evaluation_report
 
     t0 = time.perf_counter()
@@ -230,7 +230,7 @@ def _write_timing(root: Path, **seconds: float) -> None:
 
 
 def _open(root: Path, data_root: str | None, progress: bool):
-    from lesionlab.engine.run_data import load_run, prepare_run_data
+    from lesionlab.engine.core.run_data import load_run, prepare_run_data
 
     loaded = load_run(root)  # the ensemble exactly as `evaluate` and `predict` load it
     cfg, data = prepare_run_data(loaded, data_root, progress)  # refuses a test split any member trained on

@@ -7,12 +7,13 @@ import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lesionlab.engine.finalize import tune_on_validation, write_calibration, write_operating_points
-from lesionlab.engine.run_data import load_run, prepare_run_data
+from lesionlab.engine.core.run_data import load_run, prepare_run_data
+from lesionlab.engine.core.validation import tune_on_validation
 from lesionlab.errors import EvaluationInputError
 from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_view_logits
 from lesionlab.models.checkpoint import update_preprocessing
+from lesionlab.reports.depth_artifacts import write_calibration, write_operating_points
 
 logger = logging.getLogger(__name__)
 

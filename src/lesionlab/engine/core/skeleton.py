@@ -24,14 +24,15 @@ from lesionlab.config import ExperimentConfig, ModelConfig
 from lesionlab.data.prepare import PreparedData
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import check_test_unseen, split_summary
-from lesionlab.engine.calibration_source import calibrated_like
-from lesionlab.engine.finalize import tune_on_validation, write_depth_artifacts
-from lesionlab.engine.ood import fit_run_detector, write_ood_summary
+from lesionlab.engine.core.ood_detector import fit_run_detector, write_ood_summary
+from lesionlab.engine.core.sibling_calibration import calibrated_like
+from lesionlab.engine.core.validation import tune_on_validation
 from lesionlab.evaluation.populations import figures_by_source
 from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_view_logits
 from lesionlab.models.checkpoint import Preprocessing, save_model
 from lesionlab.reports.artifacts import write_evaluation
+from lesionlab.reports.depth_artifacts import write_depth_artifacts
 from lesionlab.runs import RunPaths
 from lesionlab.training.trainer_factory import best_epoch as history_best_epoch
 
@@ -75,7 +76,7 @@ def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentC
     data, never test) → ``model.pt``.
 
     ``calibration``: a refit on training + validation lesions ships its train-only sibling's temperature and
-    thresholds (:mod:`lesionlab.engine.calibration_source`) and its last epoch's weights."""
+    thresholds (:mod:`lesionlab.engine.core.sibling_calibration`) and its last epoch's weights."""
     if best_path:
         module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
     classes = data.dataset.class_names

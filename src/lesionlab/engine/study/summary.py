@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlab.engine.study import results_path
-from lesionlab.engine.study_config import load_study
-from lesionlab.engine.study_report import median_seed_ci, metric_label
+from lesionlab.config.study import load_study
+from lesionlab.engine.study.run import results_path
+from lesionlab.reports.study_page import median_seed_ci, metric_label
 
 BEGIN, END = "<!-- studies:begin (lesionlab study --summary) -->", "<!-- studies:end -->"
 

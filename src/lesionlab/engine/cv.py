@@ -22,7 +22,6 @@ import pandas as pd
 from lesionlab.config import ConfigError, ExperimentConfig, save_config
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import absolute_data_config
-from lesionlab.engine.finalize import write_gradcam, write_operating_points
 from lesionlab.evaluation.bootstrap import bootstrap_cis
 from lesionlab.evaluation.metrics import classification_metrics
 from lesionlab.evaluation.operating_point_fit import fit_operating_point
@@ -30,8 +29,9 @@ from lesionlab.inference.calibration import calibration_summary, probs_from_view
 from lesionlab.inference.predict import predict_probs, predict_view_logits
 from lesionlab.models.checkpoint import load_model
 from lesionlab.models.ensemble import combine_member_probs, write_manifest
-from lesionlab.reports.artifacts import _json_safe, write_evaluation
+from lesionlab.reports.artifacts import json_safe, write_evaluation
 from lesionlab.reports.crossval_report import cv_sections
+from lesionlab.reports.depth_artifacts import write_gradcam, write_operating_points
 from lesionlab.reports.run_report import write_evaluation_report
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 
@@ -201,7 +201,7 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
                      classes: tuple[str, ...], final: np.ndarray, ensembles: dict, p_oof: np.ndarray,
                      y_oof: np.ndarray, folds: pd.DataFrame, summary: pd.DataFrame, thresholds: dict,
                      members: list[_Member], t0: float) -> float:
-    from lesionlab.engine.run_data import load_run
+    from lesionlab.engine.core.run_data import load_run
 
     metrics = write_evaluation(root, data.table.iloc[test], y, final, classes, cfg.eval.topk, thresholds=thresholds,
                                sensitivity_target=cfg.eval.triage_sensitivity)
@@ -217,7 +217,7 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
            "before": calibration_summary(y, ensembles[key][0], cfg.eval.ece_bins),
            "after": calibration_summary(y, final, cfg.eval.ece_bins), "bins": cfg.eval.ece_bins,
            "note": "ensemble + TTA on the held-out test split; members' temperatures fitted on their validation folds"}
-    (root / "calibration.json").write_text(json.dumps(_json_safe(cal), indent=2))
+    (root / "calibration.json").write_text(json.dumps(json_safe(cal), indent=2))
     from lesionlab.reports.diagnostic_plots import plot_reliability
 
     plot_reliability(y, {"before temperature scaling": ensembles[key][0], "after (member temperatures)": final},
@@ -229,7 +229,7 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
     summary.to_csv(root / "cv_summary.csv")
     seconds = time.perf_counter() - t0
     fit = {f"fold {k}": json.loads((m.run.root / "timings.json").read_text())["total"] for k, m in enumerate(members)}
-    (root / "cv.json").write_text(json.dumps(_json_safe({
+    (root / "cv.json").write_text(json.dumps(json_safe({
         "folds": len(members), "test_images": len(test), "seconds_total": seconds, "seconds_per_fold": fit,
         "artefact_check_max_abs_diff": artefact_diff, "thresholds": thresholds}), indent=2))
     write_evaluation_report(root, metrics, title=f"LesionLab cross-validation: {cfg.name} ({len(members)} folds)",

@@ -2,7 +2,7 @@
 
 Each arm is one engine command (train, cv, leakage-audit, pretrain, compare-pretraining) on a config with overrides,
 run once per seed. Every finished arm × seed appends its rows to ``<results>/<study>[-gpu].csv`` at once, so a killed
-study resumes where it stopped; the Markdown page (:mod:`lesionlab.engine.study_report`) is rewritten after each.
+study resumes where it stopped; the Markdown page (:mod:`lesionlab.reports.study_page`) is rewritten after each.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from lesionlab.config import ConfigError, load_config, load_typed_config
-from lesionlab.engine.study_config import ArmConfig, StudyConfig
+from lesionlab.config.study import ArmConfig, StudyConfig
 from lesionlab.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _run_train(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
 
 
 def _run_cv(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
-    from lesionlab.engine.crossval import run_cv
+    from lesionlab.engine.cv import run_cv
 
     result = run_cv(_experiment(arm, overrides), int(arm.options.get("folds", 5)),
                     weighting=str(arm.options.get("weighting", "equal")))
@@ -78,7 +78,7 @@ def _run_cv(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
 
 
 def _run_leakage(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
-    from lesionlab.engine.leakage import leakage_audit
+    from lesionlab.engine.leakage_audit import leakage_audit
 
     result = leakage_audit(_experiment(arm, overrides), train_models=True)
     return {f"{arm.name}: {label}": result.directory / label for label in ("lesion-disjoint", "image-level")}

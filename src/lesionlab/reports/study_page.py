@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lesionlab.engine.study_config import StudyConfig
+from lesionlab.config.study import StudyConfig
 from lesionlab.reports.comparison import markdown_table
 
 LABELS = {"balanced_accuracy": "bal. acc.", "auc_macro": "macro AUC", "accuracy": "accuracy",

@@ -15,11 +15,11 @@ from PIL import Image
 
 from lesionlab.data.crops import CropFn, get_crop
 from lesionlab.data.images import open_image
-from lesionlab.engine.finalize import write_gradcam
-from lesionlab.engine.run_data import load_run, prepare_run_data
+from lesionlab.engine.core.run_data import load_run, prepare_run_data
 from lesionlab.errors import EvaluationInputError
 from lesionlab.evaluation.explain import explain_images, load_masks, overlay
 from lesionlab.inference.predict import predict_probs
+from lesionlab.reports.depth_artifacts import write_gradcam
 from lesionlab.reports.html import Report, image_html, table_html
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,6 @@
-"""After training: fit calibration and thresholds on the validation split, then write the evaluation-depth
-artefacts of the test split (calibration, operating points, the triage rule, PR curves, Grad-CAM).
+"""The evaluation-depth artefacts of a run's test split: calibration, operating points, the triage rule, Grad-CAM.
 
-:func:`tune_on_validation` only ever sees validation images; :func:`write_depth_artifacts` reports on test images
-with what was fitted there. Both are called by :func:`lesionlab.engine.train.train`.
+They report on test images with what was fitted on validation (:mod:`lesionlab.engine.core.validation`).
 """
 
 from __future__ import annotations
@@ -29,12 +27,10 @@ from lesionlab.evaluation.explain import (
     load_masks,
     overlay,
 )
-from lesionlab.evaluation.operating_point_fit import fit_operating_point
 from lesionlab.evaluation.operating_points import operating_point_table, rule_summary
 from lesionlab.inference.calibration import before_after, calibration_summary, probs_from_view_logits
-from lesionlab.inference.predict import predict_view_logits
 from lesionlab.models.checkpoint import Preprocessing
-from lesionlab.reports.artifacts import _json_safe
+from lesionlab.reports.artifacts import json_safe
 from lesionlab.reports.diagnostic_plots import plot_gallery, plot_reliability
 
 logger = logging.getLogger(__name__)
@@ -46,24 +42,6 @@ class ValidationOutputs:
 
     view_logits: np.ndarray
     targets: np.ndarray
-
-
-def tune_on_validation(model: nn.Module, data: PreparedData, prep: Preprocessing, cfg: ExperimentConfig,
-                       metadata: np.ndarray | None = None) -> tuple[Preprocessing, ValidationOutputs | None]:
-    """The operating point (:func:`~lesionlab.evaluation.operating_point_fit.fit_operating_point`: temperature if
-    ``eval.calibrate``, priority-1 thresholds for ``eval.triage_sensitivity``, the unsure threshold) from the
-    validation split's test-time-view logits."""
-    val = data.indices("val")
-    if len(val) == 0:
-        logger.warning("No validation split: temperature scaling and operating thresholds are skipped")
-        return prep, None
-    logits = predict_view_logits(model, data.images, prep.mean, prep.std, indices=data.rows[val],
-                                 batch_size=cfg.eval.batch_size, tta=prep.tta,
-                                 metadata=None if metadata is None else metadata[val])  # metadata-fusion models
-    y = data.targets()[val]
-    point = fit_operating_point(logits, y, prep.class_names, calibrate=cfg.eval.calibrate,
-                                sensitivity=cfg.eval.triage_sensitivity)
-    return point.apply(prep), ValidationOutputs(logits, y)
 
 
 def default_mask_dir(cfg: ExperimentConfig) -> Path | None:
@@ -80,7 +58,7 @@ def write_calibration(directory: Path, y: np.ndarray, view_logits: np.ndarray, t
                       note: str) -> dict:
     """``calibration.json`` (ECE, Brier, NLL before/after T on these data) and ``figures/reliability.png``."""
     summary = {**before_after(y, view_logits, temperature, n_bins), "bins": n_bins, "note": note}
-    (directory / "calibration.json").write_text(json.dumps(_json_safe(summary), indent=2))
+    (directory / "calibration.json").write_text(json.dumps(json_safe(summary), indent=2))
     curves = {"before (T = 1)": probs_from_view_logits(view_logits, 1.0)}
     if temperature != 1.0:
         curves[f"after (T = {temperature:.2f})"] = probs_from_view_logits(view_logits, temperature)
@@ -93,7 +71,7 @@ def write_shipped_calibration(directory: Path, y: np.ndarray, probs: np.ndarray,
     """Calibration of the probabilities a saved model gives on new data (its stored temperature, not refitted)."""
     summary = {"temperature": float(temperature), "after": calibration_summary(y, probs, n_bins), "bins": n_bins,
                "note": "the model's stored temperature (fitted on its own validation split), measured on these data"}
-    (directory / "calibration.json").write_text(json.dumps(_json_safe(summary), indent=2))
+    (directory / "calibration.json").write_text(json.dumps(json_safe(summary), indent=2))
     plot_reliability(y, {f"model (T = {temperature:.2f})": probs}, directory / "figures" / "reliability.png", n_bins)
     return summary
 
@@ -108,7 +86,7 @@ def write_operating_points(directory: Path, y_val: np.ndarray, p_val: np.ndarray
     rule["sensitivity_target"] = cfg.eval.triage_sensitivity
     val_rule = rule_summary(y_val, p_val, prep.class_names, prep.thresholds)["most_severe"]
     rule["validation"] = {k: val_rule[k] for k in ("priority1_sensitivity", "priority1_specificity")}
-    (directory / "triage_rule.json").write_text(json.dumps(_json_safe(rule), indent=2))
+    (directory / "triage_rule.json").write_text(json.dumps(json_safe(rule), indent=2))
     return table
 
 
