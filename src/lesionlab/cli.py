@@ -11,7 +11,7 @@ from collections.abc import Sequence
 logger = logging.getLogger("lesionlab")
 
 #: Every top-level command, in the sections and order of ``lesionlab --help``. Command ``NAME`` lives in the module
-#: ``lesionlab.commands.NAME`` (dashes as underscores; exceptions in :data:`MODULES`), whose ``register(subparsers)``
+#: ``lesionlab.commands.NAME`` (dashes as underscores), whose ``register(subparsers)``
 #: adds it (a noun group such as ``data`` or ``ood`` adds its sub-commands) and which keeps its heavy imports inside
 #: its command functions, so ``lesionlab --help`` stays fast.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -21,9 +21,6 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("experiments", ("sweep", "ablate", "study", "augment-preview", "pretrain", "compare-pretraining", "distill")),
     ("data and building blocks", ("data", "models")),
 )
-
-#: Commands whose module is not named after them.
-MODULES: dict[str, str] = {"train": "core"}
 
 #: Old names of commands that moved under a noun: they fail with a message naming the new command.
 RENAMED: dict[str, str] = {"fit-ood": "ood fit", "ood-eval": "ood eval"}
@@ -44,7 +41,7 @@ PATH (a file, or the folder it fills)."""
 
 def command_module(name: str) -> str:
     """The module that holds command ``name``."""
-    return f"lesionlab.commands.{MODULES.get(name, name.replace('-', '_'))}"
+    return f"lesionlab.commands.{name.replace('-', '_')}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``lesionlab train``: train a model (and its refit, its ensemble, or resume a killed run)."""
+"""``lesionlab train``: train a model — its route (one fit, refit, refit ensemble, cross-validation, resume) is planned by :mod:`lesionlab.engine.workflow`."""
 
 from __future__ import annotations
 
