@@ -1,4 +1,5 @@
-"""``lesionlab train``: train a model — its route (one fit, refit, refit ensemble, cross-validation, resume) is planned by :mod:`lesionlab.engine.workflow`."""
+"""``lesionlab train``: train a model; its route (one fit, refit, refit ensemble, cross-validation, resume) is
+planned by :mod:`lesionlab.engine.workflow`."""
 
 from __future__ import annotations
 
