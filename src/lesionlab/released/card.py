@@ -64,7 +64,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines += ["## Out-of-distribution flag", "",
                   f"- {ood['method']}; {ood['rule']}",
                   f"- test lesions flagged: {100 * ood['test_lesions_flagged']:.1f} %; offline OOD benchmark "
-                  f"(`{bench.get('command', 'lesionlab ood-eval')}`): far-OOD AUROC {bench.get('far_ood_auroc')}, "
+                  f"(`{bench.get('command', 'lesionlab ood eval')}`): far-OOD AUROC {bench.get('far_ood_auroc')}, "
                   f"FPR@95TPR {bench.get('far_ood_fpr95')}; near-OOD (severe corruptions) AUROC "
                   f"{bench.get('near_ood_auroc')}", "- a flagged image gets no triage priority (not assessable)", ""]
     lines += ["## Limitations", "", *[f"- {item}" for item in card["limitations"]], ""]

@@ -98,8 +98,8 @@ def write_evaluation_report(directory: Path, metrics: dict, *, title: str, subti
 
 
 def refresh_run_report(root: str | Path) -> Path:
-    """Re-render a finished run's ``report.html`` from the artefacts in its directory (after ``fit-ood``,
-    ``ood-eval`` or ``calibrate`` added or changed some)."""
+    """Re-render a finished run's ``report.html`` from the artefacts in its directory (after ``ood fit``,
+    ``ood eval`` or ``calibrate`` added or changed some)."""
     import json
 
     import torch

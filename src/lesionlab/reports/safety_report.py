@@ -106,5 +106,5 @@ def add_ood_section(report: Report, directory: Path) -> None:
                                  "FPR@95TPR: share of OOD images passing at the threshold that keeps 95 % of test "
                                  "lesions. flagged: share above the detector's threshold (chosen on validation). "
                                  "gate_rejects: share the input "
-                                 "quality gate refuses before the model. From 'lesionlab ood-eval'.</p>")
+                                 "quality gate refuses before the model. From 'lesionlab ood eval'.</p>")
     report.add("Out-of-distribution detection", body)
