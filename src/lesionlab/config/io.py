@@ -7,7 +7,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, overload
 
 import yaml
 
@@ -146,8 +146,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return load_typed_config(ExperimentConfig, path, overrides)
 
 
-def load_run_config(path: str | Path, cls: type[T] = ExperimentConfig,  # type: ignore[assignment]
-                    overrides: list[str] | tuple[str, ...] = ()) -> T:
+@overload
+def load_run_config(path: str | Path, *, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig: ...
+
+
+@overload
+def load_run_config(path: str | Path, cls: type[T], overrides: list[str] | tuple[str, ...] = ()) -> T: ...
+
+
+def load_run_config(path: str | Path, cls: type[Any] = ExperimentConfig,
+                    overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """The ``config.yaml`` of a saved run (← ``overrides``)."""
     return _build(cls, _read_yaml(path), overrides)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ def build_dermamnist(
     written = []
     for size in tqdm([int(s) for s in sizes], desc="DermaMNIST-Corrected", unit="size", disable=not progress):
         arrays = build_or_load(table, dataset=dataset.name, crop="full", size=size, cache_dir=cache, progress=progress)
-        payload = {}
+        payload: dict[str, Any] = {}  # np.savez_compressed(**payload)
         for s, idx in rows.items():
             payload[f"{s}_images"] = np.ascontiguousarray(arrays.images[idx])
             payload[f"{s}_labels"] = labels[idx].reshape(-1, 1)

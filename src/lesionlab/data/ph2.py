@@ -129,6 +129,7 @@ def load_ph2(req: DatasetRequest) -> LesionDataset:
     labels = _labels_csv(Path(csv_path)) if csv_path is not None else parse_ph2_txt(txt_path)
     if csv_path is not None and txt_path is not None:
         _check_agreement(labels, parse_ph2_txt(txt_path), base)
+    masks: dict[str, Path]
     if req.image_dir is not None:
         if not req.image_dir.is_dir():
             raise DatasetError(f"Image folder not found: {req.image_dir}")

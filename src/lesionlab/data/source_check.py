@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,7 +111,7 @@ def source_shortcut_check(data: PreparedData, *, features: str = "pixels", folds
                              label_only, margin, warn, message)
 
 
-def check_if_merged(data: PreparedData, **kwargs: object) -> SourceCheckResult | None:
+def check_if_merged(data: PreparedData, **kwargs: Any) -> SourceCheckResult | None:
     """:func:`source_shortcut_check` when the table has several sources (e.g. ``data.dataset: merged``), else None."""
     if data.table["source"].nunique() < 2:
         return None

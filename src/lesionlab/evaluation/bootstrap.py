@@ -167,14 +167,14 @@ def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def group_members(groups: Sequence[object]) -> list[np.ndarray]:
+def group_members(groups: Sequence[object] | np.ndarray) -> list[np.ndarray]:
     """Row positions of each group (lesion or patient id), in first-appearance order."""
     codes, _ = pd.factorize(pd.Series(list(groups), dtype=object).astype(str), sort=False)
     order = np.argsort(codes, kind="stable")
     return np.split(order, np.cumsum(np.bincount(codes))[:-1]) if len(codes) else []
 
 
-def bootstrap_ci(stat: Callable[[np.ndarray], float], groups: Sequence[object], *, n_boot: int = 1000,
+def bootstrap_ci(stat: Callable[[np.ndarray], float], groups: Sequence[object] | np.ndarray, *, n_boot: int = 1000,
                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """``level`` percentile interval of ``stat(row_positions)`` over ``n_boot`` resamples of whole groups.
 

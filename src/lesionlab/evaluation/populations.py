@@ -31,12 +31,12 @@ def population_figures(y: np.ndarray, probs: np.ndarray, lesions: Sequence[objec
                        seed: int = 0) -> dict:
     """n, lesions and :data:`FIGURES` (each with a ``<name>_ci95``; 0 replicates: no intervals)."""
     y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
-    lesions = np.asarray(lesions).astype(str)
+    lesion_ids = np.asarray(lesions).astype(str)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)
         aucs = one_vs_rest_auc(y, probs, class_names)
     truth, flag = priority1(y, probs, class_names, thresholds)
-    out: dict = {"n": len(y), "lesions": len(np.unique(lesions)),
+    out: dict = {"n": len(y), "lesions": len(np.unique(lesion_ids)),
                  "balanced_accuracy": balanced_accuracy(y, probs.argmax(1), len(class_names)),
                  "auc_macro": float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan"),
                  "mel_auc": float("nan"),
@@ -46,11 +46,11 @@ def population_figures(y: np.ndarray, probs: np.ndarray, lesions: Sequence[objec
     if mel is not None:
         out["mel_auc"] = binary_auc(y == mel, probs[:, mel])
     if replicates > 0 and len(y):
-        cis = bootstrap_cis(y, probs, lesions, class_names, thresholds=thresholds, replicates=replicates, seed=seed)
+        cis = bootstrap_cis(y, probs, lesion_ids, class_names, thresholds=thresholds, replicates=replicates, seed=seed)
         for key in ("balanced_accuracy", "auc_macro", "priority1_sensitivity", "priority1_specificity"):
             out[f"{key}_ci95"] = cis.get(key)
         if mel is not None and np.isfinite(out["mel_auc"]):
-            out["mel_auc_ci95"] = list(bootstrap_ci(lambda r: binary_auc(y[r] == mel, probs[r, mel]), lesions,
+            out["mel_auc_ci95"] = list(bootstrap_ci(lambda r: binary_auc(y[r] == mel, probs[r, mel]), lesion_ids,
                                                     n_boot=replicates, seed=seed))
     return out
 

@@ -88,9 +88,9 @@ def plot_prior_samples(vae: ConvNeXtVAE, n: int, path: Path, seed: int = 0) -> P
 def plot_latent_projection(coords: np.ndarray, labels: Sequence[str], path: Path, method: str) -> Path:
     """Scatter of 2-D projected latent means, one colour per diagnosis (labels are used for colour only)."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    labels = np.asarray(labels)
-    for name in sorted(set(labels.tolist())):
-        keep = labels == name
+    label_array = np.asarray(labels)
+    for name in sorted(set(label_array.tolist())):
+        keep = label_array == name
         ax.scatter(coords[keep, 0], coords[keep, 1], s=10, alpha=0.7, label=f"{name} ({int(keep.sum())})")
     ax.set_title(f"latent means μ, {method.upper()} projection (held-out images)")
     ax.legend(fontsize=8, markerscale=2)
