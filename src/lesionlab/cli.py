@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                     epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS,
+                                prog="lesionlab")  # "lesionlab train ...", not the custom usage line, in sub-usages
     for _, names in SECTIONS:
         for name in names:
             importlib.import_module(command_module(name)).register(sub)

@@ -44,6 +44,7 @@ def test_a_command_lives_in_the_module_named_after_it(path: tuple[str, ...], par
 @pytest.mark.parametrize(("path", "parser"), LEAVES, ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
 def test_every_help_has_an_example(path: tuple[str, ...], parser: argparse.ArgumentParser) -> None:
     text = parser.format_help()
+    assert text.startswith(f"usage: lesionlab {' '.join(path)} "), text[:80]
     assert re.search(r"^examples?:$", text, re.M), path
     assert f"lesionlab {' '.join(path)}" in text.split("example")[-1], path
 

@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "With train.refit_ensemble=true as well (the default config) the two fits are saved as one "
                        "equal-weight ensemble folder, and that ensemble is evaluated and reported instead.",
                        epilog="example:\n  lesionlab train --config configs/default.yaml train.epochs=10 "
-                       "train.loss.name=focal --data-root ../shared/data",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "train.loss.name=focal --data-root ../shared/data")
     add_config_args(p, overrides_example="train.epochs=10 train.optimizer.lr=1e-3 data.image_size=96")
     add_config_shortcuts(p)
     p.add_argument("--skip-bad", action="store_true", help="shortcut for data.skip_bad=true")
