@@ -202,7 +202,7 @@ def test_unknown_train_key_says_what_is_valid(overrides: list[str], message: str
 def test_unknown_key_in_a_nested_config_names_its_place(tmp_path: Path) -> None:
     path = tmp_path / "nested.yaml"
     path.write_text("experiment:\n  train:\n    epoch: 3\n")
-    from lesionlab.pretraining.config import ComparePretrainingConfig
+    from lesionlab.config.pretraining import ComparePretrainingConfig
 
     with pytest.raises(ConfigError, match=r"in experiment\.train; did you mean experiment\.train\.epochs\?"):
         load_typed_config(ComparePretrainingConfig, path)

@@ -119,7 +119,7 @@ def test_bad_studies_fail_before_running(fake_kind, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / STUDY_DIR).glob("*.yaml")), ids=lambda p: p.stem)
 def test_committed_studies_build_valid_configs(path: Path, monkeypatch) -> None:
     """Every arm of every study file resolves to a valid config at every scale (bad keys fail here, not at hour 3)."""
-    from lesionlab.pretraining.config import ComparePretrainingConfig, PretrainConfig
+    from lesionlab.config.pretraining import ComparePretrainingConfig, PretrainConfig
     from lesionlab.training.validation import check_component_names
 
     monkeypatch.chdir(ROOT)

@@ -13,6 +13,7 @@ import torch
 
 from lesionlab.cli import main
 from lesionlab.config import ConfigError, load_typed_config
+from lesionlab.config.pretraining import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.data.prepare import prepare_data
 from lesionlab.data.splits import LeakageError
 from lesionlab.engine.compare_pretraining import (
@@ -21,7 +22,6 @@ from lesionlab.engine.compare_pretraining import (
     assert_identical_recipes,
     check_vae_never_saw_test,
 )
-from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.registry import UnknownNameError
 from lesionlab.training.unfreeze import UNFREEZE
 

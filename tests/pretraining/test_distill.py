@@ -11,7 +11,7 @@ from torch import nn
 
 from lesionlab.cli import main
 from lesionlab.config import ConfigError
-from lesionlab.pretraining.config import DistillConfig
+from lesionlab.config.pretraining import DistillConfig
 from lesionlab.training.distillation import FrozenTeacher, distillation_loss
 
 

@@ -13,9 +13,9 @@ import torch
 
 from lesionlab.cli import main
 from lesionlab.config import DataConfig, ModelConfig, TrainConfig
+from lesionlab.config.pretraining import VAEConfig
 from lesionlab.data.prepare import prepare_data
 from lesionlab.models.classifier import create_model
-from lesionlab.pretraining.config import VAEConfig
 from lesionlab.pretraining.module import VAEModule
 from lesionlab.pretraining.vae import build_vae
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lesionlab.config import ConfigError
+from lesionlab.config.pretraining import VAEConfig
 from lesionlab.models.backbones import create_backbone
-from lesionlab.pretraining.config import VAEConfig
 from lesionlab.pretraining.losses import vae_loss
 from lesionlab.pretraining.vae import ConvNeXtVAE, build_vae, stage_layout
 

@@ -60,8 +60,8 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
 
 @pytest.fixture(scope="session")
 def app(predictor):
+    from lesionlab.config.serving import ServeConfig
     from lesionlab.serving.api import create_app
-    from lesionlab.serving.config import ServeConfig
 
     return create_app(predictor, ServeConfig(max_request_mb=2, max_pixels=4_000_000, max_batch=4))
 

@@ -138,8 +138,8 @@ def test_fast_path_uses_onnx_beside_the_checkpoint(tmp_path: Path, serving_run: 
 
 
 def test_server_gathers_concurrent_requests_into_one_batch(predictor, unseen_images: list[Path]) -> None:
+    from lesionlab.config.serving import ServeConfig
     from lesionlab.serving.api import create_app
-    from lesionlab.serving.config import ServeConfig
     from lesionlab.serving.server import BackgroundServer
 
     app = create_app(predictor, ServeConfig(batch_size=16, batch_wait_ms=300, workers=1))
@@ -185,8 +185,8 @@ def test_members_knob(ensemble_predictor, jpeg_bytes: bytes) -> None:
     from fastapi.testclient import TestClient
 
     from lesionlab.config import ConfigError
+    from lesionlab.config.serving import ServeConfig
     from lesionlab.serving.api import create_app
-    from lesionlab.serving.config import ServeConfig
 
     client = TestClient(create_app(ensemble_predictor, ServeConfig(members="1")))
     inference = client.get("/v1/model").json()["inference"]

@@ -96,8 +96,8 @@ def test_readyz(app) -> None:
 
 
 def test_json_access_log(predictor, jpeg_bytes: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    from lesionlab.config.serving import ServeConfig
     from lesionlab.serving.api import create_app
-    from lesionlab.serving.config import ServeConfig
 
     client = TestClient(create_app(predictor, ServeConfig(access_log="json")))
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):

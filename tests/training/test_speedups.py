@@ -166,7 +166,7 @@ def test_batchnorm_statistics_follow_the_whole_batch_not_the_hard_subset() -> No
 
 def test_speedups_refuse_what_would_ignore_them() -> None:
     from lesionlab.config import StageConfig
-    from lesionlab.pretraining.config import DistillConfig, PretrainConfig
+    from lesionlab.config.pretraining import DistillConfig, PretrainConfig
 
     on = SpeedupConfig(progressive_resize=0.5)
     with pytest.raises(ConfigError, match=r"train\.stages"):

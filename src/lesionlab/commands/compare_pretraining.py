@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare_pretraining(args: argparse.Namespace) -> int:
-    from lesionlab.pretraining.config import ComparePretrainingConfig
+    from lesionlab.config.pretraining import ComparePretrainingConfig
 
     cfg = load_experiment(args.config, experiment_overrides(args, DATA_KEY, vae_run="vae_run"),
                           ComparePretrainingConfig)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @checks_model("teacher")
 def cmd_distill(args: argparse.Namespace) -> int:
-    from lesionlab.pretraining.config import DistillConfig
+    from lesionlab.config.pretraining import DistillConfig
 
     cfg = load_experiment(args.config, [f"teacher={args.teacher}", *experiment_overrides(args, DATA_KEY)],
                           DistillConfig)

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_pretrain_vae(args: argparse.Namespace) -> int:
-    from lesionlab.pretraining.config import PretrainConfig
+    from lesionlab.config.pretraining import PretrainConfig
 
     cfg = load_experiment(args.config, experiment_overrides(args), PretrainConfig)  # checked before the stack loads
     from lesionlab.engine.pretrain import pretrain_vae

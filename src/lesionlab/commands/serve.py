@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesionlab.serving.config import ServeConfig, add_serve_arguments, serve_config_from_args
+from lesionlab.config.serving import ServeConfig, add_serve_arguments, serve_config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
-    return serve_config_from_args(args)  # one flag per ServeConfig field (lesionlab.serving.config)
+    return serve_config_from_args(args)  # one flag per ServeConfig field (lesionlab.config.serving)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

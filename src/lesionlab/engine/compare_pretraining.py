@@ -21,13 +21,13 @@ import pandas as pd
 import yaml
 
 from lesionlab.config import ConfigError, ExperimentConfig, StageConfig, save_config, to_dict
+from lesionlab.config.pretraining import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import absolute_data_config
 from lesionlab.data.source_check import check_if_merged
 from lesionlab.data.splits import LeakageError
 from lesionlab.engine.pretrain import ENCODER_FILE
 from lesionlab.engine.train import TrainResult, train
-from lesionlab.pretraining.config import ComparePretrainingConfig, EncoderArmConfig
 from lesionlab.registry import Registry
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 

@@ -20,6 +20,7 @@ import lightning as L
 import pandas as pd
 
 from lesionlab.config import ExperimentConfig, save_config
+from lesionlab.config.pretraining import DistillConfig
 from lesionlab.data.prepare import original_split
 from lesionlab.data.splits import check_no_leakage
 from lesionlab.data.table import DatasetError
@@ -28,7 +29,6 @@ from lesionlab.engine.core.skeleton import evaluate_test, finalize, write_run_da
 from lesionlab.engine.train import make_loaders
 from lesionlab.inference.predict import predict_probs
 from lesionlab.models.classifier import create_model, default_normalisation
-from lesionlab.pretraining.config import DistillConfig
 from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.reports.distill_report import STUDENT_REPORT
 from lesionlab.reports.run_report import write_run_report

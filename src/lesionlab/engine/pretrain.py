@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from lesionlab.config import save_config, to_dict
+from lesionlab.config.pretraining import PretrainConfig
 from lesionlab.data.prepare import PreparedData, prepare_data
 from lesionlab.data.roots import absolute_data_config
 from lesionlab.data.source_check import check_if_merged
@@ -32,7 +33,6 @@ from lesionlab.data.transforms import get_augmentation
 from lesionlab.engine.train import default_workers
 from lesionlab.models.backbones import create_backbone, load_backbone_weights
 from lesionlab.models.classifier import default_normalisation
-from lesionlab.pretraining.config import PretrainConfig
 from lesionlab.pretraining.figures import (
     PROJECTIONS,
     encode_means,

@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 
 from lesionlab.config import TrainConfig
+from lesionlab.config.pretraining import VAEConfig
 from lesionlab.data.transforms import to_model_input
-from lesionlab.pretraining.config import VAEConfig
 from lesionlab.pretraining.losses import ELBOTerms, create_beta_schedule, vae_loss
 from lesionlab.pretraining.vae import ConvNeXtVAE
 from lesionlab.training.optim import OptimizerModeHooks, create_optimizer, lightning_schedulers

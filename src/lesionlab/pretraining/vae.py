@@ -19,9 +19,9 @@ from timm.models.convnext import ConvNeXt, ConvNeXtBlock
 from torch import nn
 
 from lesionlab.config import ConfigError
+from lesionlab.config.pretraining import VAEConfig
 from lesionlab.models.backbones import create_backbone, resolve_backbone
 from lesionlab.models.classifier import feature_dim
-from lesionlab.pretraining.config import VAEConfig
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import pandas as pd
 import yaml
 
 from lesionlab.config import ExperimentConfig, to_dict
+from lesionlab.config.pretraining import ComparePretrainingConfig
 from lesionlab.data.source_check import SourceCheckResult
-from lesionlab.pretraining.config import ComparePretrainingConfig
 from lesionlab.reports.dynamics import default_ranges, dynamics_table
 from lesionlab.reports.html import Report, image_html, table_html
 from lesionlab.reports.triage_section import is_triage, missed_urgent

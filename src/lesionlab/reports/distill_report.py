@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from lesionlab.config import to_dict
-from lesionlab.pretraining.config import DistillConfig
+from lesionlab.config.pretraining import DistillConfig
 from lesionlab.reports.html import Report, table_html
 from lesionlab.reports.triage_section import is_triage
 from lesionlab.runs import RunPaths

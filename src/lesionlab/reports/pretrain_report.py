@@ -9,8 +9,8 @@ import pandas as pd
 import yaml
 
 from lesionlab.config import to_dict
+from lesionlab.config.pretraining import PretrainConfig
 from lesionlab.data.prepare import PreparedData
-from lesionlab.pretraining.config import PretrainConfig
 from lesionlab.reports.html import Report, image_html, table_html
 from lesionlab.runs import RunPaths
 

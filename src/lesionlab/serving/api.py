@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from lesionlab.config import ConfigError
+from lesionlab.config.serving import ServeConfig
 from lesionlab.data.images import ImageReadError
 from lesionlab.inference.quality import NotAssessableError
 from lesionlab.serving.api_errors import (
@@ -34,7 +35,6 @@ from lesionlab.serving.api_errors import (
 from lesionlab.serving.api_info import NOTICE, model_info, version
 from lesionlab.serving.api_models import BatchOut, ErrorResponse, HealthOut, ModelInfoOut, PredictionOut, ReadyOut
 from lesionlab.serving.batching import DynamicBatcher
-from lesionlab.serving.config import ServeConfig
 from lesionlab.serving.fastpath import FastPath
 from lesionlab.serving.metadata import MAX_AGE, SITES, MetadataError, PatientMetadata
 from lesionlab.serving.observability import CONTENT_TYPE, RequestMetrics, ServiceMetrics, configure_access_log

@@ -8,10 +8,10 @@ from dataclasses import asdict
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from lesionlab.config.serving import ServeConfig
 from lesionlab.data.taxonomy import triage_priority
 from lesionlab.inference.ood import summary as ood_summary
 from lesionlab.serving.artefacts import released_metrics
-from lesionlab.serving.config import ServeConfig
 from lesionlab.serving.metadata import MAX_AGE, SEXES, SITES
 
 NOTICE = ("Decision support, not a diagnosis: LesionLab is research software. A clinician must make every "

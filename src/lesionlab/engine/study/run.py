@@ -85,15 +85,15 @@ def _run_leakage(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
 
 
 def _run_pretrain(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
+    from lesionlab.config.pretraining import PretrainConfig
     from lesionlab.engine.pretrain import pretrain_vae
-    from lesionlab.pretraining.config import PretrainConfig
 
     return {arm.name: pretrain_vae(load_typed_config(PretrainConfig, arm.config, overrides)).run.root}
 
 
 def _run_compare_pretraining(arm: ArmConfig, overrides: list[str]) -> dict[str, Path]:
+    from lesionlab.config.pretraining import ComparePretrainingConfig
     from lesionlab.engine.compare_pretraining import compare_pretraining
-    from lesionlab.pretraining.config import ComparePretrainingConfig
 
     result = compare_pretraining(load_typed_config(ComparePretrainingConfig, arm.config, overrides))
     return {f"{arm.name}: {name}": r.run.root for name, r in result.runs.items()}
