@@ -95,12 +95,14 @@ def plan_training(cfg: ExperimentConfig | None = None, *, refit_of: str | Path |
     """The route for ``cfg`` (or for ``--refit RUN`` / ``--resume RUN`` with where-it-runs ``overrides``).
     Refuses a config whose route could not finish, before anything is written."""
     if resume is not None:
-        from lesionlab.training.resume import ResumeError, resume_config
+        from lesionlab.training.resume import ResumeError, check_resumable, resume_config
 
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise ResumeError(f"cannot resume {run_dir}: no such run directory")
-        return TrainingPlan("resume", resume_config(run_dir, list(overrides)), run_dir)
+        cfg = resume_config(run_dir, list(overrides))
+        check_resumable(run_dir, cfg)  # a finished run or a missing checkpoint is refused before anything runs
+        return TrainingPlan("resume", cfg, run_dir)
     if refit_of is not None:
         return TrainingPlan("refit-of-run", refit_config(refit_of, overrides))
     if cfg is None:
