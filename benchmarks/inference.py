@@ -25,7 +25,7 @@ from lesionlab.data.prepare import prepare_data
 from lesionlab.data.transforms import to_model_input
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.models.classifier import create_model, default_normalisation
-from lesionlab.serving.artefacts import load_torch
+from lesionlab.serving.model_loading import load_torch
 from lesionlab.serving.onnx import OnnxModule, export_onnx
 
 

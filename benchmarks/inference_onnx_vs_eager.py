@@ -23,7 +23,7 @@ from torch import nn
 from lesionlab.config import ModelConfig
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.models.classifier import create_model, default_normalisation
-from lesionlab.serving.artefacts import load_torch
+from lesionlab.serving.model_loading import load_torch
 from lesionlab.serving.onnx import OnnxModule, export_onnx
 
 

@@ -13,7 +13,7 @@ from lesionlab.cli import main
 
 pytestmark = pytest.mark.slow
 
-ARTEFACTS = ("config.yaml", "splits.csv", "data_summary.json", "model.pt", "history.csv", "metrics.json",
+ARTIFACTS = ("config.yaml", "splits.csv", "data_summary.json", "model.pt", "history.csv", "metrics.json",
              "predictions.csv", "per_class.csv", "report.html", "timings.json", "figures/confusion.png",
              "figures/roc.png", "figures/learning_curves.png", "figures/split_counts.png")
 
@@ -30,8 +30,8 @@ def trained_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return run
 
 
-def test_train_writes_every_artefact(trained_run: Path) -> None:
-    for name in ARTEFACTS:
+def test_train_writes_every_artifact(trained_run: Path) -> None:
+    for name in ARTIFACTS:
         assert (trained_run / name).is_file(), name
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert 0.0 <= metrics["balanced_accuracy"] <= 1.0

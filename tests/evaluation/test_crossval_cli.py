@@ -39,7 +39,7 @@ def test_cv_holds_out_one_test_split_that_no_fold_trained_or_validated_on(cv_dir
     assert {"ensemble", "ensemble + TTA (flips)", "single fold: mean", "single fold: std"} <= set(summary.index)
     assert {"balanced_accuracy", "auc_macro", "top2_accuracy", "top3_accuracy", "ece_before", "ece_after"} <= set(
         summary.columns)
-    assert json.loads((cv_dir / "cv.json").read_text())["artefact_check_max_abs_diff"] < 1e-4
+    assert json.loads((cv_dir / "cv.json").read_text())["artifact_check_max_abs_diff"] < 1e-4
     metrics = json.loads((cv_dir / "metrics.json").read_text())
     assert metrics["balanced_accuracy"] == pytest.approx(summary.loc["ensemble + TTA (flips)", "balanced_accuracy"])
 

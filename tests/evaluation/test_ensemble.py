@@ -1,4 +1,4 @@
-"""Ensemble artefacts: identical members equal the single model; weights and temperatures combine as documented;
+"""Ensemble artifacts: identical members equal the single model; weights and temperatures combine as documented;
 ``evaluate`` refuses every image any member trained or validated on."""
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def test_gradcam_maps_of_a_tiny_model(run_factory, random_images) -> None:
 
 
 def test_ensembles_get_one_cam_layer_per_member(run_factory, random_images) -> None:
-    from lesionlab.serving.artefacts import Ensemble
+    from lesionlab.serving.model_loading import Ensemble
 
     a, _ = load_model(run_factory("a", seed=0) / "model.pt")
     b, prep = load_model(run_factory("b", seed=1) / "model.pt")

@@ -1,4 +1,4 @@
-"""VAE training on real images: the ELBO falls, ``lesionlab pretrain vae`` writes every artefact, and the saved
+"""VAE training on real images: the ELBO falls, ``lesionlab pretrain vae`` writes every artifact, and the saved
 encoder loads back into the model zoo."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_elbo_decreases_on_real_images(small_ham_csv: Path, tmp_path: Path) -> N
     assert after < 0.8 * before, (before, after)
 
 
-def test_pretrain_writes_every_artefact(vae_run: Path) -> None:
+def test_pretrain_writes_every_artifact(vae_run: Path) -> None:
     for name in ("config.yaml", "splits.csv", "encoder.safetensors", "vae.pt", "steps.csv", "history.csv",
                  "metrics.json", "latent_projection.csv", "report.html", "figures/reconstructions.png",
                  "figures/prior_samples.png", "figures/latent_projection.png", "figures/loss_curves.png"):

@@ -1,5 +1,5 @@
 """ONNX export: dynamic batch, the preprocessing JSON beside it, ONNX Runtime used automatically for ``.onnx``
-artefacts, and parity with PyTorch on real images the run never saw (max |Δprob| ≤ 1e-4, identical top-1)."""
+artifacts, and parity with PyTorch on real images the run never saw (max |Δprob| ≤ 1e-4, identical top-1)."""
 
 from __future__ import annotations
 

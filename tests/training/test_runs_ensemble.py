@@ -113,7 +113,7 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
 
     from lesionlab.config import load_run_config
     from lesionlab.models.checkpoint import load_model
-    from lesionlab.serving.artefacts import load_artefact
+    from lesionlab.serving.model_loading import load_artifact
 
     seed_run, _, _, cache = seeds
     a = Path(shutil.copytree(seed_run, tmp_path / "o" / seed_run.name))  # ood fit below rewrites its model.pt
@@ -127,7 +127,7 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
     assert json.loads((folder / "metrics.json").read_text())["n"] > 0
     assert len(pd.read_csv(folder / "members.csv")) == 2
 
-    model, prep, _ = load_artefact(folder)
+    model, prep, _ = load_artifact(folder)
     assert prep.image_size == 24
     (small, small_prep), (large, large_prep) = load_model(a / "model.pt"), load_model(big / "model.pt")
     x = torch.randn(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
@@ -146,7 +146,7 @@ def test_members_of_other_image_sizes_share_the_largest_input(seeds, image_folde
     from lesionlab.inference.ood import score_images
 
     assert main(["-q", "ood", "fit", str(folder), "--method", "knn"]) == 0
-    model, prep, _ = load_artefact(folder)
+    model, prep, _ = load_artifact(folder)
     images = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
     result = score_images(model, images, prep.mean, prep.std)
     assert result is not None and result.normalised.shape == (4,) and np.isfinite(result.normalised).all()

@@ -1,7 +1,7 @@
 """The acquisition chain as augmentation: what a camera, a resize and a JPEG encoder do to a lesion's pixels.
 
 The same lesion arrives at full resolution from one clinic and as a small, re-encoded copy from another. A model
-trained on one such chain learns its resampling and compression artefacts (HAM10000's 200x150 files) and changes its
+trained on one such chain learns its resampling and compression artifacts (HAM10000's 200x150 files) and changes its
 answer on another. :class:`AcquisitionChain` draws, per image, the steps of a random chain on a uint8 ``(3, H, W)``
 tensor and returns the same size:
 

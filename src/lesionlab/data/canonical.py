@@ -22,7 +22,7 @@ Canonicaliser = Callable[[Image.Image], Image.Image]
 
 def shrink_and_reencode(short_side: int, quality: int) -> Canonicaliser:
     """An image larger than the training files: shrink it so its short side is ``short_side`` (Lanczos), then one
-    JPEG round trip. Images at or below that size pass unchanged (a second encoding would only add artefacts)."""
+    JPEG round trip. Images at or below that size pass unchanged (a second encoding would only add artifacts)."""
 
     def apply(image: Image.Image) -> Image.Image:
         w, h = image.size

@@ -3,7 +3,7 @@
 The lesion-disjoint test split of ``data.split`` is held out once; the remaining lesions are dealt into ``k``
 lesion-disjoint, class-stratified folds (:func:`lesionlab.data.splits.kfold_assignment`). Fold ``i`` trains a full
 run (:func:`lesionlab.engine.train.train`) with fold ``i`` as its validation split, so each member's temperature
-and its checkpoint choice only ever see its own validation fold. The folder becomes an ensemble artefact
+and its checkpoint choice only ever see its own validation fold. The folder becomes an ensemble artifact
 (``ensemble.json``) that ``evaluate`` and ``predict`` accept like a single run. The ensemble's decision thresholds
 are chosen on out-of-fold predictions (each non-test image scored by the member that validated on it).
 """
@@ -205,13 +205,13 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
 
     metrics = write_evaluation(root, data.table.iloc[test], y, final, classes, cfg.eval.topk, thresholds=thresholds,
                                sensitivity_target=cfg.eval.triage_sensitivity)
-    loaded = load_run(root)  # the artefact exactly as `evaluate` / `predict` load it
+    loaded = load_run(root)  # the artifact exactly as `evaluate` / `predict` load it
     check = min(len(test), 32)
     probs = predict_probs(loaded.model, data.images, loaded.prep.mean, loaded.prep.std,
                           indices=data.rows[test[:check]], temperature=loaded.prep.temperature, tta=loaded.prep.tta)
-    artefact_diff = float(np.abs(probs - final[:check]).max())
-    if artefact_diff > 1e-4:
-        logger.warning("The saved ensemble predicts differently from the evaluated one (max |Δp| %.2e)", artefact_diff)
+    artifact_diff = float(np.abs(probs - final[:check]).max())
+    if artifact_diff > 1e-4:
+        logger.warning("The saved ensemble predicts differently from the evaluated one (max |Δp| %.2e)", artifact_diff)
     key = f"ensemble + TTA ({cfg.eval.tta})"
     cal = {"temperature_label": "per member, each fitted on its own validation fold",
            "before": calibration_summary(y, ensembles[key][0], cfg.eval.ece_bins),
@@ -231,7 +231,7 @@ def _write_artifacts(root: Path, cfg: ExperimentConfig, data: PreparedData, test
     fit = {f"fold {k}": json.loads((m.run.root / "timings.json").read_text())["total"] for k, m in enumerate(members)}
     (root / "cv.json").write_text(json.dumps(json_safe({
         "folds": len(members), "test_images": len(test), "seconds_total": seconds, "seconds_per_fold": fit,
-        "artefact_check_max_abs_diff": artefact_diff, "thresholds": thresholds}), indent=2))
+        "artifact_check_max_abs_diff": artifact_diff, "thresholds": thresholds}), indent=2))
     write_evaluation_report(root, metrics, title=f"LesionLab cross-validation: {cfg.name} ({len(members)} folds)",
                             subtitle=f"{root.name} · ensemble + TTA ({cfg.eval.tta}) on the held-out lesion-disjoint "
                             f"test split ({len(test)} images) · {cfg.data.image_size}px · backbone "

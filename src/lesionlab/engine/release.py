@@ -121,7 +121,7 @@ def _package_member(run_dir: Path, target: Path, weights: str, name: str, data_r
 
 def _int8_onnx(member: Path, atol: float = 0.02) -> None:
     """Store the ONNX weights as int8 too, and check the graph still predicts like the (int8) PyTorch model."""
-    from lesionlab.serving.artefacts import load_torch
+    from lesionlab.serving.model_loading import load_torch
     from lesionlab.serving.onnx import OnnxExportError, OnnxModule, check_parity
     from lesionlab.serving.onnx_weights import int8_weights
 

@@ -137,7 +137,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     fit_model(module, train_loader, val_loader, cfg, callbacks=callbacks, make_trainer=make_trainer, data=data,
               training_set=training_set, run_root=run.root, ckpt_path=resume_from, metadata=meta)
     t_fit = time.perf_counter() - t1
-    if rank:  # test evaluation, calibration and artefacts: rank 0 only
+    if rank:  # test evaluation, calibration and artifacts: rank 0 only
         return TrainResult(run, {}, {"data": t_data, "fit": t_fit})
 
     final = finalize(module, ckpt.best_model_path if val_loader is not None else None, run, cfg, data, mean, std,

@@ -123,7 +123,7 @@ CORRUPTIONS.add("contrast_down", _enhance(ImageEnhance.Contrast, (0.75, 0.55, 0.
                 help="less contrast (PIL contrast factor 0.75..0.18)")
 
 
-@CORRUPTIONS.register("jpeg", help="JPEG compression artefacts")
+@CORRUPTIONS.register("jpeg", help="JPEG compression artifacts")
 def jpeg(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=_level((40, 25, 15, 10, 6), severity))

@@ -1,4 +1,4 @@
-"""Model artefacts that carry their own preprocessing, so training and inference cannot drift."""
+"""Model artifacts that carry their own preprocessing, so training and inference cannot drift."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Ensembles of trained runs: the ``ensemble.json`` manifest and the combination of member probabilities.
 
-The manifest (written by ``lesionlab cv``, read by :mod:`lesionlab.serving.artefacts` for ``evaluate`` and
+The manifest (written by ``lesionlab cv``, read by :mod:`lesionlab.serving.model_loading` for ``evaluate`` and
 ``predict``) lists member ``model.pt`` files relative to its folder, optional weights, and the decision thresholds
 chosen for the ensemble. The ensemble's probability is the weighted mean of the members' temperature-scaled
 probabilities (each member keeps the temperature fitted on its own validation split), per TTA view, averaged

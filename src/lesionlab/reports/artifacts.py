@@ -1,4 +1,4 @@
-"""Write an evaluation's artefacts: metrics.json, predictions.csv, figures and the per-class table."""
+"""Write an evaluation's artifacts: metrics.json, predictions.csv, figures and the per-class table."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from lesionlab.reports.plots import plot_confusion, plot_roc
 
 def json_safe(obj: object) -> object:
     """``obj`` as plain JSON: numpy scalars and arrays as Python numbers and lists, NaN as null (the one helper every
-    artefact writer uses)."""
+    artifact writer uses)."""
     if isinstance(obj, np.ndarray):
         obj = obj.tolist()
     if isinstance(obj, np.generic):

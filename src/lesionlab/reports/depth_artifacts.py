@@ -1,4 +1,4 @@
-"""The evaluation-depth artefacts of a run's test split: calibration, operating points, the triage rule, Grad-CAM.
+"""The evaluation-depth artifacts of a run's test split: calibration, operating points, the triage rule, Grad-CAM.
 
 They report on test images with what was fitted on validation (:mod:`lesionlab.engine.core.validation`).
 """

@@ -1,5 +1,5 @@
-"""Report sections of the evaluation-depth artefacts: PR curves, calibration, operating points, the triage rule,
-Grad-CAM and training dynamics. Each section is added only when its artefact exists in the directory."""
+"""Report sections of the evaluation-depth artifacts: PR curves, calibration, operating points, the triage rule,
+Grad-CAM and training dynamics. Each section is added only when its artifact exists in the directory."""
 
 from __future__ import annotations
 

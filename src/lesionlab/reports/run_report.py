@@ -1,4 +1,4 @@
-"""Assemble the HTML report of a training run or an evaluation from the artefacts in its directory."""
+"""Assemble the HTML report of a training run or an evaluation from the artifacts in its directory."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def write_evaluation_report(directory: Path, metrics: dict, *, title: str, subti
 
 
 def refresh_run_report(root: str | Path) -> Path:
-    """Re-render a finished run's ``report.html`` from the artefacts in its directory (after ``ood fit``,
+    """Re-render a finished run's ``report.html`` from the artifacts in its directory (after ``ood fit``,
     ``ood eval`` or ``calibrate`` added or changed some)."""
     import json
 

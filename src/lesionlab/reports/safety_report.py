@@ -1,5 +1,5 @@
 """Report sections on what a headline number hides: bootstrap confidence intervals, the subgroup table, the triage
-operating point and the out-of-distribution detector. Each is added only when its artefact exists."""
+operating point and the out-of-distribution detector. Each is added only when its artifact exists."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from typing import Any
 from lesionlab.config.serving import ServeConfig
 from lesionlab.data.taxonomy import triage_priority
 from lesionlab.inference.ood import summary as ood_summary
-from lesionlab.serving.artefacts import released_metrics
 from lesionlab.serving.metadata import MAX_AGE, SEXES, SITES
+from lesionlab.serving.model_loading import released_metrics
 
 NOTICE = ("Decision support, not a diagnosis: LesionLab is research software. A clinician must make every "
           "diagnostic and treatment decision.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lesionlab.serving.artefacts import load_torch
+from lesionlab.serving.model_loading import load_torch
 from lesionlab.serving.onnx import DEFAULT_OPSET, export_onnx
 
 

@@ -25,7 +25,7 @@ from lesionlab.data.transforms import to_model_input
 from lesionlab.inference.ood import EnsembleDetector, OODResult, forward_with_features, score_images
 from lesionlab.inference.predict import predict_probs
 from lesionlab.inference.tta import get_tta
-from lesionlab.serving.artefacts import Ensemble, ResizedInput
+from lesionlab.serving.model_loading import Ensemble, ResizedInput
 from lesionlab.serving.onnx import OnnxModule
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Member:
-    """One model of the served artefact: the module, its temperature, its ensemble weight and its OOD detector."""
+    """One model of the served artifact: the module, its temperature, its ensemble weight and its OOD detector."""
 
     module: nn.Module
     temperature: float

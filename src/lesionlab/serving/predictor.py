@@ -52,13 +52,13 @@ class Prediction:
     triage_priority: int | None  # None: not assessable (out of distribution), no priority is given
     triage_rule: str
     triage_reason: str = ""
-    unsure: bool | None = None  # None: the artefact has no threshold (see ``unsure_reason``)
+    unsure: bool | None = None  # None: the artifact has no threshold (see ``unsure_reason``)
     unsure_reason: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     heatmap: dict[str, str] | None = None
     seen_in_training: bool | None = None  # image or lesion id in the training/validation data; None: unknown
     seen_reason: str = ""
-    ood: bool | None = None  # None: the artefact stores no OOD detector (see ``ood_reason``)
+    ood: bool | None = None  # None: the artifact stores no OOD detector (see ``ood_reason``)
     ood_score: float | None = None
     ood_reason: str = ""
 
@@ -94,8 +94,8 @@ class ImageError:
 class Predictor:
     """Restores a model + its preprocessing; ``predict`` accepts paths, bytes or PIL images.
 
-    ``backend`` is ``torch`` (eager), ``onnx`` (ONNX Runtime) or ``ensemble``; ``card`` describes the artefact
-    (see :mod:`lesionlab.serving.artefacts`).
+    ``backend`` is ``torch`` (eager), ``onnx`` (ONNX Runtime) or ``ensemble``; ``card`` describes the artifact
+    (see :mod:`lesionlab.serving.model_loading`).
     """
 
     def __init__(self, model: torch.nn.Module, prep: Preprocessing, device: str = "cpu", *,
@@ -120,13 +120,13 @@ class Predictor:
         ensemble manifest (``.json``/``.yaml`` listing member runs), a list of runs (an ensemble), or a built-in
         model (``None``, ``"builtin"``, ``"builtin:NAME"`` or a built-in name)."""
         from lesionlab.released.registry import resolve_model_ref
-        from lesionlab.serving.artefacts import load_artefact
+        from lesionlab.serving.model_loading import load_artifact
 
         if path is None or isinstance(path, str | Path):
             path = resolve_model_ref(path)  # a path that does not exist raises, naming the built-in names
         else:
             path = [resolve_model_ref(p) for p in path]
-        model, prep, card = load_artefact(path, device)
+        model, prep, card = load_artifact(path, device)
         predictor = cls(model, prep, device, backend=card.backend, card=card, max_pixels=max_pixels, quality=quality)
         predictor.seen = SeenImages.for_sources([m["source"] for m in card.members] or [card.source])
         return predictor
@@ -266,7 +266,7 @@ class Predictor:
 
     def _heatmap(self, array: np.ndarray, class_index: int, meta: PatientMetadata | None = None) -> dict[str, str]:
         if self.heatmap_method is None:
-            return {"method": "none", "note": "heat-maps need gradients; ONNX Runtime artefacts have none. "
+            return {"method": "none", "note": "heat-maps need gradients; ONNX Runtime artifacts have none. "
                     "Serve the run directory (PyTorch) for heat-maps."}
         x = to_model_input(torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device), self.prep.mean,
                            self.prep.std)
@@ -278,7 +278,7 @@ class Predictor:
                 "image": png_data_url(array), "overlay": png_data_url(colorize(heat, array.shape[0]))}
 
     def seen_reason(self, name: str, lesion_id: str | None = None) -> tuple[bool | None, str]:
-        """(seen_in_training, why) for an image name; (None, why not known) when the artefact has no split record."""
+        """(seen_in_training, why) for an image name; (None, why not known) when the artifact has no split record."""
         if self.seen is None:
             return None, "unknown: no splits.csv beside the model (which images it trained on is not recorded)"
         why = self.seen.reason(name, lesion_id)

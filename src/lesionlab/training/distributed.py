@@ -5,7 +5,7 @@ SLURM start every rank themselves). The lesion-disjoint split is a pure function
 rank computes it on its own; :class:`SplitConsistency` checks the ranks agree before the first step. Training
 batches are sharded by Lightning's own ``DistributedSampler`` (or ``DistributedSamplerWrapper`` around a balanced
 sampler); validation uses :class:`ShardSampler`, which never pads, so the torchmetrics states that Lightning syncs
-across ranks count every validation image exactly once. Test evaluation and every artefact belong to rank 0.
+across ranks count every validation image exactly once. Test evaluation and every artifact belong to rank 0.
 """
 
 from __future__ import annotations

@@ -59,13 +59,13 @@ def member_dirs(root: Path) -> tuple[Path, ...]:
 def load_run(path: str | Path) -> LoadedRun:
     """A run directory, its ``model.pt``, or an ensemble folder / ``ensemble.json`` (loaded like ``predict`` does)."""
     from lesionlab.released.registry import resolve_model_ref
-    from lesionlab.serving.artefacts import load_artefact
+    from lesionlab.serving.model_loading import load_artifact
 
     path = Path(resolve_model_ref(path))  # 'builtin' / a built-in name → the packaged model's folder
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (expected a run directory or an ensemble folder)")
     root = path.parent if path.is_file() else path
-    model, prep, _ = load_artefact(path)
+    model, prep, _ = load_artifact(path)
     members = member_dirs(root)
     split_files = tuple(m / "splits.csv" for m in members)
     missing = [str(p) for p in split_files if not p.is_file()]

@@ -3,7 +3,7 @@ validation split, evaluate it once on the test split.
 
 :func:`lesionlab.engine.train.train` and :func:`lesionlab.engine.distill.distill` are both this sequence around their
 own fit: ``write_run_data`` → fit → ``finalize`` (best weights, temperature and triage thresholds, the unsure
-threshold, the OOD detector, ``model.pt``) → ``evaluate_test`` (metrics with CIs, the evaluation-depth artefacts).
+threshold, the OOD detector, ``model.pt``) → ``evaluate_test`` (metrics with CIs, the evaluation-depth artifacts).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Finalized:
     model: nn.Module
     prep: Preprocessing
     best_epoch: int
-    val_outputs: Any  # validation view logits etc. for the evaluation-depth artefacts
+    val_outputs: Any  # validation view logits etc. for the evaluation-depth artifacts
 
 
 def finalize(module: Any, best_path: str | None, run: RunPaths, cfg: ExperimentConfig, data: PreparedData,

@@ -150,7 +150,7 @@ def load_torch(model_file: Path, device: str = "cpu") -> tuple[nn.Module, Prepro
     return model, prep, card
 
 
-def load_onnx_artefact(path: Path) -> tuple[nn.Module, Preprocessing, ModelCard]:
+def load_onnx_artifact(path: Path) -> tuple[nn.Module, Preprocessing, ModelCard]:
     from lesionlab.serving.onnx import load_onnx
 
     module, prep, stored = load_onnx(path)
@@ -222,16 +222,16 @@ def load_single(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessi
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")
     if path.suffix == ".onnx":
-        return load_onnx_artefact(path)
+        return load_onnx_artifact(path)
     return load_torch(path, device)
 
 
-def load_artefact(path: str | Path | Sequence[str | Path], device: str = "cpu"
+def load_artifact(path: str | Path | Sequence[str | Path], device: str = "cpu"
                   ) -> tuple[nn.Module, Preprocessing, ModelCard]:
     """Dispatch on what ``path`` is; see :meth:`lesionlab.serving.predictor.Predictor.load`."""
     if isinstance(path, list | tuple):
         if len(path) == 1:
-            return load_artefact(path[0], device)
+            return load_artifact(path[0], device)
         return load_ensemble([Path(p) for p in path], device)
     path = Path(path)
     if is_adapted(path):
@@ -255,7 +255,7 @@ def load_adapted(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocess
     from lesionlab.released.registry import resolve_model_ref
 
     record = read_adaptation(path)
-    model, prep, card = load_artefact(resolve_model_ref(record["base_model"]), device)
+    model, prep, card = load_artifact(resolve_model_ref(record["base_model"]), device)
     members = card.members or [{"name": card.name, "backend": card.backend, "source": card.source,
                                 "metrics": card.metrics}]
     site = {"name": "site adaptation", "backend": "adaptation", "source": str(path), "metrics": None}
