@@ -5,7 +5,7 @@ quantisation tables); a model trained on them learns that chain. ``ham-200x150``
 through the same chain — shrink so the short side is 150 px (antialiased), one JPEG round trip at quality 75 — so a
 full-resolution original and its 200x150 copy reach the model nearly alike; smaller images pass unchanged.
 ``none`` leaves images as they are. Training caches and the predictor apply the model's stored choice
-(``data.canonical`` → ``Preprocessing.canonical``); a released ensemble's manifest may set it too.
+(``data.canonical`` → ``Preprocessing.canonical``); a built-in ensemble's manifest may set it too.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from lesionlab.data import (  # noqa: F401  (each registers its loaders in DATAS
     derm7pt,
     dermamnist,
     isic_archive,
-    isic_releases,
+    isic_challenges,
     merge,
     pad_ufes,
     ph2,

@@ -1,7 +1,7 @@
 """Derm7pt: one dermoscopic and one clinical image per case, 20 diagnoses and the 7-point checklist (``meta.csv``).
 
 ``options.image`` chooses the image a row uses: ``derm`` (dermoscopic, default) or ``clinic``; the other stays in
-``derm_path`` / ``clinic_path``. The release's ``train/valid/test_indexes.csv`` give ``official_split``.
+``derm_path`` / ``clinic_path``. The distribution's ``train/valid/test_indexes.csv`` give ``official_split``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fetch an official dataset release: Dataverse file listing, checksums, HTTP Range resume, progress, unpacking.
+"""Fetch an official dataset distribution: Dataverse file listing, checksums, HTTP Range resume, progress, unpacking.
 
 Only the standard library talks to the network. Every failure becomes a :class:`DownloadError` whose message says
 what went wrong and how to place the files by hand.
@@ -44,7 +44,7 @@ class _RangeNotSatisfiable(DownloadError):
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a release as the repository lists it."""
+    """One file of a distribution as the repository lists it."""
 
     file_id: int
     name: str  # the name it is saved under (the original name for ingested tabular files)

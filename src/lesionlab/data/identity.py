@@ -1,4 +1,4 @@
-"""Identifiers that mean the same image, lesion or patient whatever release (or merged source) they arrive through.
+"""Identifiers that mean the same image, lesion or patient whatever distribution (or merged source) they arrive through.
 
 The ISIC archive numbers images (``ISIC_0024306``), HAM10000 and BCN lesions (``HAM_0000118``, ``BCN_0000123``) and
 ISIC 2020 lesions and patients (``IL_…``, ``IP_…``) globally: HAM10000 images are ISIC 2018 and 2019 images with the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lesionlab.data.external_sets import EXTERNAL_SET_INFO
 from lesionlab.data.info_types import (
     HAM_CITATION,
     ISIC_ARCHIVE,
@@ -10,7 +11,6 @@ from lesionlab.data.info_types import (
     RemoteSpec,
     UrlTableSource,
 )
-from lesionlab.data.release_info import RELEASE_INFO
 from lesionlab.registry import Registry
 
 DATASET_INFO: Registry[DatasetInfo] = Registry("dataset description")
@@ -109,7 +109,7 @@ DATASET_INFO.add("dermamnist", DatasetInfo(
 ))
 
 
-for _name, _info in RELEASE_INFO.items():  # the external sets (ISIC 2018/2020, PAD-UFES-20, Derm7pt, PH2)
+for _name, _info in EXTERNAL_SET_INFO.items():  # the external sets (ISIC 2018/2020, PAD-UFES-20, Derm7pt, PH2)
     DATASET_INFO.add(_name, _info)
 
 

@@ -17,7 +17,7 @@ class DataverseSource:
 
 @dataclass(frozen=True)
 class RemoteSpec:
-    """One file of a release at a fixed address (``path`` under the source's server)."""
+    """One file of a distribution at a fixed address (``path`` under the source's server)."""
 
     path: str
     md5: str | None = None  # where the publisher lists one
@@ -31,7 +31,7 @@ class RemoteSpec:
 
 @dataclass(frozen=True)
 class UrlTableSource:
-    """A release published as a known table of files at fixed URLs (the ISIC challenge archives)."""
+    """A distribution published as a known table of files at fixed URLs (the ISIC challenge archives)."""
 
     server: str
     files: tuple[RemoteSpec, ...]

@@ -1,6 +1,6 @@
 """The dataset-loader registry and what every loader shares: the request it gets and how it reads tables and folders.
 
-Loader modules (``datasets``, ``isic_releases``, ``ph2``, ...) register into :data:`DATASETS`; ``load_dataset`` in
+Loader modules (``datasets``, ``isic_challenges``, ``ph2``, ...) register into :data:`DATASETS`; ``load_dataset`` in
 :mod:`lesionlab.data.datasets` imports them all and dispatches by name.
 """
 

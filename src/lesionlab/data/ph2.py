@@ -2,7 +2,7 @@
 
 Two layouts are read from ``<root>/ph2/``:
 
-- the official release: ``PH2Dataset/PH2_dataset.txt`` (a ``||``-delimited table, or its tab-separated export) and
+- the official distribution: ``PH2Dataset/PH2_dataset.txt`` (a ``||``-delimited table, or its tab-separated export) and
   ``PH2Dataset/PH2 Dataset images/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp`` with the lesion mask in
   ``IMDxxx_lesion/IMDxxx_lesion.bmp``;
 - the half-resolution copy: ``PH2_labels.csv`` + ``images_half/IMDxxx.jpg`` + ``masks_half/IMDxxx_lesion.png``.
@@ -26,11 +26,11 @@ from lesionlab.data.taxonomy import HAM7
 
 logger = logging.getLogger(__name__)
 
-#: The release's "Clinical Diagnosis" codes.
+#: The distribution's "Clinical Diagnosis" codes.
 PH2_CODES = {0: "common_nevus", 1: "atypical_nevus", 2: "melanoma"}
 #: Fine PH2 diagnosis → HAM7 class.
 PH2_TO_HAM7 = {"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"}
-RELEASE_FOLDERS = ("PH2Dataset", "PH2_Dataset", ".")
+OFFICIAL_FOLDERS = ("PH2Dataset", "PH2_Dataset", ".")
 IMAGE_FOLDERS = ("PH2 Dataset images", "PH2_Dataset_images", "PH2 Dataset Images")
 HALF_MASKS = "masks_half"
 _IMAGE_ID = re.compile(r"IMD\d+")
@@ -39,7 +39,7 @@ _IMAGE_ID = re.compile(r"IMD\d+")
 def parse_ph2_txt(path: Path) -> pd.DataFrame:
     """``PH2_dataset.txt`` → ``image_id, clinical_diagnosis_code, diagnosis`` (+ histological diagnosis, ABCD columns).
 
-    The release's file is a ``||``/``|``-delimited table followed by legends; a tab-separated export (as in some
+    The distribution's file is a ``||``/``|``-delimited table followed by legends; a tab-separated export (as in some
     copies) has the same header names. Only rows whose first cell is an ``IMDxxx`` id are data.
     """
     try:
@@ -85,17 +85,17 @@ def _labels_csv(path: Path) -> pd.DataFrame:
     return table.assign(image_id=table["image_id"].astype(str))
 
 
-def _release_dir(base: Path) -> Path | None:
+def _official_dir(base: Path) -> Path | None:
     """The folder holding the official ``PH2 Dataset images/`` (``base`` itself or ``base/PH2Dataset``)."""
-    for sub in RELEASE_FOLDERS:
+    for sub in OFFICIAL_FOLDERS:
         if any((base / sub / name).is_dir() for name in IMAGE_FOLDERS):
             return (base / sub).resolve()
     return None
 
 
-def _release_files(release: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+def _official_files(distribution: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """Image and lesion-mask files of the official one-folder-per-image layout."""
-    folder = next(release / n for n in IMAGE_FOLDERS if (release / n).is_dir())
+    folder = next(distribution / n for n in IMAGE_FOLDERS if (distribution / n).is_dir())
     images, masks = {}, {}
     for case in sorted(p for p in folder.iterdir() if p.is_dir() and _IMAGE_ID.fullmatch(p.name)):
         image = index_images([case / f"{case.name}_Dermoscopic_Image"]).get(case.name)
@@ -114,13 +114,13 @@ def _check_agreement(labels: pd.DataFrame, txt: pd.DataFrame, where: Path) -> No
         raise DatasetError(f"{where}: PH2_labels.csv and PH2_dataset.txt disagree on {differ[:5]}")
 
 
-@DATASETS.register("ph2", help="PH2: official release (PH2_dataset.txt + per-image BMP folders) or the "
+@DATASETS.register("ph2", help="PH2: official distribution (PH2_dataset.txt + per-image BMP folders) or the "
                    "half-resolution copy (PH2_labels.csv, images_half/, masks_half/); nevi -> nv, melanoma -> mel")
 def load_ph2(req: DatasetRequest) -> LesionDataset:
     info = get_info("ph2")
     base = dataset_dir(req, info.folder)
-    release = _release_dir(base)
-    txt_path = next((p for p in ((release or base) / "PH2_dataset.txt", base / "PH2_dataset.txt") if p.is_file()),
+    distribution = _official_dir(base)
+    txt_path = next((p for p in ((distribution or base) / "PH2_dataset.txt", base / "PH2_dataset.txt") if p.is_file()),
                     None)
     csv_path = req.csv or (base / "PH2_labels.csv" if (base / "PH2_labels.csv").is_file() else None)
     if csv_path is None and txt_path is None:
@@ -134,8 +134,8 @@ def load_ph2(req: DatasetRequest) -> LesionDataset:
         if not req.image_dir.is_dir():
             raise DatasetError(f"Image folder not found: {req.image_dir}")
         images, masks = index_images([req.image_dir]), {}
-    elif release is not None and not (base / "images_half").is_dir():
-        images, masks = _release_files(release)
+    elif distribution is not None and not (base / "images_half").is_dir():
+        images, masks = _official_files(distribution)
     else:
         images = index_images([base / f for f in info.image_folders])
         masks = {k.removesuffix("_lesion"): v for k, v in index_images([base / HALF_MASKS]).items()}

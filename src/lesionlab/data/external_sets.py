@@ -8,9 +8,9 @@ from lesionlab.data.info_types import HAM_CITATION, ISIC_ARCHIVE, DatasetInfo, R
 _T3 = "2018/ISIC2018_Task3_"
 
 #: The external and challenge sets, added to ``lesionlab.data.info.DATASET_INFO``.
-RELEASE_INFO: dict[str, DatasetInfo] = {}
+EXTERNAL_SET_INFO: dict[str, DatasetInfo] = {}
 
-RELEASE_INFO["isic2018"] = DatasetInfo(
+EXTERNAL_SET_INFO["isic2018"] = DatasetInfo(
     name="isic2018",
     title="ISIC 2018 Challenge Task 3 (lesion diagnosis)",
     taxonomy="ham7",
@@ -37,7 +37,7 @@ RELEASE_INFO["isic2018"] = DatasetInfo(
     ),
 )
 
-RELEASE_INFO["isic2020"] = DatasetInfo(
+EXTERNAL_SET_INFO["isic2020"] = DatasetInfo(
     name="isic2020",
     title="ISIC 2020 Challenge training set (SIIM-ISIC melanoma classification)",
     taxonomy="isic2020",
@@ -62,7 +62,7 @@ RELEASE_INFO["isic2020"] = DatasetInfo(
     ),
 )
 
-RELEASE_INFO["pad_ufes_20"] = DatasetInfo(
+EXTERNAL_SET_INFO["pad_ufes_20"] = DatasetInfo(
     name="pad_ufes_20",
     title="PAD-UFES-20 (smartphone clinical photos, Brazil)",
     taxonomy="isic8",
@@ -81,7 +81,7 @@ RELEASE_INFO["pad_ufes_20"] = DatasetInfo(
     modality="clinical",
 )
 
-RELEASE_INFO["derm7pt"] = DatasetInfo(
+EXTERNAL_SET_INFO["derm7pt"] = DatasetInfo(
     name="derm7pt",
     title="Derm7pt (seven-point checklist dermatology dataset)",
     taxonomy="derm7pt",
@@ -101,7 +101,7 @@ RELEASE_INFO["derm7pt"] = DatasetInfo(
 )
 
 
-RELEASE_INFO["ph2"] = DatasetInfo(
+EXTERNAL_SET_INFO["ph2"] = DatasetInfo(
     name="ph2",
     title="PH2 (Hospital Pedro Hispano dermoscopic database)",
     taxonomy="ham7",

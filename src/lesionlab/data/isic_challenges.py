@@ -1,4 +1,4 @@
-"""The ISIC challenge releases beside 2019: 2018 Task 3 (one-hot CSVs, HAM10000 training images) and 2020 (binary
+"""The ISIC challenge distributions beside 2019: 2018 Task 3 (one-hot CSVs, HAM10000 training images) and 2020 (binary
 target + diagnosis, patient ids, a published duplicate list).
 
 Files are found in ``<root>/<folder>/`` or in the folder an archive unpacks to (``X.zip`` → ``X/``), so both a
@@ -24,7 +24,7 @@ ISIC2018_PARTS = {"training": ("Training", "train"), "validation": ("Validation"
 ISIC2018_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 
-def find_release_file(base: Path, name: str) -> Path | None:
+def find_challenge_file(base: Path, name: str) -> Path | None:
     """``base/name``, else ``base/<archive>/name`` for the folder an archive of that name unpacks to."""
     for candidate in (base / name, base / Path(name).stem / name):
         if candidate.is_file():
@@ -40,7 +40,7 @@ def _parts(req: DatasetRequest, base: Path) -> list[str]:
     wanted = req.options.get("parts")
     if wanted is None:
         present = [p for p, (stem, _) in ISIC2018_PARTS.items()
-                   if find_release_file(base, f"ISIC2018_Task3_{stem}_GroundTruth.csv")]
+                   if find_challenge_file(base, f"ISIC2018_Task3_{stem}_GroundTruth.csv")]
         if not present:
             raise DatasetError(f"No ISIC 2018 Task 3 ground truth in {base} (looked for ISIC2018_Task3_"
                                f"{{Training,Validation,Test}}_GroundTruth.csv). {_manual(req, 'isic2018')}")
@@ -59,7 +59,7 @@ def load_isic2018(req: DatasetRequest) -> LesionDataset:
     frames, folders = [], []
     for part in _parts(req, base):
         stem, split = ISIC2018_PARTS[part]
-        gt_path = find_release_file(base, f"ISIC2018_Task3_{stem}_GroundTruth.csv")
+        gt_path = find_challenge_file(base, f"ISIC2018_Task3_{stem}_GroundTruth.csv")
         if gt_path is None:
             raise DatasetError(f"ISIC2018_Task3_{stem}_GroundTruth.csv not found in {base}. {_manual(req, 'isic2018')}")
         gt = read_table(gt_path)
@@ -70,7 +70,7 @@ def load_isic2018(req: DatasetRequest) -> LesionDataset:
                                     "official_split": split}))
         folders.append(base / f"ISIC2018_Task3_{stem}_Input")
     table = pd.concat(frames, ignore_index=True)
-    groupings = find_release_file(base, "ISIC2018_Task3_Training_LesionGroupings.csv")
+    groupings = find_challenge_file(base, "ISIC2018_Task3_Training_LesionGroupings.csv")
     if groupings is not None:
         groups = read_table(groupings).rename(columns={"image": "image_id"})
         table = table.merge(groups[["image_id", "lesion_id"]].astype(str), on="image_id", how="left")
@@ -100,7 +100,7 @@ def drop_listed_duplicates(table: pd.DataFrame, duplicates: pd.DataFrame, source
                    "duplicate list dropped, ISIC_2020_Training_JPEG/; patient-disjoint splits")
 def load_isic2020(req: DatasetRequest) -> LesionDataset:
     base = dataset_dir(req, get_info("isic2020").folder)
-    gt_path = req.csv or next((p for p in (find_release_file(base, n) for n in _ISIC2020_GT) if p), None)
+    gt_path = req.csv or next((p for p in (find_challenge_file(base, n) for n in _ISIC2020_GT) if p), None)
     if gt_path is None:
         raise DatasetError(f"ISIC 2020 ground truth not found in {base} (looked for {', '.join(_ISIC2020_GT)}). "
                            + _manual(req, "isic2020"))
@@ -121,7 +121,7 @@ def load_isic2020(req: DatasetRequest) -> LesionDataset:
     if odd.any():
         logger.warning("isic2020: %d images whose target disagrees with a melanoma diagnosis (first: %s)",
                        int(odd.sum()), table.loc[odd, "image_id"].head(3).tolist())
-    dup_path = find_release_file(base, "ISIC_2020_Training_Duplicates.csv")
+    dup_path = find_challenge_file(base, "ISIC_2020_Training_Duplicates.csv")
     if dup_path is not None and not req.options.get("keep_duplicates"):
         table = drop_listed_duplicates(table, read_table(dup_path), "isic2020")
     elif dup_path is None:
