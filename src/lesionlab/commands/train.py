@@ -64,10 +64,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lesionlab.engine.workflow import plan_training, run_training
 
     plan = plan_training(cfg, refit_of=args.refit, resume=args.resume, overrides=overrides)
-    if plan.route == "cross-validation":  # one route per job: the K-fold ensemble is lesionlab cv's
-        raise ConfigError(f"data.split.folds={plan.cfg.data.split.folds} asks for a cross-validation ensemble: train "
-                          "it with `lesionlab cv` (same --config and overrides), or set data.split.val_fold to train "
-                          "one fold")
     outcome = run_training(plan)
     if outcome.sibling is not None:
         _print_refit_job(outcome)

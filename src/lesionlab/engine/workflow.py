@@ -15,7 +15,6 @@ route                     steps
                           is scored once (``train.refit=true``)
 ``refit-ensemble``        as ``refit``, then both fits as one equal-weight ensemble, the one model scored
                           (``train.refit_ensemble=true``: the default config)
-``cross-validation``      ``data.split.folds`` ≥ 2: one fit per fold, their ensemble scored once (= ``lesionlab cv``)
 ``refit-of-run``          ``--refit RUN``: the refit of a finished train-only run (e.g. one trained on several
                           devices, which cannot refit in the same process)
 ``resume``                ``--resume RUN``: continue a killed fit, then whatever its job still has to do
@@ -31,7 +30,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from lesionlab.config import ConfigError, ExperimentConfig, load_run_config, read_run_config
 from lesionlab.engine.ensemble import ensemble_runs
@@ -50,8 +48,6 @@ ROUTES = {
     "refit-ensemble": ("train-only fit (validation picks the epoch, fits the operating point; test untouched)",
                        "refit on training + validation lesions with that operating point",
                        "ensemble both fits", "score the ensemble once"),
-    "cross-validation": ("one fit per fold (each fold validates its own)", "out-of-fold operating point",
-                         "score the fold ensemble once"),
     "refit-of-run": ("refit RUN's recipe on its training + validation lesions with RUN's operating point",
                      "score the refit once"),
     "resume": ("continue the killed fit from its last checkpoint", "then the rest of its job"),
@@ -82,7 +78,6 @@ class TrainingOutcome:
     sibling: TrainResult | None = None  # the train-only fit of a refit job
     refit: TrainResult | None = None
     ensemble: TrainResult | None = None  # train.refit_ensemble: both fits as one model
-    cv: Any = None  # the cross-validation result (lesionlab.engine.cv.CVResult)
 
     @property
     def fit_seconds(self) -> float:
@@ -112,7 +107,11 @@ def plan_training(cfg: ExperimentConfig | None = None, *, refit_of: str | Path |
     if cfg.train.refit:
         check_refit_job(cfg)
         return TrainingPlan("refit-ensemble" if cfg.train.refit_ensemble else "refit", cfg)
-    return TrainingPlan("cross-validation" if wants_cv(cfg) else "single", cfg)
+    if wants_cv(cfg):  # one route per job: the K-fold ensemble is `lesionlab cv`'s (run_cv)
+        raise ConfigError(f"data.split.folds={cfg.data.split.folds} asks for a cross-validation ensemble: train it "
+                          "with `lesionlab cv` (same --config and overrides), or set data.split.val_fold to train one "
+                          "fold")
+    return TrainingPlan("single", cfg)
 
 
 def run_training(plan: TrainingPlan) -> TrainingOutcome:
@@ -124,10 +123,6 @@ def run_training(plan: TrainingPlan) -> TrainingOutcome:
     if plan.route in ("refit", "refit-ensemble"):
         sibling = train(replace(cfg, eval=replace(cfg.eval, test=False)))
         return refit_of(sibling, cfg)
-    if plan.route == "cross-validation":
-        from lesionlab.engine.cv import run_cv
-
-        return TrainingOutcome(None, cv=run_cv(cfg))
     if plan.route == "resume":
         assert plan.run_dir is not None
         result = train(cfg, RunPaths(plan.run_dir), resume=True)
