@@ -19,29 +19,4 @@ cli cv --config "$ROOT/configs/default.yaml" --data-root "$DATA" --output-dir "$
 only=$(ls -d "$OUT"/train/reg-2*  | grep -v -e refit -e ensemble | head -1)
 cp -r "$only" "$OUT/calibrated"
 cli calibrate "$OUT/calibrated" --data-root "$DATA" --sensitivity 0.85
-cd "$OUT"
-find . \( -name metrics.json -o -name calibration.json -o -name ensemble.json -o -name operating_points.csv \
-       -o -name cv_summary.csv -o -name val_by_source.json -o -name val_metrics.json -o -name model.pt \) | sort | while read -r f; do
-  # names and times differ between runs: hash the numbers only (drop keys holding times, paths or run names)
-  "$PY" - "$f" <<'PY'
-import hashlib, json, re, sys
-p = sys.argv[1]
-if p.endswith(".pt"):  # the fitted operating point and the weights
-    import torch
-    blob = torch.load(p, map_location="cpu", weights_only=False)
-    prep = {k: blob["preprocessing"][k] for k in ("temperature", "thresholds", "unsure_threshold")}
-    weights = hashlib.sha256(b"".join(v.numpy().tobytes() for v in blob["state_dict"].values())).hexdigest()
-    text = json.dumps(prep, sort_keys=True) + weights
-else:
-    text = open(p).read()
-if p.endswith(".json"):
-    def clean(o):
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items() if not re.search(r"second|time|path|root|name|created|dir|run|member|date|version", k)}
-        if isinstance(o, list):
-            return [clean(v) for v in o]
-        return o
-    text = json.dumps(clean(json.loads(text)), sort_keys=True)
-print(hashlib.sha256(text.encode()).hexdigest()[:16], re.sub(r"-\d{8}-\d{6}", "-<ts>", p))
-PY
-done | tee "$OUT/hashes.txt"
+"$PY" "$ROOT/experiments/regression_hashes.py" "$OUT" | sort -k2 | tee "$OUT/hashes.txt"
