@@ -71,7 +71,35 @@ def test_bad_inputs_are_refused() -> None:
         fit_ood_detector("energy", _clusters(50, 0, 0), _clusters(1, 0, 1)[:2])
     with pytest.raises(ValueError, match="format"):
         OODDetector.from_dict({"method": "energy"})
-    assert set(OOD_METHODS.names()) == {"mahalanobis", "energy", "knn", "knn-compact", "knn-tiny"}
+    assert set(OOD_METHODS.names()) == {"mahalanobis", "energy", "knn", "knn-compact", "knn-tiny", "knn-oe"}
+    with pytest.raises(ValueError, match="outlier"):  # knn-oe needs non-lesion images: fit_knn_oe
+        fit_ood_detector("knn-oe", _clusters(50, 0, 0), _clusters(50, 0, 1)[:2])
+
+
+def _with_logits(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return features.astype(np.float32), (features @ (np.eye(3, 16) * 4).T / 4).astype(np.float32)
+
+
+def test_knn_oe_learns_from_outlier_sources_and_flags_one_it_never_saw() -> None:
+    from lesionlab.inference.ood import fit_knn_oe
+
+    train, val, test_id = _clusters(600, 0, 0), _clusters(300, 0, 1), _clusters(300, 0, 2)
+    rng = np.random.default_rng(9)
+    # two outlier sources of different sizes, each along a direction of its own
+    source_a, source_b = rng.normal(0, 1, (80, 16)) + 5 * np.eye(16)[8], rng.normal(0, 1, (30, 16)) - 5 * np.eye(16)[0]
+    outliers = _with_logits(np.vstack([source_a, source_b]))
+    groups = np.array(["a"] * 80 + ["b"] * 30)
+    det = fit_knn_oe(train[:2], val[:2], outliers, groups, coverage=0.95, bank_size=200)
+    assert det.method == "knn-oe" and det.state["bank"].shape == (200, 16) and det.state["head_w"].shape == (16,)
+    assert det.fitted_on["outlier_sources"] == 2 and det.fitted_on["val_flagged"] == pytest.approx(0.05, abs=0.01)
+    assert (det.score(*test_id[:2]) > det.threshold).mean() < 0.12
+    assert (det.score(*outliers) > det.threshold).mean() > 0.95
+    unseen = _with_logits(rng.normal(0, 1, (200, 16)) + 5 * np.eye(16)[12])  # a direction no source took
+    assert (det.score(*unseen) > det.threshold).mean() > 0.95
+    again = OODDetector.from_dict(json.loads(json.dumps(det.to_dict("base64"))))  # the ONNX sidecar's form
+    np.testing.assert_allclose(again.score(*unseen), det.score(*unseen), rtol=1e-5)
+    with pytest.raises(ValueError, match="outlier"):
+        fit_knn_oe(train[:2], val[:2], (outliers[0][:1], outliers[1][:1]))
 
 
 def test_compact_knn_keeps_a_small_bank() -> None:

@@ -39,6 +39,7 @@ DEFAULT_METHOD = "knn"
 DEFAULT_COVERAGE = 0.975
 KNN_BANK, KNN_K = 4000, 10
 KNN_COMPACT_BANK = 600  # the built-in model's bank: its folder stays under 25 MB with the ONNX sidecar
+OE_C = 1.0  # the outlier-exposure head's inverse L2 strength (knn-oe)
 KNN_TINY_BANK = 300  # per member of a larger built-in ensemble (the ensemble averages its members' scores)
 INT8_UNIT = 127.0  # knn-compact stores its unit-vector bank as int8 (value / 127)
 FORMAT = "lesionlab-ood/1"
@@ -119,6 +120,38 @@ def _score_knn(state: Mapping[str, np.ndarray], features: np.ndarray, logits: np
     return d.kthvalue(k, dim=1).values.numpy().astype(np.float64)
 
 
+def _knn_distance(state: Mapping[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    return _score_knn(state, features, np.zeros((len(features), 0)))
+
+
+def head_input(features: np.ndarray, logits: np.ndarray, use_logits: bool = False) -> np.ndarray:
+    """What the outlier-exposure head reads: the unit-length penultimate features, and with ``use_logits`` two
+    output-layer summaries (the free energy ``logsumexp(logits)`` and the largest logit, both / 10)."""
+    if not use_logits:
+        return _normalise(features)
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    energy = torch.logsumexp(z, dim=1).numpy() if z.shape[1] else np.zeros(len(z))
+    top = z.max(dim=1).values.numpy() if z.shape[1] else np.zeros(len(z))
+    return np.hstack([_normalise(features), energy[:, None] / 10, top[:, None] / 10]).astype(np.float32)
+
+
+def _score_knn_oe(state: Mapping[str, np.ndarray], features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The mean of two normalised scores (0 = median validation lesion, 1 = its upper quantile): the kNN distance and
+    the outlier-exposure head's logit."""
+    knn_ref, head_ref = np.asarray(state["knn_ref"], np.float64), np.asarray(state["head_ref"], np.float64)
+    knn = (_knn_distance(state, features) - knn_ref[0]) / max(knn_ref[1] - knn_ref[0], 1e-12)
+    use_logits = bool(np.asarray(state.get("head_logits", 0)).reshape(-1)[0])
+    head = head_input(features, logits, use_logits) @ np.asarray(state["head_w"], np.float32) + float(state["head_b"])
+    head = (head.astype(np.float64) - head_ref[0]) / max(head_ref[1] - head_ref[0], 1e-12)
+    return (knn + head) / 2
+
+
+def _fit_knn_oe(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    raise ValueError("knn-oe learns from outlier images too (outlier exposure): fit it with "
+                     "lesionlab.inference.ood.fit_knn_oe(train, val, outliers, ...), as "
+                     "benchmarks/ood_held_out_source.py does for the built-in model")
+
+
 OOD_METHODS.add("mahalanobis", OODMethod(_fit_mahalanobis, _score_mahalanobis),
                 help="min class-conditional Mahalanobis distance, shared shrunk covariance (Lee et al. 2018)")
 OOD_METHODS.add("energy", OODMethod(_fit_energy, _score_energy, uses_features=False),
@@ -130,6 +163,9 @@ OOD_METHODS.add("knn-compact", OODMethod(_knn_fitter(KNN_COMPACT_BANK, int8=True
 OOD_METHODS.add("knn-tiny", OODMethod(_knn_fitter(KNN_TINY_BANK, int8=True), _score_knn),
                 help=f"knn with a {KNN_TINY_BANK}-image int8 bank (~0.4 MB): for each member of an ensemble shipped "
                 "under a size budget")
+OOD_METHODS.add("knn-oe", OODMethod(_fit_knn_oe, _score_knn_oe),
+                help="knn-tiny averaged with a linear outlier-exposure head on the features and logits (Sun et al. "
+                "2022; Hendrycks et al. 2019): learns from non-lesion images as well")
 
 
 @dataclass
@@ -198,6 +234,49 @@ def fit_ood_detector(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarra
     return OODDetector(method, state, threshold, reference, coverage, rule,
                        {"train_images": len(features), "val_images": len(val_scores),
                         "val_flagged": float((val_scores > threshold).mean())})
+
+
+def fit_knn_oe(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+               outliers: tuple[np.ndarray, np.ndarray], outlier_groups: np.ndarray | None = None, *,
+               coverage: float = DEFAULT_COVERAGE, bank_size: int = KNN_TINY_BANK, c: float = OE_C,
+               use_logits: bool = False) -> OODDetector:
+    """``knn-oe``: a kNN bank of training lesions (Sun et al. 2022) and a logistic-regression head that separates
+    the training lesions from non-lesion ``outliers`` (outlier exposure, Hendrycks et al. 2019, here on the frozen
+    features, with ``use_logits`` also two summaries of the logits), each normalised on the validation lesions,
+    averaged; threshold = the ``coverage`` quantile of the validation lesions' averaged score. ``outlier_groups``
+    (a source name per outlier) weighs every source the same, however many images it has.
+    ``train``/``val``/``outliers`` are ``(features, logits)``."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not 0 < coverage < 1:
+        raise ValueError(f"OOD coverage must lie in (0, 1), got {coverage}")
+    (f_tr, z_tr), (f_val, z_val), (f_out, z_out) = train, val, outliers
+    if min(len(f_tr), len(f_val), len(f_out)) < 2:
+        raise ValueError(f"knn-oe needs training lesions, validation lesions and outlier images (got {len(f_tr)}, "
+                         f"{len(f_val)} and {len(f_out)})")
+    groups = np.zeros(len(f_out)) if outlier_groups is None else np.asarray(outlier_groups)
+    names, counts = np.unique(groups, return_counts=True)
+    per_group = dict(zip(names.tolist(), (1.0 / (counts * len(names))).tolist(), strict=True))
+    weights = np.r_[np.full(len(f_tr), 1.0 / len(f_tr)), [per_group[g] for g in groups.tolist()]]
+    x = np.vstack([head_input(f_tr, z_tr, use_logits), head_input(f_out, z_out, use_logits)])
+    y = np.r_[np.zeros(len(f_tr)), np.ones(len(f_out))]
+    head = LogisticRegression(C=c, max_iter=5000).fit(x, y, sample_weight=weights * len(y))
+    state = _knn_fitter(bank_size, int8=True)(f_tr, z_tr, np.zeros(len(f_tr)))
+    state.update(head_w=head.coef_[0].astype(np.float32), head_b=np.array(head.intercept_[0], np.float32),
+                 head_logits=np.array(int(use_logits), np.int8))
+    upper = 0.5 + coverage / 2  # each part normalised between its validation median and this quantile
+    knn_val = _knn_distance(state, f_val)
+    head_val = head_input(f_val, z_val, use_logits) @ state["head_w"] + float(state["head_b"])
+    state["knn_ref"] = np.array([np.median(knn_val), np.quantile(knn_val, upper)], np.float32)
+    state["head_ref"] = np.array([np.median(head_val), np.quantile(head_val, upper)], np.float32)
+    val_scores = _score_knn_oe(state, f_val, z_val)
+    threshold, reference = float(np.quantile(val_scores, coverage)), float(np.median(val_scores))
+    rule = (f"knn-oe score > {threshold:.4g}: the {100 * coverage:g}th percentile of the {len(val_scores)} validation "
+            f"images' scores (kNN bank and outlier-exposure head fitted on {len(f_tr)} training images and "
+            f"{len(f_out)} non-lesion images from {len(names)} sources)")
+    return OODDetector("knn-oe", state, threshold, reference, coverage, rule,
+                       {"train_images": len(f_tr), "val_images": len(val_scores), "outlier_images": len(f_out),
+                        "outlier_sources": len(names), "val_flagged": float((val_scores > threshold).mean())})
 
 
 def forward_with_features(model: nn.Module, x: torch.Tensor, meta: torch.Tensor | None = None
