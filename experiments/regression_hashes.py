@@ -27,7 +27,7 @@ def _clean(obj: object) -> object:
     return obj
 
 
-def digest(path: Path) -> str:
+def digest(path: Path, root: Path) -> str:
     if path.suffix == ".pt":  # the fitted operating point and the weights
         import torch
 
@@ -39,12 +39,13 @@ def digest(path: Path) -> str:
         text = json.dumps(_clean(json.loads(path.read_text())), sort_keys=True)
     else:
         text = path.read_text()
+    text = text.replace(str(root.resolve()), "<out>").replace(str(root), "<out>")  # the output folder's own name
     return hashlib.sha256(STAMP.sub("<ts>", text).encode()).hexdigest()[:16]
 
 
 def main(root: Path) -> None:
     for path in sorted(p for name in PATTERNS for p in root.rglob(name)):
-        print(digest(path), STAMP.sub("<ts>", str(path.relative_to(root))))
+        print(digest(path, root), STAMP.sub("<ts>", str(path.relative_to(root))))
 
 
 if __name__ == "__main__":
