@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -72,9 +73,51 @@ def _payload(p: Prediction) -> dict[str, Any]:
     return {**p.as_dict(), "notice": NOTICE}
 
 
+@dataclass(frozen=True)
+class _Service:
+    """What the routes of one app share: the model, its fast path, the batcher and pool, metrics, the model facts."""
+
+    predictor: Predictor
+    cfg: ServeConfig
+    fast: FastPath
+    batcher: DynamicBatcher
+    pool: InferencePool
+    metrics: ServiceMetrics
+    info: dict[str, Any]
+    default_tta: str
+    members: list[int] | None
+
+
 def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     """The FastAPI application serving ``predictor``; no global state (two apps can serve two models)."""
-    cfg = cfg or ServeConfig()
+    service = _build_service(predictor, cfg or ServeConfig())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.ready = False  # shutting down: the readiness probe takes the instance out of rotation
+
+    app = FastAPI(title="LesionLab diagnostic support API", version=version(), lifespan=lifespan,
+                  description=f"Skin-lesion classification with triage priority and an unsure flag. {NOTICE}")
+    app.add_middleware(BodySizeLimit, max_bytes=int(service.cfg.max_request_mb * 2**20))
+    app.add_middleware(RequestMetrics, metrics=service.metrics, access_log=service.cfg.access_log == "json")
+    install_error_handlers(app, on_error=service.metrics.refused)
+    app.state.predictor, app.state.pool, app.state.config = predictor, service.pool, service.cfg
+    app.state.batcher, app.state.metrics, app.state.ready = service.batcher, service.metrics, True
+    service.metrics.ready.set_function(lambda: float(app.state.ready))
+    _add_service_routes(app, service)
+    _add_predict_routes(app, service)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
+    """The fast path, the dynamic batcher, the heat-map pool, the metrics and the model facts of one app."""
     predictor.max_pixels = cfg.max_pixels
     fast = FastPath(predictor, threads=cfg.threads_per_worker, fused=cfg.engine == "fast")
     default_tta = predictor.prep.tta if cfg.tta == "model" else cfg.tta
@@ -102,30 +145,12 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
                                                         "max_wait_ms": cfg.batch_wait_ms},
         "workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker,
         "heatmap_requests": f"{predictor.backend}, unbatched, the model's TTA ({predictor.prep.tta})"})
+    return _Service(predictor, cfg, fast, batcher, pool, metrics, info, default_tta, members)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        app.state.ready = False  # shutting down: the readiness probe takes the instance out of rotation
 
-    app = FastAPI(title="LesionLab diagnostic support API", version=version(), lifespan=lifespan,
-                  description=f"Skin-lesion classification with triage priority and an unsure flag. {NOTICE}")
-    app.add_middleware(BodySizeLimit, max_bytes=int(cfg.max_request_mb * 2**20))
-    app.add_middleware(RequestMetrics, metrics=metrics, access_log=cfg.access_log == "json")
-    install_error_handlers(app, on_error=metrics.refused)
-    app.state.predictor, app.state.pool, app.state.config = predictor, pool, cfg
-    app.state.batcher, app.state.metrics, app.state.ready = batcher, metrics, True
-    metrics.ready.set_function(lambda: float(app.state.ready))
-
-    def infer(data: list[bytes], names: list[str], meta: list[PatientMetadata | None], heatmap: bool,
-              topk: int) -> list[Prediction]:
-        return predictor.predict(data, topk=topk, names=names, metadata=meta, heatmap=heatmap)
-
-    async def read_upload(upload: UploadFile) -> bytes:
-        data = await upload.read()
-        if not data:
-            raise ApiError(400, "empty_file", f"{upload.filename or 'image'}: the uploaded file is empty (0 bytes)")
-        return data
+def _add_service_routes(app: FastAPI, service: _Service) -> None:
+    """``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/model``."""
+    info, pool, batcher = service.info, service.pool, service.batcher
 
     @app.get("/healthz", response_model=HealthOut, tags=["service"])
     async def healthz() -> dict[str, Any]:
@@ -140,18 +165,35 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         """Readiness: the model is loaded and predictions are taken (503 while starting or shutting down)."""
         if not app.state.ready:
             raise ApiError(503, "not_ready", "the service is not taking predictions (starting or shutting down)")
-        return {"status": "ready", "model": info["name"], "backend": fast.backend}
+        return {"status": "ready", "model": info["name"], "backend": service.fast.backend}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         """Prometheus text format: requests and latency by route and status, batching, refusals, class mix."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", response_model=ModelInfoOut, tags=["service"])
     async def get_model() -> dict[str, Any]:
         """Classes, version, input size, calibration per member, unsure rule, the triage operating point and the
         test metrics, the training data's licence, the inference settings."""
         return info
+
+
+async def _read_upload(upload: UploadFile) -> bytes:
+    data = await upload.read()
+    if not data:
+        raise ApiError(400, "empty_file", f"{upload.filename or 'image'}: the uploaded file is empty (0 bytes)")
+    return data
+
+
+def _add_predict_routes(app: FastAPI, service: _Service) -> None:
+    """``/v1/predict`` (one image) and ``/v1/predict/batch``."""
+    predictor, cfg, metrics, batcher = service.predictor, service.cfg, service.metrics, service.batcher
+    default_tta = service.default_tta
+
+    def infer(data: list[bytes], names: list[str], meta: list[PatientMetadata | None], heatmap: bool,
+              topk: int) -> list[Prediction]:
+        return predictor.predict(data, topk=topk, names=names, metadata=meta, heatmap=heatmap)
 
     # per-request test-time augmentation (a default, not an annotation, so its description can name this app's default)
     tta_query = Query(None, description=f"test-time augmentation: none (fastest), flips (4 views) or d4 (8 views); "
@@ -171,10 +213,10 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Top-k diagnoses with calibrated probabilities, triage priority (+ rule), unsure flag, heat-map."""
         meta = PatientMetadata.parse(age, sex, site)
-        data = await read_upload(image)
+        data = await _read_upload(image)
         name = image.filename or "image"
         if heatmap:
-            (result,) = await pool.run(infer, [data], [name], [meta], heatmap, topk)
+            (result,) = await service.pool.run(infer, [data], [name], [meta], heatmap, topk)
         else:
             array = await run_in_threadpool(predictor.preprocess, data, name)
             result = await batcher.submit(tta or default_tta, (array, name, meta, topk))
@@ -205,7 +247,7 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
         blobs: list[bytes] = []
         for i, upload in enumerate(images):
             try:
-                blobs.append(await read_upload(upload))
+                blobs.append(await _read_upload(upload))
                 good.append(i)
             except ApiError as exc:
                 metrics.refused(exc.code)
@@ -225,13 +267,6 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
                 metrics.refused(d["code"])
                 results[i] = {"filename": name, "error": d}
         return {"results": results, "notice": NOTICE}
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
 
 
 def _decode_each(predictor: Predictor, blobs: list[bytes], names: list[str]) -> list[np.ndarray | dict[str, str]]:
