@@ -13,6 +13,11 @@ Scores are oriented "higher = more unusual". Methods (registered in :data:`OOD_M
   NeurIPS 2018).
 - ``energy``: the negative free energy ``-logsumexp(logits)`` (Liu et al., "Energy-based Out-of-distribution
   Detection", NeurIPS 2020); needs no features.
+- ``knn-oe``: a 300-image kNN bank averaged with a linear head that separates training lesions from non-lesion
+  images (outlier exposure: Hendrycks et al., "Deep Anomaly Detection with Outlier Exposure", ICLR 2019, here a
+  logistic regression on the frozen features). Fitted with :func:`fit_knn_oe`, which needs those images' features;
+  the built-in model's detector (``benchmarks/ood_held_out_source.py``), chosen by held-out source:
+  ``docs/results/ood-held-out-source.md``.
 
 The fitted detector travels with the model: in ``model.pt`` (key ``ood``), in the ONNX sidecar JSON (arrays as
 base64) and per member in ensembles.
