@@ -113,7 +113,7 @@ class LossConfig:
 class SamplingConfig:
     """``train.sampling``: how training batches are drawn and the training split is resampled."""
 
-    sampler: str = "random"  # random (shuffle) or balanced (class-balanced weighted sampling)
+    sampler: str = "random"  # random (shuffle), balanced (classes), source-balanced or source-class-balanced
     undersample_cap: int | None = None  # keep at most this many training images per class (random, seeded)
     oversample: str = "none"  # none, duplicate or smote: grow each class to the largest (capped) class
     smote_space: str = "pixel"  # pixel (cached arrays) or feature (frozen-backbone embeddings, head training)

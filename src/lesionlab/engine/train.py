@@ -72,7 +72,8 @@ def make_loaders(data: PreparedData, cfg: ExperimentConfig, training_set: Traini
     common = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
     train_meta = None if metadata is None else sample_metadata(metadata, metadata_spec, ts.positions,
                                                                 len(ts.synthetic_targets))
-    train_ds, sampler = training_dataset(data, ts, aug, metadata=train_meta), training_sampler(cfg, ts)
+    sources = data.table["source"].to_numpy() if "source" in data.table else None  # several populations
+    train_ds, sampler = training_dataset(data, ts, aug, metadata=train_meta), training_sampler(cfg, ts, sources)
     val_ds = ArrayDataset(data.images, data.rows[va], targets[va], None,
                           metadata=None if metadata is None else metadata[va])
     drop_last = len(train_ds) > cfg.train.batch_size  # a last batch of 1 breaks BatchNorm

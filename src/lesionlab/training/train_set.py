@@ -58,7 +58,11 @@ def training_dataset(data: PreparedData, ts: TrainingSet, transform: Transform |
     return ConcatDataset([real, synthetic])
 
 
-def training_sampler(cfg: ExperimentConfig, ts: TrainingSet) -> Sampler | None:
-    """The registered sampler over every training sample (real first, then synthetic); ``None`` = shuffle."""
+def training_sampler(cfg: ExperimentConfig, ts: TrainingSet, sources: np.ndarray | None = None) -> Sampler | None:
+    """The registered sampler over every training sample (real first, then synthetic); ``None`` = shuffle.
+    ``sources``: the table's ``source`` column (several populations); synthetic SMOTE samples form a group of their
+    own ("synthetic")."""
     targets = np.concatenate([ts.targets, ts.synthetic_targets])
-    return create_sampler(cfg.train.sampling.sampler, targets, cfg.train.seed)
+    per_sample = None if sources is None else np.concatenate(
+        [np.asarray(sources).astype(str)[ts.positions], np.full(len(ts.synthetic_targets), "synthetic")])
+    return create_sampler(cfg.train.sampling.sampler, targets, cfg.train.seed, per_sample)
