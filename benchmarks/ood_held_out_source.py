@@ -510,7 +510,8 @@ def _markdown(model_dir: Path, members: list[MemberData], held: pd.DataFrame, fl
               "exports with extra outputs and the same in the eager models.",
               "- A larger bank does not generalise better: at k = 10 a 2,000-image bank is close to odd lesions "
               "(in a first screening on one member, synthetic shapes fell to AUROC 0.446 with k = 10; with k scaled "
-              "to 67 the worst group is 0.937), and `knn-oe` with a 1,000-image bank flags 6.5-6.8 % of PH2 and isic-archive.",
+              "to 67 the worst group is 0.937), and `knn-oe` with a 1,000-image bank flags 6.5-6.8 % of PH2 and "
+              "isic-archive.",
               "- `lesionlab release --ood METHOD` refits members with lesion-only methods; after a new release of the "
               "built-in, run `benchmarks/ood_held_out_source.py extract ...` and `ship` again.", ""]
     return "\n".join(lines)
