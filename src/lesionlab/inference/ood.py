@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from lesionlab.data.transforms import to_model_input
+from lesionlab.errors import EvaluationInputError
 from lesionlab.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -152,9 +153,10 @@ def _score_knn_oe(state: Mapping[str, np.ndarray], features: np.ndarray, logits:
 
 
 def _fit_knn_oe(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    raise ValueError("knn-oe learns from outlier images too (outlier exposure): fit it with "
-                     "lesionlab.inference.ood.fit_knn_oe(train, val, outliers, ...), as "
-                     "benchmarks/ood_held_out_source.py does for the built-in model")
+    raise EvaluationInputError("knn-oe learns from non-lesion images too (outlier exposure), which this fit does "
+                               "not have: fit it with "
+                               "lesionlab.inference.ood.fit_knn_oe(train, val, outliers, ...), as "
+                               "benchmarks/ood_held_out_source.py does for the built-in model")
 
 
 OOD_METHODS.add("mahalanobis", OODMethod(_fit_mahalanobis, _score_mahalanobis),
