@@ -106,6 +106,26 @@ def _memoised_split(table: pd.DataFrame, cfg: DataConfig, cache_dir: Path) -> np
     return split
 
 
+def _memoised_subsample(table: pd.DataFrame, n: int, seed: int, cache_dir: Path) -> np.ndarray:
+    """:func:`stratified_subsample`, stored beside the image cache like the split and keyed by every input that
+    decides it: on HAM10000 (~26 folds of 7,470 lesions for ``n=400``) it takes half a minute; a repeated run reads
+    the same mask back."""
+    if n >= len(table):
+        return stratified_subsample(table, n, seed)
+    h = hashlib.sha256(f"subsample-v1|{n}|{seed}|{len(table)}".encode())
+    for column in (table["label"].astype(str), split_groups(table)):
+        h.update(pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes())
+    path = cache_dir / "splits" / f"subsample-{h.hexdigest()[:24]}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    mask = stratified_subsample(table, n, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
+    np.save(tmp, mask)
+    tmp.replace(path)
+    return mask
+
+
 def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = True) -> PreparedData:
     """Load, cache (once per dataset/crop/size), drop unreadable images (only with ``skip_bad``), subsample, split."""
     dataset = load_dataset(cfg)
@@ -116,7 +136,8 @@ def prepare_data(cfg: DataConfig, *, progress: bool = True, with_split: bool = T
     skipped = pd.DataFrame(arrays.failures, columns=["image_id", "path", "reason", "detail"])
     keep = arrays.valid.copy()
     if cfg.max_samples is not None:
-        keep &= stratified_subsample(dataset.table, cfg.max_samples, cfg.split.seed)
+        keep &= _memoised_subsample(dataset.table, cfg.max_samples, cfg.split.seed,
+                                    resolve_cache_dir(cfg.cache_dir))
     dataset, rows = dataset.subset(keep), rows[keep]
     if with_split:
         table = dataset.table.copy()
