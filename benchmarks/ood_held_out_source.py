@@ -292,7 +292,7 @@ def logo_table(candidates: list[str], members: list[MemberData], coverage: float
 
 
 CANDIDATES = {  # name -> what it is (the parameters after the commas)
-    "knn,bank=300": "kNN, 10th neighbour, 300-image int8 bank (today's knn-tiny, Sun et al. 2022)",
+    "knn,bank=300": "kNN, 10th neighbour, 300-image int8 bank (the previous knn-tiny refitted, Sun et al. 2022)",
     "knn,bank=2000,k=67": "kNN with a 2000-image bank (k scaled with the bank)",
     "energy": "negative free energy of the logits (Liu et al. 2020)",
     "maha,dim=64": "Mahalanobis distance on 64 principal components of the features (Lee et al. 2018)",
@@ -438,8 +438,9 @@ def _markdown(model_dir: Path, members: list[MemberData], held: pd.DataFrame, fl
     cols = list(CANDIDATES)
     lines += ["", "## Far-OOD AUROC of each held-out group (vs the 1,503 HAM10000 test lesions)", "",
               "Each cell: the candidate fitted without that group (kNN bank, outlier-exposure head, thresholds), "
-              "then scored on it. `stored` = today's shipped detector (fitted on lesions only: nothing to hold out).",
-              "", "| group | n | stored (" + stored["method"] + ") | " + " | ".join(f"`{c}`" for c in cols) + " |",
+              "then scored on it. `before` = the detector shipped before (`--before`), fitted on lesions only, so "
+              "there is nothing to hold out.",
+              "", "| group | n | before (" + stored["method"] + ") | " + " | ".join(f"`{c}`" for c in cols) + " |",
               "|---|---:|---:|" + "---:|" * len(cols)]
     for g in held.index:
         lines.append(f"| {g} | {group_n[g]} | {stored[g]:.3f} | " + " | ".join(
@@ -454,7 +455,7 @@ def _markdown(model_dir: Path, members: list[MemberData], held: pd.DataFrame, fl
         lines.append("| worst group against PH2 + isic-archive lesions instead | | " + f"{stored['external']:.3f} | "
                      + " | ".join(f"{external[c].min():.3f} ({external[c].idxmin()})" for c in cols) + " |")
     lines += ["", "## Share of real lesions flagged (threshold from validation lesions only)", "",
-              "| lesion set | n | stored | " + " | ".join(f"`{c}`" for c in cols) + " |",
+              "| lesion set | n | before | " + " | ".join(f"`{c}`" for c in cols) + " |",
               "|---|---:|---:|" + "---:|" * len(cols)]
     ns = {"ham10000 test": len(m0.sets["ham10000 test"][0]), "ph2": len(m0.sets["ph2"][0]),
           "isic-archive": len(m0.sets["isic-archive"][0])}
@@ -464,7 +465,7 @@ def _markdown(model_dir: Path, members: list[MemberData], held: pd.DataFrame, fl
     lines += ["", "## Share of each held-out group refused at the threshold", "",
               "AUROC ranks; a user meets the threshold. Each cell: the share of the held-out group's images scored "
               "above the threshold (fitted without the group).", "",
-              "| group | stored | " + " | ".join(f"`{c}`" for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+              "| group | before | " + " | ".join(f"`{c}`" for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     for g in caught.index:
         lines.append(f"| {g} | {100 * stored['caught ' + g]:.0f} % | " + " | ".join(
             f"{100 * caught.loc[g, c]:.0f} %" for c in cols) + " |")
