@@ -41,7 +41,7 @@ logger = logging.getLogger("ood_held_out_source")
 
 CACHE = Path.home() / ".cache" / "lesionlab" / "ood-features"
 LESION_SETS = ("ham10000", "ph2", "isic-archive")
-DATA_ROOT = "/work/shared/data"
+DATA_ROOT: str | None = None  # --data-root; None: LesionLab's usual data root resolution
 
 
 def member_paths(model_dir: Path) -> list[Path]:
@@ -80,7 +80,8 @@ def _lesion_table(name: str) -> pd.DataFrame:
     from lesionlab.config import DataConfig
     from lesionlab.data.datasets import load_dataset
 
-    return load_dataset(DataConfig(dataset=name, root=DATA_ROOT)).table.reset_index(drop=True)
+    cfg = DataConfig(dataset=name) if DATA_ROOT is None else DataConfig(dataset=name, root=DATA_ROOT)
+    return load_dataset(cfg).table.reset_index(drop=True)
 
 
 def cache_file(set_name: str, pt: Path) -> Path:
@@ -629,7 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--before", type=Path, help="a copy of the model folder holding the previous detector")
     sub.add_parser("ship")
     parser.add_argument("--model", default=None, help="built-in model name (default: the default built-in)")
+    parser.add_argument("--data-root", default=None, help="folder holding ham10000/, ph2/ and isic_archive/")
     args = parser.parse_args(argv)
+    global DATA_ROOT
+    DATA_ROOT = args.data_root
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     model_dir = released_dir(args.model)
     if args.cmd == "extract":
