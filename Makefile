@@ -42,7 +42,7 @@ run: install
 
 ## The built-in model (configs/release.yaml: Lite2, 150 px): train-only sibling + refit on train + val, one ensemble ->
 ## package it (int8 weights) with its card.
-RELEASE_OUT ?= src/lesionlab/released/models/ham7-lite2
+RELEASE_OUT ?= src/lesionlab/builtin/models/ham7-lite2
 release: install-release
 	$(BIN)/lesionlab train --config configs/release.yaml --data-root "$(DATA)" output_dir=runs/release $(ARGS)
 	$(BIN)/lesionlab release "$$(ls -d runs/release/release-ensemble-* | tail -1)" --name ham7-lite2 \

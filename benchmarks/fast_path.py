@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+from lesionlab.builtin.registry import released_dir
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.bootstrap import priority1
 from lesionlab.inference.tta import get_tta
-from lesionlab.released.registry import released_dir
 from lesionlab.serving.fastpath import FastPath
 from lesionlab.serving.predictor import Predictor
 

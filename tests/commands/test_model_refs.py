@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lesionlab.builtin.registry import ModelNotFoundError, resolve_model_ref
 from lesionlab.cli import main
 from lesionlab.commands.common import collect_images, split_model_argument
-from lesionlab.released.registry import ModelNotFoundError, resolve_model_ref
 
 
 @pytest.fixture

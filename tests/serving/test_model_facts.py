@@ -21,8 +21,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
 
 @pytest.fixture(scope="module")
 def builtin_info() -> dict:
-    from lesionlab.released.card import load_card
-    from lesionlab.released.registry import released_dir
+    from lesionlab.builtin.card import load_card
+    from lesionlab.builtin.registry import released_dir
     from lesionlab.serving.api import create_app
     from lesionlab.serving.predictor import Predictor
 

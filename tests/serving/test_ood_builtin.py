@@ -58,7 +58,7 @@ def test_real_lesions_pass(builtin: Predictor, shared_data: Path) -> None:
     """Original HAM10000 JPEGs from the built-in's test split and PH2 images (another clinic): at most one in ten
     flagged (the threshold passes 97.5 % of validation lesions; the held-out-source benchmark measures 1.7 % and
     2.0 % on the full sets)."""
-    from lesionlab.released.registry import released_dir
+    from lesionlab.builtin.registry import released_dir
 
     splits = pd.read_csv(released_dir() / "splits.csv")  # the test split neither member trained or validated on
     test_ids = set(splits.loc[splits["split"] == "test", "image_id"])

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from lesionlab.builtin import registry
 from lesionlab.cli import main
 from lesionlab.commands.common import split_model_argument
 from lesionlab.config import ConfigError
 from lesionlab.evaluation.card_metrics import card_metrics, lesion_bootstrap
-from lesionlab.released import registry
 
 
 @pytest.fixture(scope="module")

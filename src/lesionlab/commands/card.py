@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from lesionlab.builtin.registry import RELEASED, resolve_model_ref
 from lesionlab.commands.common import add_out
-from lesionlab.released.registry import RELEASED, resolve_model_ref
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from lesionlab.released.card import card_markdown, load_card, run_card, run_card_markdown
+    from lesionlab.builtin.card import card_markdown, load_card, run_card, run_card_markdown
 
     folder = Path(resolve_model_ref(args.model))  # an unknown name lists the built-in ones
     card = load_card(folder)

@@ -199,12 +199,12 @@ def collect_images(items: Sequence[str]) -> tuple[list[Path], list[Path]]:
 
 
 def looks_like_model(arg: str) -> bool:
-    from lesionlab.released.registry import is_released_ref
+    from lesionlab.builtin.registry import is_builtin_ref
 
     path = Path(arg)
     if path.is_dir():
         return any((path / f).is_file() for f in ("model.pt", "model.onnx", "ensemble.json"))
-    return path.suffix in (".pt", ".onnx", ".json", ".yaml", ".yml") or (not path.exists() and is_released_ref(arg))
+    return path.suffix in (".pt", ".onnx", ".json", ".yaml", ".yml") or (not path.exists() and is_builtin_ref(arg))
 
 
 def meant_as_model(arg: str) -> bool:
@@ -219,8 +219,8 @@ def split_model_argument(model: str | None, args: Sequence[str]) -> tuple[str | 
     """``(model, images)``: ``--model``, else a leading model argument, else None (the built-in model).
 
     A model that was given is resolved here, before anything heavy loads: one that does not exist raises an error
-    naming what was tried (:func:`lesionlab.released.registry.resolve_model_ref`)."""
-    from lesionlab.released.registry import resolve_model_ref
+    naming what was tried (:func:`lesionlab.builtin.registry.resolve_model_ref`)."""
+    from lesionlab.builtin.registry import resolve_model_ref
 
     args = list(args)
     if model is None and len(args) > 1 and meant_as_model(args[0]):
@@ -240,7 +240,7 @@ def checks_model(attr: str = "run") -> Callable[[Callable[[argparse.Namespace], 
     def decorate(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         @functools.wraps(func)
         def command(args: argparse.Namespace) -> int:
-            from lesionlab.released.registry import resolve_model_ref
+            from lesionlab.builtin.registry import resolve_model_ref
 
             resolve_model_ref(getattr(args, attr))
             return func(args)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import datetime as _dt
 
-    from lesionlab.released.registry import is_released_ref, resolve_model_ref
+    from lesionlab.builtin.registry import is_builtin_ref, resolve_model_ref
 
     resolve_model_ref(args.run)  # a mistyped run or dataset fails before the evaluation stack is imported
     from lesionlab.data.datasets import DATASETS
@@ -36,7 +36,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lesionlab.engine.evaluate import evaluate_run
 
     out = args.out
-    if out is None and is_released_ref(args.run):  # never write into the installed package
+    if out is None and is_builtin_ref(args.run):  # never write into the installed package
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / "evaluations" / f"{Path(resolve_model_ref(args.run)).name}-{args.dataset}-{stamp}"
     result = evaluate_run(resolve_model_ref(args.run), data_config_from_args(args), out_dir=out,

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "release.yaml'")
     p.add_argument("run", help="trained run directory")
     p.add_argument("--name", required=True, help="released model name")
-    add_out(p, "output folder (e.g. src/lesionlab/released/models/NAME)", required=True)
+    add_out(p, "output folder (e.g. src/lesionlab/builtin/models/NAME)", required=True)
     add_data_root(p, "data root holding the run's dataset and the external sets", required=True)
     p.add_argument("--external", nargs="*", default=[], help="external datasets to evaluate on (e.g. ph2)")
     p.add_argument("--command", default="", help="the command that trained the run (recorded in the card)")
@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @checks_model()
 def cmd_release(args: argparse.Namespace) -> int:
+    from lesionlab.builtin.card import card_markdown
     from lesionlab.engine.release import package_release
-    from lesionlab.released.card import card_markdown
 
     card = package_release(args.run, args.out, name=args.name, data_root=Path(args.data_root).resolve(),
                            external=args.external, command=args.command, n_boot=args.bootstrap,

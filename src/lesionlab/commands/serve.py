@@ -30,7 +30,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lesionlab.released.registry import resolve_model_ref
+    from lesionlab.builtin.registry import resolve_model_ref
 
     cfg = serve_config(args)
     model = args.model if len(args.model) > 1 else (args.model[0] if args.model else None)

@@ -78,9 +78,9 @@ def predictor_ood_flagger(run: str):
 
 
 def cmd_transfer_report(args: argparse.Namespace) -> int:
+    from lesionlab.builtin.registry import resolve_model_ref
     from lesionlab.config import ConfigError, DataConfig
     from lesionlab.data.datasets import load_dataset
-    from lesionlab.released.registry import resolve_model_ref
 
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap must be 0 (no intervals) or more")

@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
+from lesionlab.builtin.registry import is_builtin_ref
 from lesionlab.config import DataConfig
 from lesionlab.data.datasets import load_dataset
 from lesionlab.data.splits import _quiet_sklearn
@@ -40,7 +41,6 @@ from lesionlab.evaluation.operating_points import most_severe_suspected
 from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_view_logits
 from lesionlab.inference.quality import NotAssessableError
-from lesionlab.released.registry import is_released_ref
 from lesionlab.serving.adapted import ADAPTATION_FILE, SiteAdapted
 from lesionlab.serving.predictor import Predictor
 
@@ -192,7 +192,7 @@ def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensit
     table.assign(split="adapt")[["image_id", "lesion_id", "label", "split"]].to_csv(out / "splits.csv", index=False)
     record: dict[str, Any] = {
         "name": name or out.name,
-        "base_model": "builtin" if model is None else str(model) if is_released_ref(model)
+        "base_model": "builtin" if model is None else str(model) if is_builtin_ref(model)
         else str(Path(model).resolve()),
         "base_model_sha256": predictor.card.sha256,
         "dataset": data.dataset, "data_root": data.root, "images": len(y), "lesions": len(set(lesions)),

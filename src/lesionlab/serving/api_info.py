@@ -12,7 +12,7 @@ from lesionlab.config.serving import ServeConfig
 from lesionlab.data.taxonomy import triage_priority
 from lesionlab.inference.ood import summary as ood_summary
 from lesionlab.serving.metadata import MAX_AGE, SEXES, SITES
-from lesionlab.serving.model_loading import released_metrics
+from lesionlab.serving.model_loading import builtin_metrics
 
 NOTICE = ("Decision support, not a diagnosis: LesionLab is research software. A clinician must make every "
           "diagnostic and treatment decision.")
@@ -71,7 +71,7 @@ def own_metrics(card: Any) -> dict[str, Any] | None:
         return None
     if card.metrics:
         return card.metrics
-    return released_metrics(card.model_card) if card.model_card else None
+    return builtin_metrics(card.model_card) if card.model_card else None
 
 
 def calibration(predictor: Any) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def run_metrics(run_dir: Path) -> dict[str, Any] | None:
     return summary
 
 
-def released_metrics(card: dict[str, Any]) -> dict[str, Any] | None:
+def builtin_metrics(card: dict[str, Any]) -> dict[str, Any] | None:
     """The headline own-test figures of a released model's card (the first evaluation)."""
     if not card.get("evaluations"):
         return None
@@ -135,7 +135,7 @@ def released_metrics(card: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def load_torch(model_file: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:
-    from lesionlab.released.card import load_card
+    from lesionlab.builtin.card import load_card
 
     model, prep = load_model(model_file, map_location=device)
     blob = torch.load(model_file, map_location="cpu", weights_only=False)
@@ -145,7 +145,7 @@ def load_torch(model_file: Path, device: str = "cpu") -> tuple[nn.Module, Prepro
     released = load_card(run_dir)
     card = ModelCard(name=released["name"] if released else run_dir.name, backend="torch", source=str(model_file),
                      sha256=file_sha256(model_file),
-                     metrics=released_metrics(released) if released else run_metrics(run_dir),
+                     metrics=builtin_metrics(released) if released else run_metrics(run_dir),
                      training=dict(blob_extra), model_card=released, **_dataset_card(blob_extra.get("dataset")))
     return model, prep, card
 
@@ -238,7 +238,7 @@ def load_artifact(path: str | Path | Sequence[str | Path], device: str = "cpu"
         return load_adapted(path, device)
     manifest = path / "ensemble.json" if path.is_dir() and not (path / "model.pt").is_file() else path
     if manifest.is_file() and manifest.suffix in MANIFEST_SUFFIXES:
-        from lesionlab.released.card import load_card
+        from lesionlab.builtin.card import load_card
 
         members, data = _read_manifest(manifest)
         model, prep, card = load_ensemble(members, device, data, name=str(data.get("name", manifest.parent.name)))
@@ -252,7 +252,7 @@ def load_artifact(path: str | Path | Sequence[str | Path], device: str = "cpu"
 def load_adapted(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocessing, ModelCard]:
     """A folder written by ``lesionlab adapt``: its base model with the site's temperature and thresholds. The
     folder's ``splits.csv`` (the adaptation images) joins the base model's seen-image record."""
-    from lesionlab.released.registry import resolve_model_ref
+    from lesionlab.builtin.registry import resolve_model_ref
 
     record = read_adaptation(path)
     model, prep, card = load_artifact(resolve_model_ref(record["base_model"]), device)

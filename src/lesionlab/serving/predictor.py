@@ -119,7 +119,7 @@ class Predictor:
         """Load a run directory, a ``model.pt``, an ``.onnx`` export (ONNX Runtime is used automatically), an
         ensemble manifest (``.json``/``.yaml`` listing member runs), a list of runs (an ensemble), or a built-in
         model (``None``, ``"builtin"``, ``"builtin:NAME"`` or a built-in name)."""
-        from lesionlab.released.registry import resolve_model_ref
+        from lesionlab.builtin.registry import resolve_model_ref
         from lesionlab.serving.model_loading import load_artifact
 
         if path is None or isinstance(path, str | Path):
@@ -134,8 +134,8 @@ class Predictor:
     @classmethod
     def pretrained(cls, name: str | None = None, device: str = "cpu", *, max_pixels: int = DEFAULT_MAX_PIXELS,
                    quality: QualityConfig | None = None) -> Predictor:
-        """The built-in released model ``name`` (default: ``lesionlab.released.DEFAULT_MODEL``)."""
-        from lesionlab.released.registry import released_dir
+        """The built-in released model ``name`` (default: ``lesionlab.builtin.DEFAULT_MODEL``)."""
+        from lesionlab.builtin.registry import released_dir
 
         return cls.load(released_dir(name), device, max_pixels=max_pixels, quality=quality)
 

@@ -58,7 +58,7 @@ def member_dirs(root: Path) -> tuple[Path, ...]:
 
 def load_run(path: str | Path) -> LoadedRun:
     """A run directory, its ``model.pt``, or an ensemble folder / ``ensemble.json`` (loaded like ``predict`` does)."""
-    from lesionlab.released.registry import resolve_model_ref
+    from lesionlab.builtin.registry import resolve_model_ref
     from lesionlab.serving.model_loading import load_artifact
 
     path = Path(resolve_model_ref(path))  # 'builtin' / a built-in name → the packaged model's folder

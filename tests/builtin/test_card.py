@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lesionlab.builtin.card import run_card
 from lesionlab.cli import build_parser, main
-from lesionlab.released.card import run_card
 
 METRICS = {"n": 57, "accuracy": 0.5, "balanced_accuracy": 0.4, "auc_macro": 0.8,
            "per_class": {"mel": {"recall": 0.25}, "nv": {"recall": 0.75}},

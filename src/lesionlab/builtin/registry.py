@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(__file__).parent / "models"
 
 
 @dataclass(frozen=True)
-class ReleasedModel:
+class BuiltinModel:
     name: str
     summary: str
 
@@ -29,8 +29,8 @@ class ReleasedModel:
         return PACKAGE_DIR / self.name
 
 
-RELEASED: Registry[ReleasedModel] = Registry("built-in model")
-_HAM7 = ReleasedModel(
+RELEASED: Registry[BuiltinModel] = Registry("built-in model")
+_HAM7 = BuiltinModel(
     "ham7-lite2", "2 x EfficientNet-Lite2 (ImageNet transfer, 150 px; train-only run + refit, int8), HAM10000 7 "
     "classes; non-commercial (CC BY-NC)")
 RELEASED.add("ham7-lite2", _HAM7,
@@ -41,7 +41,7 @@ DEFAULT_MODEL = "ham7-lite2"
 PREFIX = "builtin"
 
 
-def is_released_ref(ref: str | Path | None) -> bool:
+def is_builtin_ref(ref: str | Path | None) -> bool:
     """True for ``None``, ``builtin``, ``builtin:NAME`` and registered names that are not existing paths."""
     if ref is None:
         return True
@@ -91,12 +91,21 @@ def missing_model_message(ref: str | Path) -> str:
 def resolve_model_ref(ref: str | Path | None) -> Path | str:
     """A built-in reference → its folder; an existing path unchanged. Anything else raises
     :class:`ModelNotFoundError` naming what was tried: a given model never falls back to another."""
-    if is_released_ref(ref):
+    if is_builtin_ref(ref):
         return released_dir(ref)
     if not Path(ref).exists():  # type: ignore[arg-type]
         raise ModelNotFoundError(missing_model_message(ref))  # type: ignore[arg-type]
     return ref  # type: ignore[return-value]
 
 
-__all__ = ["DEFAULT_MODEL", "PACKAGE_DIR", "RELEASED", "ModelNotFoundError", "ReleasedModel", "is_released_ref",
-           "missing_model_message", "released_dir", "resolve_model_ref"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "PACKAGE_DIR",
+    "RELEASED",
+    "BuiltinModel",
+    "ModelNotFoundError",
+    "is_builtin_ref",
+    "missing_model_message",
+    "released_dir",
+    "resolve_model_ref",
+]

@@ -1,0 +1,12 @@
+"""Built-in released models: trained by a committed config, shipped inside the package with their model card."""
+
+from lesionlab.builtin.registry import (
+    DEFAULT_MODEL,
+    RELEASED,
+    BuiltinModel,
+    is_builtin_ref,
+    released_dir,
+    resolve_model_ref,
+)
+
+__all__ = ["DEFAULT_MODEL", "RELEASED", "BuiltinModel", "is_builtin_ref", "released_dir", "resolve_model_ref"]
