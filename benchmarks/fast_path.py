@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from lesionlab.builtin.registry import released_dir
+from lesionlab.builtin.registry import builtin_dir
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.bootstrap import priority1
 from lesionlab.inference.tta import get_tta
@@ -42,7 +42,7 @@ def view_index(policy: str) -> list[int]:
 
 
 def load_split(root: Path, split: str, limit: int | None, classes: tuple[str, ...]) -> tuple[list[Path], np.ndarray]:
-    splits = pd.read_csv(released_dir() / "members" / "0" / "splits.csv", dtype=str)
+    splits = pd.read_csv(builtin_dir() / "members" / "0" / "splits.csv", dtype=str)
     meta = pd.read_csv(root / "ham10000" / "HAM10000_metadata.csv", dtype=str).set_index("image_id")
     ids = splits.loc[splits["split"] == split, "image_id"].tolist()[:limit]
     paths = [root / "ham10000" / "images_200x150" / f"{i}.jpg" for i in ids]

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lesionlab.builtin.registry import released_dir
+from lesionlab.builtin.registry import builtin_dir
 from lesionlab.data.canonical import canonicalise
 from lesionlab.data.crops import get_crop
 from lesionlab.data.images import open_image
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     global DATA_ROOT
     DATA_ROOT = args.data_root
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    model_dir = released_dir(args.model)
+    model_dir = builtin_dir(args.model)
     if args.cmd == "extract":
         extract(args.set, model_dir, args.member)
     elif args.cmd == "evaluate":

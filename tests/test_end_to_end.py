@@ -21,9 +21,8 @@ ARTIFACTS = ("config.yaml", "splits.csv", "data_summary.json", "model.pt", "hist
 @pytest.fixture(scope="module")
 def trained_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    cache = tmp_path_factory.mktemp("cache")
     code = main(["-q", "train", "--data-root", str(shared_data), "--output-dir", str(out), "name=e2e",
-                 "data.max_samples=400", "data.image_size=32", f"data.cache_dir={cache}", "model.backbone=tiny-resnet",
+                 "data.max_samples=400", "data.image_size=32", "model.backbone=tiny-resnet",
                  "train.epochs=2", "train.batch_size=32", "train.progress=false", "eval.tta=flips"])
     assert code == 0
     (run,) = list(out.iterdir())

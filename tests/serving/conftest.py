@@ -16,9 +16,8 @@ from lesionlab.cli import main
 def serving_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny-resnet, 32 px, 1 epoch on ~400 HAM10000 images (lesion-disjoint split), flips TTA."""
     out = tmp_path_factory.mktemp("serving-runs")
-    cache = tmp_path_factory.mktemp("serving-cache")
     code = main(["-q", "train", "--data-root", str(shared_data), "--output-dir", str(out), "name=serve",
-                 "data.max_samples=400", "data.image_size=32", f"data.cache_dir={cache}",
+                 "data.max_samples=400", "data.image_size=32",
                  "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=32", "train.progress=false",
                  "eval.tta=flips", "eval.gradcam_images=0"])
     assert code == 0

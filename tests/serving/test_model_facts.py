@@ -22,13 +22,13 @@ CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
 @pytest.fixture(scope="module")
 def builtin_info() -> dict:
     from lesionlab.builtin.card import load_card
-    from lesionlab.builtin.registry import released_dir
+    from lesionlab.builtin.registry import builtin_dir
     from lesionlab.serving.api import create_app
     from lesionlab.serving.predictor import Predictor
 
     predictor = Predictor.pretrained()
     info = TestClient(create_app(predictor)).get("/v1/model").json()
-    return {"info": info, "card": load_card(released_dir())}
+    return {"info": info, "card": load_card(builtin_dir())}
 
 
 def test_builtin_states_operating_point_calibration_and_test_figures(builtin_info: dict) -> None:

@@ -58,9 +58,9 @@ def test_real_lesions_pass(builtin: Predictor, shared_data: Path) -> None:
     """Original HAM10000 JPEGs from the built-in's test split and PH2 images (another clinic): at most one in ten
     flagged (the threshold passes 97.5 % of validation lesions; the held-out-source benchmark measures 1.7 % and
     2.0 % on the full sets)."""
-    from lesionlab.builtin.registry import released_dir
+    from lesionlab.builtin.registry import builtin_dir
 
-    splits = pd.read_csv(released_dir() / "splits.csv")  # the test split neither member trained or validated on
+    splits = pd.read_csv(builtin_dir() / "splits.csv")  # the test split neither member trained or validated on
     test_ids = set(splits.loc[splits["split"] == "test", "image_id"])
     originals = sorted(p for p in (shared_data / "ham10000" / "images_600x450").glob("*.jpg") if p.stem in test_ids)
     ph2 = sorted((shared_data / "ph2" / "images_half").glob("*.jpg"))[:10]

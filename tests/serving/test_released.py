@@ -59,7 +59,7 @@ def test_builtin_model_is_the_default_everywhere(released: Path, monkeypatch: py
     monkeypatch.setattr(registry, "PACKAGE_DIR", released.parent)
     assert Predictor.pretrained().card.name == "ham7-lite2"
     assert Predictor.load(None).card.model_card["name"] == "ham7-lite2"
-    assert registry.released_dir("ham7-lite0") == registry.released_dir("builtin:ham7-lite0") == released  # old name
+    assert registry.builtin_dir("ham7-lite0") == registry.builtin_dir("builtin:ham7-lite0") == released  # old name
     assert main(["-q", "predict", str(unseen_images[0]), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["triage_priority"] in (1, 2, 3)
@@ -76,9 +76,9 @@ def test_builtin_model_is_the_default_everywhere(released: Path, monkeypatch: py
 def test_missing_builtin_files_say_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(registry, "PACKAGE_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="not shipped"):
-        registry.released_dir()
+        registry.builtin_dir()
     with pytest.raises(KeyError, match="ham7-lite2"):
-        registry.released_dir("no-such-model")
+        registry.builtin_dir("no-such-model")
 
 
 def test_model_argument_is_optional(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path,
     from lesionlab.engine.evaluate import SeenDataError, evaluate_run
     from lesionlab.serving.predictor import Predictor
 
-    folder = registry.released_dir()
+    folder = registry.builtin_dir()
     eager = Predictor.pretrained()
     assert eager.class_names == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
     card = eager.card.model_card

@@ -39,8 +39,8 @@ def test_single_process_shard_is_in_order() -> None:
 
 @pytest.mark.slow
 def test_two_process_ddp_metrics_equal_single_process(shared_data: Path, tmp_path: Path) -> None:
-    out, cache = tmp_path / "runs", tmp_path / "cache"
-    overrides = [f"data.root={shared_data}", f"data.cache_dir={cache}", "data.max_samples=240", "data.image_size=16",
+    out = tmp_path / "runs"  # the session's image cache (and subsample memo), shared with the other real-data runs
+    overrides = [f"data.root={shared_data}", "data.max_samples=400", "data.image_size=16",
                  "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=16", "train.trainer.num_workers=0",
                  "eval.tta=none", "eval.gradcam_images=0", "eval.calibrate=false"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}

@@ -2,11 +2,11 @@
 
 from lesionlab.builtin.registry import (
     DEFAULT_MODEL,
-    RELEASED,
+    BUILTIN_MODELS,
     BuiltinModel,
     is_builtin_ref,
-    released_dir,
+    builtin_dir,
     resolve_model_ref,
 )
 
-__all__ = ["DEFAULT_MODEL", "RELEASED", "BuiltinModel", "is_builtin_ref", "released_dir", "resolve_model_ref"]
+__all__ = ["DEFAULT_MODEL", "BUILTIN_MODELS", "BuiltinModel", "is_builtin_ref", "builtin_dir", "resolve_model_ref"]

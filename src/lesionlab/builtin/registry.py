@@ -29,13 +29,13 @@ class BuiltinModel:
         return PACKAGE_DIR / self.name
 
 
-RELEASED: Registry[BuiltinModel] = Registry("built-in model")
+BUILTIN_MODELS: Registry[BuiltinModel] = Registry("built-in model")
 _HAM7 = BuiltinModel(
     "ham7-lite2", "2 x EfficientNet-Lite2 (ImageNet transfer, 150 px; train-only run + refit, int8), HAM10000 7 "
     "classes; non-commercial (CC BY-NC)")
-RELEASED.add("ham7-lite2", _HAM7,
+BUILTIN_MODELS.add("ham7-lite2", _HAM7,
              help="the default built-in model: HAM10000 7-class diagnosis + triage priority (non-commercial use)")
-RELEASED.add("ham7-lite0", _HAM7, help="former name of ham7-lite2 (the built-in model before its Lite2 recipe); "
+BUILTIN_MODELS.add("ham7-lite0", _HAM7, help="former name of ham7-lite2 (the built-in model before its Lite2 recipe); "
              "resolves to ham7-lite2")
 DEFAULT_MODEL = "ham7-lite2"
 PREFIX = "builtin"
@@ -48,14 +48,14 @@ def is_builtin_ref(ref: str | Path | None) -> bool:
     text = str(ref)
     if text == PREFIX or text.startswith(PREFIX + ":"):
         return True
-    return text in RELEASED and not Path(text).exists()
+    return text in BUILTIN_MODELS and not Path(text).exists()
 
 
-def released_dir(ref: str | Path | None = None) -> Path:
+def builtin_dir(ref: str | Path | None = None) -> Path:
     """The folder of a built-in model (``None``/``builtin``: the default). Raises FileNotFoundError, saying what to
     do, when this installation does not ship its files."""
     text = DEFAULT_MODEL if ref is None or str(ref) == PREFIX else str(ref).removeprefix(PREFIX + ":")
-    model = RELEASED.get(text)  # an unknown name lists the valid ones
+    model = BUILTIN_MODELS.get(text)  # an unknown name lists the valid ones
     if not any((model.directory / f).is_file() for f in ("model.pt", "ensemble.json")):
         raise FileNotFoundError(
             f"the built-in model {text!r} is not shipped in this installation ({model.directory} has no model.pt or "
@@ -80,11 +80,11 @@ def missing_model_message(ref: str | Path) -> str:
     if parent.is_dir():
         siblings = [p.name for p in parent.iterdir() if not p.name.startswith(".")]
         near = [str(parent / n) if parent != Path(".") else n for n in _closest(path.name, siblings)]
-    near += _closest(str(ref).removeprefix(PREFIX + ":"), RELEASED.valid_names())
+    near += _closest(str(ref).removeprefix(PREFIX + ":"), BUILTIN_MODELS.valid_names())
     where = "" if parent.is_dir() else f" ({parent}/ does not exist either)"
     hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
     return (f"model {str(ref)!r} not found: no such file or folder{where}, and not a built-in model "
-            f"({', '.join(RELEASED.valid_names())}, or {PREFIX!r}).{hint} A model is a run directory, model.pt, "
+            f"({', '.join(BUILTIN_MODELS.valid_names())}, or {PREFIX!r}).{hint} A model is a run directory, model.pt, "
             ".onnx file, ensemble folder or manifest, or a built-in name.")
 
 
@@ -92,7 +92,7 @@ def resolve_model_ref(ref: str | Path | None) -> Path | str:
     """A built-in reference → its folder; an existing path unchanged. Anything else raises
     :class:`ModelNotFoundError` naming what was tried: a given model never falls back to another."""
     if is_builtin_ref(ref):
-        return released_dir(ref)
+        return builtin_dir(ref)
     if not Path(ref).exists():  # type: ignore[arg-type]
         raise ModelNotFoundError(missing_model_message(ref))  # type: ignore[arg-type]
     return ref  # type: ignore[return-value]
@@ -101,11 +101,11 @@ def resolve_model_ref(ref: str | Path | None) -> Path | str:
 __all__ = [
     "DEFAULT_MODEL",
     "PACKAGE_DIR",
-    "RELEASED",
+    "BUILTIN_MODELS",
     "BuiltinModel",
     "ModelNotFoundError",
     "is_builtin_ref",
     "missing_model_message",
-    "released_dir",
+    "builtin_dir",
     "resolve_model_ref",
 ]

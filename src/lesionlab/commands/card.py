@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lesionlab.builtin.registry import RELEASED, resolve_model_ref
+from lesionlab.builtin.registry import BUILTIN_MODELS, resolve_model_ref
 from lesionlab.commands.common import add_out
 
 
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Print the model card: training data and licence, how it was built, test "
                        "figures with 95 % bootstrap intervals (own test split and external sets), calibration, the "
                        "triage operating point, intended use and limitations. MODEL defaults to the built-in model; "
-                       f"built-in names: {', '.join(RELEASED)}. A run or ensemble folder gets a shorter card "
+                       f"built-in names: {', '.join(BUILTIN_MODELS)}. A run or ensemble folder gets a shorter card "
                        "computed from its metrics.json, marked as not a released model.",
                        epilog="examples:\n  lesionlab card\n  lesionlab card runs/default-... --json --out card.json")
     p.add_argument("model", nargs="?", default=None, help="built-in name (or 'builtin'), a released model folder, "

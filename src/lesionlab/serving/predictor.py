@@ -135,9 +135,9 @@ class Predictor:
     def pretrained(cls, name: str | None = None, device: str = "cpu", *, max_pixels: int = DEFAULT_MAX_PIXELS,
                    quality: QualityConfig | None = None) -> Predictor:
         """The built-in released model ``name`` (default: ``lesionlab.builtin.DEFAULT_MODEL``)."""
-        from lesionlab.builtin.registry import released_dir
+        from lesionlab.builtin.registry import builtin_dir
 
-        return cls.load(released_dir(name), device, max_pixels=max_pixels, quality=quality)
+        return cls.load(builtin_dir(name), device, max_pixels=max_pixels, quality=quality)
 
     @property
     def class_names(self) -> tuple[str, ...]:
