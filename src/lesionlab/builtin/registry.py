@@ -99,13 +99,13 @@ def resolve_model_ref(ref: str | Path | None) -> Path | str:
 
 
 __all__ = [
+    "BUILTIN_MODELS",
     "DEFAULT_MODEL",
     "PACKAGE_DIR",
-    "BUILTIN_MODELS",
     "BuiltinModel",
     "ModelNotFoundError",
+    "builtin_dir",
     "is_builtin_ref",
     "missing_model_message",
-    "builtin_dir",
     "resolve_model_ref",
 ]
