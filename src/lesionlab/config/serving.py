@@ -64,10 +64,14 @@ class ServeConfig:
     access_log: str = field(default="text", metadata=_opt(
         "access log: text (uvicorn's), json (one JSON object per request on stderr) or off (default %(default)s)",
         choices=ACCESS_LOGS))
+    shift_window: int = field(default=500, metadata=_opt(
+        "how many recent answered images GET /v1/shift compares with the training lesions (0: off; the fast engine "
+        "only) (default %(default)s)"))
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, f"serve.port must lie in [0, 65535], got {self.port}")
         _check(self.max_request_mb > 0, "serve.max_request_mb must be positive")
+        _check(self.shift_window >= 0, f"serve.shift_window must be >= 0, got {self.shift_window}")
         _check(self.max_pixels >= 64 * 64, "serve.max_pixels must be at least 4096")
         _check(self.max_batch >= 1, "serve.max_batch must be at least 1")
         _check(self.workers >= 1, "serve.workers must be at least 1")

@@ -40,6 +40,7 @@ from lesionlab.serving.fastpath import FastPath
 from lesionlab.serving.metadata import MAX_AGE, SITES, MetadataError, PatientMetadata
 from lesionlab.serving.observability import CONTENT_TYPE, RequestMetrics, ServiceMetrics, configure_access_log
 from lesionlab.serving.predictor import Prediction, Predictor
+from lesionlab.serving.shift_monitor import ShiftMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class _Service:
     info: dict[str, Any]
     default_tta: str
     members: list[int] | None
+    shift: ShiftMonitor | None  # the recent requests against the training lesions (GET /v1/shift)
 
 
 def create_app(predictor: Predictor, cfg: ServeConfig | None = None) -> FastAPI:
@@ -129,10 +131,19 @@ def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
                               "lesionlab": version(), "default_tta": default_tta})
     pool = InferencePool(cfg.workers, cfg.queue_timeout_s)  # heat-map requests (PyTorch gradients, unbatched)
 
+    chosen = members if members is not None else list(range(fast.n_members))
+    shift = (ShiftMonitor.for_model(fast.members[chosen[0]].detector, predictor.prep.class_names,
+                                    predictor.card.model_card if predictor.card else None, window=cfg.shift_window)
+             if not fast.general and cfg.shift_window > 0 else None)
+
     def run_batch(tta: str, items: list[tuple[np.ndarray, str, PatientMetadata | None, int]]) -> list[Prediction]:
         batch = np.stack([array for array, _, _, _ in items])
         meta = [m for _, _, m, _ in items]
-        probs, ood = fast.predict(batch, tta, members, metadata=[m.as_dict() if m else None for m in meta])
+        features: list[np.ndarray] = []
+        probs, ood = fast.predict(batch, tta, members, metadata=[m.as_dict() if m else None for m in meta],
+                                  features_out=features if shift is not None else None)
+        if shift is not None and features:
+            shift.observe(features[0], probs, None if ood is None else ood.ood)
         return [predictor.assemble(name, probs[i], topk, m, ood, i) for i, (_, name, m, topk) in enumerate(items)]
 
     batcher = DynamicBatcher(run_batch, max_size=cfg.batch_size, max_wait_s=cfg.batch_wait_ms / 1e3,
@@ -145,7 +156,7 @@ def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
                                                         "max_wait_ms": cfg.batch_wait_ms},
         "workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker,
         "heatmap_requests": f"{predictor.backend}, unbatched, the model's TTA ({predictor.prep.tta})"})
-    return _Service(predictor, cfg, fast, batcher, pool, metrics, info, default_tta, members)
+    return _Service(predictor, cfg, fast, batcher, pool, metrics, info, default_tta, members, shift)
 
 
 def _add_service_routes(app: FastAPI, service: _Service) -> None:
@@ -171,6 +182,17 @@ def _add_service_routes(app: FastAPI, service: _Service) -> None:
     async def prometheus_metrics() -> Response:
         """Prometheus text format: requests and latency by route and status, batching, refusals, class mix."""
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/shift", tags=["service"], responses={404: {"model": ErrorResponse,
+                                                             "description": "this model has no reference to compare"}})
+    async def get_shift() -> dict[str, Any]:
+        """Shift before labels: the last answered images against the training lesions (a two-sample MMD test on the
+        model's features with its permutation p-value, once 30 images are in), their predicted class mix against
+        the test split's, and their OOD-flag rate."""
+        if service.shift is None:
+            raise ApiError(404, "no_shift_reference", "this model carries no kNN bank of training features to compare "
+                           "recent images with (and the general engine keeps no features); see `lesionlab shift`")
+        return await run_in_threadpool(service.shift.summary)
 
     @app.get("/v1/model", response_model=ModelInfoOut, tags=["service"])
     async def get_model() -> dict[str, Any]:

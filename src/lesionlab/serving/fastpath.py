@@ -75,7 +75,10 @@ class FastPath:
         return len(self.members)
 
     def predict(self, batch: np.ndarray, tta: str, members: Sequence[int] | None = None,
-                metadata: Sequence[dict | None] | None = None) -> tuple[np.ndarray, OODResult | None]:
+                metadata: Sequence[dict | None] | None = None,
+                features_out: list[np.ndarray] | None = None) -> tuple[np.ndarray, OODResult | None]:
+        """``features_out``: receives the first member's features ``(N, F)`` of the identity view (the shift
+        monitor's input; the fast engine only)."""
         if self.general:
             return self._general(batch, tta, metadata)
         chosen = [self.members[i] for i in members] if members is not None else self.members
@@ -94,6 +97,8 @@ class FastPath:
                     replays.append(_Replay(features[:n], logits[0]))
                 else:  # a policy without the identity view first: the detector reads the image as is
                     replays.append(_Replay(*forward_with_features(m.module, x)))
+        if features_out is not None:
+            features_out.append(np.asarray(replays[0].cached[0].float()))
         return np.asarray(probs), self._ood(batch, chosen, replays)
 
     def _ood(self, batch: np.ndarray, chosen: list[Member], replays: list[_Replay]) -> OODResult | None:
