@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lesionlab.reports.crossval_report import summary_display
+from lesionlab.reports.cv_report import summary_display
 
 
 def test_every_row_says_whether_it_uses_tta() -> None:

@@ -126,7 +126,7 @@ def test_fit_ood_attaches_a_detector_to_an_existing_run(serving_run: Path, share
     assert before.ood_detector is None
     noise = Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     (plain,) = before.predict([noise])
-    assert plain.ood is None and "fit-ood" in plain.ood_reason
+    assert plain.ood is None and "ood fit" in plain.ood_reason
     assert main(["-q", "ood", "fit", str(run), "--data-root", str(shared_data)]) == 0
     after = Predictor.load(run)
     assert after.ood_detector.threshold == pytest.approx(stored["threshold"], rel=1e-4)  # same data, same fit

@@ -26,11 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 @checks_model()
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from lesionlab.config import ConfigError
-    from lesionlab.engine.calibrate import recalibrate_run
+    from lesionlab.engine.calibrate import calibrate_run
 
     if args.sensitivity is not None and not 0 < args.sensitivity < 1:
         raise ConfigError("--sensitivity must lie in (0, 1)")
-    s = recalibrate_run(args.run, data_root=args.data_root, calibrate=not args.no_temperature,
+    s = calibrate_run(args.run, data_root=args.data_root, calibrate=not args.no_temperature,
                         triage_sensitivity=args.sensitivity)
     print(f"temperature {s['temperature']:.3f} | test ECE {s['before']['ece']:.4f} -> {s['after']['ece']:.4f} | "
           f"Brier {s['before']['brier']:.4f} -> {s['after']['brier']:.4f} | thresholds {s['thresholds']}")

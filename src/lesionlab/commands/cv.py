@@ -43,7 +43,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 def print_cv(result) -> None:
     """The cross-validation summary table, the ensemble's headline line and where its report lies."""
-    from lesionlab.reports.crossval_report import summary_display
+    from lesionlab.reports.cv_report import summary_display
 
     print(summary_display(result.summary).to_string())
     final = result.summary.iloc[-1]  # ensemble + TTA

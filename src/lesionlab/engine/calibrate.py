@@ -18,7 +18,7 @@ from lesionlab.reports.depth_artifacts import write_calibration, write_operating
 logger = logging.getLogger(__name__)
 
 
-def recalibrate_run(run_dir: str | Path, *, data_root: str | None = None, calibrate: bool = True,
+def calibrate_run(run_dir: str | Path, *, data_root: str | None = None, calibrate: bool = True,
                     triage_sensitivity: float | None = None) -> dict:
     """Fit on validation, save into ``model.pt``, write ``calibration.json`` and ``operating_points.csv``.
     ``triage_sensitivity`` defaults to the run's ``eval.triage_sensitivity`` (0.9 where the run stored none)."""

@@ -30,7 +30,7 @@ from lesionlab.inference.predict import predict_probs, predict_view_logits
 from lesionlab.models.checkpoint import load_model
 from lesionlab.models.ensemble import combine_member_probs, write_manifest
 from lesionlab.reports.artifacts import json_safe, write_evaluation
-from lesionlab.reports.crossval_report import cv_sections
+from lesionlab.reports.cv_report import cv_sections
 from lesionlab.reports.depth_artifacts import write_gradcam, write_operating_points
 from lesionlab.reports.run_report import write_evaluation_report
 from lesionlab.runs import RunPaths, discards_unstarted_runs

@@ -384,7 +384,7 @@ def summary(detector: OODDetector | EnsembleDetector | None) -> dict[str, Any]:
     """What ``GET /v1/model`` reports about the detector."""
     if detector is None:
         return {"available": False, "rule": "not available: this model stores no OOD detector; fit one with "
-                "'lesionlab fit-ood RUN'"}
+                "'lesionlab ood fit RUN'"}
     if isinstance(detector, EnsembleDetector):
         return {"available": True, "method": "ensemble", "threshold": 1.0, "rule": detector.rule,
                 "members": [{"method": d.method, "threshold": d.threshold} for d in detector.detectors]}

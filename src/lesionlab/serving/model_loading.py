@@ -197,7 +197,7 @@ def load_ensemble(paths: Sequence[Path], device: str = "cpu", manifest: dict[str
         model.ood_detector = EnsembleDetector(detectors)
     elif any(d is not None for d in detectors):
         logger.warning("Only some ensemble members store an OOD detector: the ensemble has none "
-                       "(run 'lesionlab fit-ood' on the ensemble folder)")
+                       "(run 'lesionlab ood fit' on the ensemble folder)")
     cards = [c for _, _, c in loaded]
     datasets = {c.dataset for c in cards}
     card = ModelCard(name=name, backend="ensemble", source=", ".join(c.source for c in cards),

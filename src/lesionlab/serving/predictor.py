@@ -307,7 +307,7 @@ class Predictor:
         """Attach the OOD verdict; an out-of-distribution image gets no triage priority."""
         if ood is None:
             return replace(result, ood=None, ood_reason="not available: this model stores no OOD detector (fit one "
-                           "with 'lesionlab fit-ood RUN')")
+                           "with 'lesionlab ood fit RUN')")
         flagged = bool(ood.ood[i])
         result = replace(result, ood=flagged, ood_score=float(ood.score[i]), ood_reason=ood.reasons[i])
         if flagged:
