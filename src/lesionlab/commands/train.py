@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if outcome.sibling is not None:
         _print_refit_job(outcome)
     result = outcome.shipped
-    m = result.metrics if result is not None else {}
+    m = result.metrics
     if not m:  # a non-zero DDP rank (rank 0 evaluates and reports), or an unscored ensemble (eval.test=false)
         return 0
     if "balanced_accuracy" not in m:  # eval.test=false

@@ -106,7 +106,7 @@ def train(cfg: ExperimentConfig, run: RunPaths | None = None, *, resume: bool = 
     data = prepare_data(cfg.data, progress=cfg.train.progress)
     calibration = None
     if cfg.train.fit_on == "train+val":  # a refit: validation lesions train too; the sibling's calibration ships
-        calibration = sibling_calibration(cfg.train.calibration_from, cfg, data)
+        calibration = sibling_calibration(cfg.train.calibration_from or "", cfg, data)
         data = with_validation_in_training(data)
     t_data = time.perf_counter() - t0
     table, classes = data.table, data.dataset.class_names

@@ -74,7 +74,7 @@ class TrainingPlan:
 class TrainingOutcome:
     """What a route produced; ``shipped`` is the one model scored on the test split."""
 
-    shipped: TrainResult | None
+    shipped: TrainResult
     sibling: TrainResult | None = None  # the train-only fit of a refit job
     refit: TrainResult | None = None
     ensemble: TrainResult | None = None  # train.refit_ensemble: both fits as one model

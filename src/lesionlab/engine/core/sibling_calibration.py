@@ -42,11 +42,11 @@ def sibling_calibration(source: str, cfg: ExperimentConfig, data: PreparedData) 
     splits = pd.read_csv(splits_file, dtype={"image_id": str})
     if not (splits["split"] == "val").any():
         raise ConfigError(f"{where} had no validation split (is it a refit itself?): nothing was calibrated there")
-    theirs = set(splits.loc[splits["split"] == "test", "image_id"])
-    ours = set(data.table.loc[data.table["split"] == "test", "image_id"].astype(str))
-    if theirs != ours:
-        raise ConfigError(f"{where} held out other test images ({len(theirs ^ ours)} differ): use a sibling with the "
-                          "same data and data.split")
+    their_test = set(splits.loc[splits["split"] == "test", "image_id"])
+    our_test = set(data.table.loc[data.table["split"] == "test", "image_id"].astype(str))
+    if their_test != our_test:
+        raise ConfigError(f"{where} held out other test images ({len(their_test ^ our_test)} differ): use a sibling "
+                          "with the same data and data.split")
     return prep
 
 
