@@ -17,13 +17,6 @@ from lesionlab.serving.predictor import Predictor
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def onnx_file(serving_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["-q", "export", str(serving_run), "--format", "onnx", "--out", str(out)]) == 0
-    return out
-
-
 def test_export_writes_graph_and_preprocessing(onnx_file: Path, predictor: Predictor) -> None:
     meta = json.loads(preprocessing_path(onnx_file).read_text())
     assert meta["format"] == "lesionlab-onnx/1"

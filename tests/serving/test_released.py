@@ -130,7 +130,7 @@ def test_the_shipped_builtin_model(unseen_images: list[Path], shared_data: Path,
     for a, b in zip(eager.predict(unseen_images[:3]), onnx.predict(unseen_images[:3]), strict=True):
         assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-3)
     with pytest.raises(SeenDataError):
-        evaluate_run("builtin", DataConfig(root=str(shared_data), max_samples=300), out_dir=tmp_path, progress=False)
+        evaluate_run("builtin", DataConfig(root=str(shared_data), max_samples=400), out_dir=tmp_path, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_an_ensemble_releases_its_members_in_int8_with_torch_and_onnx_manifests(
         assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=0.03)  # int8
         assert np.allclose(list(b.probabilities.values()), list(c.probabilities.values()), atol=0.01)
     with pytest.raises(SeenDataError):
-        evaluate_run(out, DataConfig(root=str(shared_data), max_samples=300), out_dir=tmp_path, progress=False)
+        evaluate_run(out, DataConfig(root=str(shared_data), max_samples=400), out_dir=tmp_path, progress=False)
 
 
 def test_a_released_refit_points_at_its_packaged_train_only_member(tmp_path: Path) -> None:

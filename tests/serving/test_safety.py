@@ -140,9 +140,8 @@ def test_fit_ood_attaches_a_detector_to_an_existing_run(serving_run: Path, share
     assert main(["-q", "ood", "fit", str(run), "--method", "nope"]) == 2
 
 
-def test_detector_travels_to_onnx_and_ensembles(serving_run: Path, tmp_path: Path, predictor: Predictor) -> None:
-    out = tmp_path / "model.onnx"
-    assert main(["-q", "export", str(serving_run), "--out", str(out)]) == 0
+def test_detector_travels_to_onnx_and_ensembles(serving_run: Path, onnx_file: Path, predictor: Predictor) -> None:
+    out = onnx_file  # exported by ``lesionlab export`` (tests/serving/conftest.py)
     sidecar = json.loads(out.with_name("model.preprocessing.json").read_text())
     assert sidecar["ood"]["method"] == "knn" and sidecar["features"]["name"] == "features"
     onnx = Predictor.load(out)
