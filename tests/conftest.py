@@ -11,6 +11,12 @@ import pytest
 
 SHARED_ENV = "LESIONLAB_SHARED_DATA"
 
+# The one tiny-model recipe for tests that train through ``lesionlab train`` (or ``load_config``): a tiny ResNet at
+# 16 px for one epoch, no TTA, no Grad-CAM gallery, no loader worker processes. A test appends what it needs (its data,
+# size, epochs): the last override of a key wins.
+TINY = ("model.backbone=tiny-resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
+        "train.progress=false", "train.trainer.num_workers=0", "eval.tta=none", "eval.gradcam_images=0")
+
 
 def _shared_data_dir() -> Path:
     """``$LESIONLAB_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
@@ -87,3 +93,25 @@ def cache_dir(tmp_path: Path) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing a test does may write into the user's real cache directory."""
     monkeypatch.setenv("LESIONLAB_CACHE", str(tmp_path_factory.getbasetemp() / "lesionlab-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: ``lesionlab train`` (or ``command``, e.g. ``cv``) with :data:`TINY` + ``overrides``; returns the one
+    run directory it made.
+
+    ``out`` is the output directory (a fresh temporary one by default), ``data_root`` the ``--data-root``. Session
+    scoped, so module- and session-scoped fixtures can share one trained run among many tests.
+    """
+    from lesionlab.cli import main
+
+    def train(*overrides: str, name: str = "tiny", out: Path | None = None, data_root: str | Path | None = None,
+              command: str = "train") -> Path:
+        out = Path(out) if out is not None else tmp_path_factory.mktemp(f"{name}-runs")
+        before = set(out.iterdir()) if out.is_dir() else set()
+        root = ["--data-root", str(data_root)] if data_root is not None else []
+        assert main(["-q", command, *root, "--output-dir", str(out), f"name={name}", *TINY, *overrides]) == 0
+        (run,) = [p for p in out.iterdir() if p.is_dir() and p not in before]
+        return run
+
+    return train

@@ -19,14 +19,9 @@ ARTIFACTS = ("config.yaml", "splits.csv", "data_summary.json", "model.pt", "hist
 
 
 @pytest.fixture(scope="module")
-def trained_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    code = main(["-q", "train", "--data-root", str(shared_data), "--output-dir", str(out), "name=e2e",
-                 "data.max_samples=400", "data.image_size=32", "model.backbone=tiny-resnet",
-                 "train.epochs=2", "train.batch_size=32", "train.progress=false", "eval.tta=flips"])
-    assert code == 0
-    (run,) = list(out.iterdir())
-    return run
+def trained_run(shared_data: Path, tiny_run) -> Path:
+    return tiny_run("data.max_samples=400", "data.image_size=32", "train.epochs=2", "train.batch_size=32",
+                    "eval.tta=flips", name="e2e", data_root=shared_data)
 
 
 def test_train_writes_every_artifact(trained_run: Path) -> None:

@@ -76,18 +76,12 @@ def real_csv_dataset(ham_images_dir: Path, ham_metadata: pd.DataFrame,
 
 
 @pytest.fixture(scope="session")
-def cv_dir(real_csv_dataset: Path, ham_masks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cv_dir(real_csv_dataset: Path, ham_masks_dir: Path, tmp_path_factory: pytest.TempPathFactory, tiny_run) -> Path:
     """A 2-fold cross-validation ensemble of a tiny model for 1 epoch on ~140 real images (every report section on),
     trained by ``lesionlab cv`` with ``data.split.folds`` in the config (its K when --folds is not given)."""
-    from lesionlab.cli import main
-
-    out = tmp_path_factory.mktemp("cvruns")
-    code = main(["-q", "cv", "name=t", "data.split.folds=2", f"output_dir={out}", "data.dataset=csv",
-                 f"data.csv={real_csv_dataset / 'labels.csv'}", "data.image_size=24",
-                 f"data.cache_dir={tmp_path_factory.mktemp('cvcache')}", "model.backbone=tiny-resnet",
-                 "train.epochs=1", "train.batch_size=16", "train.progress=false", "train.ema_decay=0",
-                 "eval.tta=flips", "eval.gradcam_images=7", f"eval.mask_dir={ham_masks_dir}"])
-    assert code == 0
-    (root,) = list(out.iterdir())
+    root = tiny_run("data.split.folds=2", "data.dataset=csv", f"data.csv={real_csv_dataset / 'labels.csv'}",
+                    "data.image_size=24", f"data.cache_dir={tmp_path_factory.mktemp('cvcache')}", "train.ema_decay=0",
+                    "eval.tta=flips", "eval.gradcam_images=7", f"eval.mask_dir={ham_masks_dir}", name="t",
+                    command="cv")
     assert root.name.startswith("t-cv2-")
     return root

@@ -15,8 +15,8 @@ from lesionlab.data.roots import DATA_ENV, ROOT_SOURCES, data_root_hint, resolve
 
 
 @pytest.fixture(scope="module")
-def relative_root_run(shared_data: Path, ham_metadata: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
-                      ) -> tuple[Path, Path]:
+def relative_root_run(shared_data: Path, ham_metadata: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory,
+                      tiny_run) -> tuple[Path, Path]:
     """A tiny HAM10000 run trained with ``--data-root data`` (relative) from ``work/``; returns (run, data root)."""
     work = tmp_path_factory.mktemp("work")
     folder = work / "data" / "ham10000"
@@ -27,16 +27,11 @@ def relative_root_run(shared_data: Path, ham_metadata: pd.DataFrame, tmp_path_fa
     cwd, env = Path.cwd(), os.environ.pop(DATA_ENV, None)
     os.chdir(work)
     try:
-        code = main(["-q", "train", "--data-root", "data", "--output-dir", str(work / "runs"), "name=rel",
-                     "data.image_size=16", f"data.cache_dir={work / 'cache'}", "model.backbone=tiny-resnet",
-                     "train.epochs=1", "train.batch_size=16", "train.progress=false", "eval.tta=none",
-                     "eval.gradcam_images=0"])
+        run = tiny_run(f"data.cache_dir={work / 'cache'}", name="rel", out=work / "runs", data_root="data")
     finally:
         os.chdir(cwd)
         if env is not None:
             os.environ[DATA_ENV] = env
-    assert code == 0
-    (run,) = list((work / "runs").iterdir())
     return run, work / "data"
 
 

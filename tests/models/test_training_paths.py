@@ -13,6 +13,7 @@ from lesionlab.config import load_config
 from lesionlab.engine.train import train
 from lesionlab.models.checkpoint import load_model
 from lesionlab.models.features import weights_fingerprint
+from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +40,8 @@ def subset_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _cfg(csv: Path, out: Path, *extra: str):
     return load_config(None, [
-        "data.dataset=csv", f"data.csv={csv}", "data.image_size=32", f"data.cache_dir={out / 'cache'}",
-        f"output_dir={out / 'runs'}", "model.backbone=tiny-resnet", "train.epochs=2", "train.batch_size=32",
-        "train.progress=false", "eval.tta=none", "eval.gradcam_images=0", *extra])
+        *TINY, "data.dataset=csv", f"data.csv={csv}", "data.image_size=32", f"data.cache_dir={out / 'cache'}",
+        f"output_dir={out / 'runs'}", "train.epochs=2", "train.batch_size=32", *extra])
 
 
 def test_metadata_fusion_run(subset_csv: Path, tmp_path: Path) -> None:

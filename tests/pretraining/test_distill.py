@@ -51,14 +51,11 @@ def test_config_validation() -> None:
 
 
 @pytest.mark.slow
-def test_distill_a_real_teacher(small_ham_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_distill_a_real_teacher(small_ham_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                tiny_run) -> None:
     torch.set_num_threads(1)
-    teachers = tmp_path / "teachers"
-    assert main(["-q", "train", "--output-dir", str(teachers), "name=teacher", "task=triage", "data.dataset=csv",
-                 f"data.csv={small_ham_csv}", "data.image_size=32", f"data.cache_dir={tmp_path}/cache",
-                 "model.backbone=tiny-resnet", "train.epochs=2", "train.batch_size=16", "train.progress=false",
-                 "eval.tta=none"]) == 0
-    (teacher,) = list(teachers.iterdir())
+    teacher = tiny_run("task=triage", "data.dataset=csv", f"data.csv={small_ham_csv}", "data.image_size=32",
+                       f"data.cache_dir={tmp_path}/cache", "train.epochs=2", name="teacher", out=tmp_path / "teachers")
     out = tmp_path / "students"
     assert main(["-q", "distill", "--output-dir", str(out), str(teacher), "student.backbone=tiny-efficientnet",
                  "train.epochs=2", "train.batch_size=16", "train.progress=false", "latency_runs=3",

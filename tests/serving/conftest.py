@@ -9,20 +9,22 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionlab.cli import main
+
+@pytest.fixture(scope="session")
+def serving_run(shared_data: Path, tiny_run) -> Path:
+    """tiny-resnet, 32 px, 1 epoch on ~400 HAM10000 images (lesion-disjoint split), flips TTA."""
+    return tiny_run("data.max_samples=400", "data.image_size=32", "train.batch_size=32", "eval.tta=flips",
+                    name="serve", data_root=shared_data)
 
 
 @pytest.fixture(scope="session")
-def serving_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny-resnet, 32 px, 1 epoch on ~400 HAM10000 images (lesion-disjoint split), flips TTA."""
-    out = tmp_path_factory.mktemp("serving-runs")
-    code = main(["-q", "train", "--data-root", str(shared_data), "--output-dir", str(out), "name=serve",
-                 "data.max_samples=400", "data.image_size=32",
-                 "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=32", "train.progress=false",
-                 "eval.tta=flips", "eval.gradcam_images=0"])
-    assert code == 0
-    (run,) = list(out.iterdir())
-    return run
+def onnx_file(serving_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The serving run exported by ``lesionlab export`` (ONNX, the default format), once per session."""
+    from lesionlab.cli import main
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert main(["-q", "export", str(serving_run), "--out", str(out)]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from PIL import Image
 
 from lesionlab.cli import main
 from lesionlab.config import ConfigError
+from tests.conftest import TINY
 
-TINY = ["data.max_samples=400", "data.image_size=16", "model.backbone=tiny-resnet", "train.epochs=1",
-        "train.batch_size=32", "train.progress=false", "eval.tta=none", "train.trainer.num_workers=0"]
+TINY = [*TINY, "data.max_samples=400", "train.batch_size=32"]
 
 
 @pytest.mark.parametrize("command", ["sweep", "ablate", "augment-preview"])

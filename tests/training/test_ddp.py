@@ -20,6 +20,7 @@ from lesionlab.evaluation.metrics import classification_metrics
 from lesionlab.inference.predict import predict_probs
 from lesionlab.models.classifier import create_model
 from lesionlab.training.distributed import ShardSampler, shard_sizes, split_fingerprint
+from tests.conftest import TINY
 
 
 @pytest.mark.parametrize("n, world", [(0, 2), (1, 2), (7, 2), (10, 3), (5, 8)])
@@ -40,9 +41,7 @@ def test_single_process_shard_is_in_order() -> None:
 @pytest.mark.slow
 def test_two_process_ddp_metrics_equal_single_process(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"  # the session's image cache (and subsample memo), shared with the other real-data runs
-    overrides = [f"data.root={shared_data}", "data.max_samples=400", "data.image_size=16",
-                 "model.backbone=tiny-resnet", "train.epochs=1", "train.batch_size=16", "train.trainer.num_workers=0",
-                 "eval.tta=none", "eval.gradcam_images=0", "eval.calibrate=false"]
+    overrides = [*TINY, f"data.root={shared_data}", "data.max_samples=400", "eval.calibrate=false"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(

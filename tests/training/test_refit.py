@@ -15,15 +15,15 @@ from lesionlab.cli import main
 from lesionlab.config import DataConfig
 from lesionlab.data.prepare import original_split, with_validation_in_training
 from lesionlab.engine.evaluate import SeenDataError, evaluate_run
+from tests.conftest import TINY
 
 from .conftest import make_prepared
 
 
 def _common(folder: Path, cache: Path) -> list[str]:
-    return ["data.dataset=folder", f"data.image_dir={folder}", "data.image_size=16", f"data.cache_dir={cache}",
-            "model.backbone=tiny-resnet", "train.epochs=2", "train.batch_size=8", "train.progress=false",
-            "train.trainer.num_workers=0", "train.trainer.precision=32-true", "train.trainer.accelerator=cpu",
-            "train.optimizer.lr=0.01", "eval.tta=none", "eval.gradcam_images=0"]
+    return [*TINY, "data.dataset=folder", f"data.image_dir={folder}", f"data.cache_dir={cache}", "train.epochs=2",
+            "train.batch_size=8", "train.trainer.precision=32-true", "train.trainer.accelerator=cpu",
+            "train.optimizer.lr=0.01"]
 
 
 def _run(out: Path, prefix: str) -> Path:

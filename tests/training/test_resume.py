@@ -17,6 +17,7 @@ import torch
 
 from lesionlab.cli import main
 from lesionlab.config import load_config, save_config
+from tests.conftest import TINY
 
 EPOCHS, KILL_AFTER = 4, 2
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -51,11 +52,10 @@ def _one_thread():
 
 
 def _args(folder: Path, out: Path, cache: Path) -> list[str]:
-    return ["-q", "train", "--output-dir", str(out), "name=resume", "data.dataset=folder", f"data.image_dir={folder}",
-            "data.image_size=16", f"data.cache_dir={cache}", "model.backbone=tiny-resnet", f"train.epochs={EPOCHS}",
-            "train.batch_size=8", "train.progress=false", "train.trainer.num_workers=0",
+    return ["-q", "train", "--output-dir", str(out), "name=resume", *TINY, "data.dataset=folder",
+            f"data.image_dir={folder}", f"data.cache_dir={cache}", f"train.epochs={EPOCHS}", "train.batch_size=8",
             "train.trainer.precision=32-true", "train.trainer.accelerator=cpu", "train.optimizer.lr=0.01",
-            "eval.tta=none", "eval.gradcam_images=0", "eval.ood=none"]
+            "eval.ood=none"]
 
 
 def _only_run(out: Path) -> Path:
