@@ -19,8 +19,7 @@ from lesionlab.inference.predict import predict_probs, predict_view_logits
 from lesionlab.models.checkpoint import load_model
 from lesionlab.models.ensemble import combine_member_probs, normalise_weights, read_manifest, write_manifest
 from lesionlab.serving.predictor import Predictor
-
-from .conftest import CLASSES
+from tests.conftest import HAM7_CLASSES as CLASSES
 
 
 def test_an_ensemble_of_identical_models_equals_the_single_model(tmp_path: Path, run_factory,

@@ -1,29 +1,11 @@
-"""Fixtures for the pretraining tests: a small real-image dataset (copied HAM10000 images + a CSV) in a temp dir."""
+"""Fixtures for the pretraining tests: overrides selecting the small real-image dataset (``small_ham_csv`` in
+tests/conftest.py) and one VAE run per session."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
-
-
-@pytest.fixture(scope="session")
-def small_ham_csv(ham_images_dir: Path, ham_metadata: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``labels.csv`` (image_id, label, lesion_id) + 140 real HAM10000 images, classes interleaved.
-
-    A ``csv`` dataset over it caches in a second instead of decoding all 10,015 images.
-    """
-    dest = tmp_path_factory.mktemp("small_ham")
-    ids = ham_metadata.groupby("dx")["image_id"].apply(list)
-    order = [i for group in zip(*[v[:40] for v in ids.to_list()], strict=False) for i in group][:140]
-    meta = ham_metadata.set_index("image_id").loc[order]
-    for image_id in order:
-        shutil.copy2(ham_images_dir / f"{image_id}.jpg", dest / f"{image_id}.jpg")
-    pd.DataFrame({"image_id": order, "label": meta["dx"].to_numpy(), "lesion_id": meta["lesion_id"].to_numpy()}
-                 ).to_csv(dest / "labels.csv", index=False)
-    return dest / "labels.csv"
 
 
 @pytest.fixture
