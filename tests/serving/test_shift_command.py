@@ -10,6 +10,7 @@ import pytest
 from lesionlab.cli import main
 
 
+@pytest.mark.slow
 def test_shift_command_writes_the_three_figures(serving_run: Path, shared_data: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["-q", "shift", str(serving_run), str(shared_data / "ph2" / "images_half"), "--data-root",

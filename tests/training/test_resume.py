@@ -84,6 +84,7 @@ def _kill_after_checkpoint(argv: list[str], marker: Path, timeout: float = 600) 
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(image_folder: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     assert main(_args(image_folder, tmp_path / "full", cache)) == 0
@@ -200,6 +201,7 @@ def test_in_process_resume_replays_the_plateau_step_and_the_shuffling(tmp_path: 
     assert all(torch.equal(state[k], resumed_state[k]) for k in state)  # weights and the EMA copy
 
 
+@pytest.mark.slow
 def test_resuming_a_refit_jobs_killed_train_only_run_goes_on_to_the_refit(image_folder: Path, tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "killed"
