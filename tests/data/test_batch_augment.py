@@ -153,3 +153,8 @@ def test_geometric_ops_refuse_non_square_batches() -> None:
     with pytest.raises(ConfigError, match="square"):
         only(degrees=10.0)(torch.zeros(2, 3, 8, 12, dtype=torch.uint8))
     assert only(brightness=0.2)(torch.zeros(2, 3, 8, 12, dtype=torch.uint8)).shape == (2, 3, 8, 12)
+
+
+def test_batch_mode_refuses_per_image_policies() -> None:
+    with pytest.raises(ConfigError, match=r"augmentation\.mode=sample"):
+        BatchAugment(augmentation_params("trivial"))

@@ -87,3 +87,19 @@ def test_selectable_from_yaml_and_cli(tmp_path) -> None:
     assert cfg.train.augmentation.preset == "heavy"
     p = augmentation_params(cfg.train.augmentation.preset, cfg.train.augmentation.params)
     assert (p["erase_p"], p["crop_scale"], p["degrees"]) == (0.25, (0.7, 1.0), 15)
+
+
+@pytest.mark.parametrize("preset", ["trivial", "randaugment"])
+def test_policy_presets_keep_uint8_shape(preset: str) -> None:
+    torch.manual_seed(0)
+    img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    outs = [get_augmentation(preset, 32)(img) for _ in range(8)]
+    assert all(o.shape == img.shape and o.dtype == torch.uint8 for o in outs)
+    assert any(not torch.equal(o, img) for o in outs)
+
+
+def test_unknown_policy_lists_valid_names() -> None:
+    with pytest.raises(KeyError, match="trivialaugment"):
+        augmentation_params("light", {"policy": "autoaugmentx"})
+    with pytest.raises(ConfigError, match="policy_magnitude"):
+        augmentation_params("randaugment", {"policy_magnitude": 99})
