@@ -11,7 +11,7 @@ import pytest
 import lesionlab
 from lesionlab.cli import main
 from lesionlab.config.study import STUDY_DIR, load_study, study_names
-from lesionlab.engine.study.run import run as study_module
+from lesionlab.engine.study import run as study_module
 from lesionlab.reports import study_page as study_report
 
 PACKAGE = Path(lesionlab.__file__).resolve().parent
