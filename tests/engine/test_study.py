@@ -12,8 +12,8 @@ import yaml
 from lesionlab.cli import main
 from lesionlab.config import ConfigError, load_config, load_typed_config
 from lesionlab.config.study import STUDY_DIR, ArmConfig, StudyConfig, load_study
-from lesionlab.engine.study.run import STUDY_KINDS, ArmKind, run_study
 from lesionlab.engine.study import run as study_module
+from lesionlab.engine.study.run import STUDY_KINDS, ArmKind, run_study
 from lesionlab.engine.study.summary import BEGIN, write_summary
 from lesionlab.reports.study_page import write_study_page
 
