@@ -17,7 +17,7 @@ from lesionlab.config import ConfigError, DataConfig
 from lesionlab.engine.evaluate import evaluate_run
 from lesionlab.errors import EvaluationInputError
 
-from .test_refit import _common, _run
+from .test_workflow import _common, _run
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ from lesionlab.cli import main
 from lesionlab.config import DataConfig
 from lesionlab.data.prepare import original_split, with_validation_in_training
 from lesionlab.engine.evaluate import SeenDataError, evaluate_run
-from tests.conftest import TINY
-
-from .conftest import make_prepared
+from tests.conftest import TINY, make_prepared
 
 
 def _common(folder: Path, cache: Path) -> list[str]:

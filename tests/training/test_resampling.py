@@ -12,8 +12,7 @@ from lesionlab.registry import UnknownNameError
 from lesionlab.training import train_set
 from lesionlab.training.resampling import TrainingSet, assert_train_only, smote, undersample
 from lesionlab.training.train_set import build_training_set
-
-from .conftest import HELD_OUT_VALUE, TRAIN_MAX, make_prepared
+from tests.conftest import HELD_OUT_VALUE, TRAIN_MAX, make_prepared
 
 TRAIN_COUNTS = np.array([30, 12, 9, 6, 20, 60, 4])
 
