@@ -67,6 +67,11 @@ def card_markdown(card: dict[str, Any]) -> str:
                   f"(`{bench.get('command', 'lesionlab ood eval')}`): far-OOD AUROC {bench.get('far_ood_auroc')}, "
                   f"FPR@95TPR {bench.get('far_ood_fpr95')}; near-OOD (severe corruptions) AUROC "
                   f"{bench.get('near_ood_auroc')}", "- a flagged image gets no triage priority (not assessable)", ""]
+    serving = card.get("serving")
+    if serving:
+        lines += ["## Served default", "", f"- {serving['default']}", f"- chosen by {serving['chosen_by']}",
+                  *[f"- cheaper: {c['choice']} (`{c['flag']}`): test balanced accuracy "
+                    f"{c['test_balanced_accuracy_change']:+.3f}" for c in serving.get("cheaper", [])], ""]
     lines += ["## Limitations", "", *[f"- {item}" for item in card["limitations"]], ""]
     return "\n".join(lines)
 
