@@ -12,7 +12,7 @@ from lesionlab.engine.ablate_factors import ABLATIONS, parse_factors
 from lesionlab.engine.sweep import grid_cells, parse_grid, resolve_key, run_sweep
 from lesionlab.engine.train import TrainResult
 from lesionlab.registry import UnknownNameError
-from lesionlab.reports.comparison import BEST_MARK, marked_frame
+from lesionlab.reports.results_table import BEST_MARK, marked_frame
 from lesionlab.runs import RunPaths
 
 CLASSES = ("a", "b")

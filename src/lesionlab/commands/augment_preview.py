@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_augment_preview(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, experiment_overrides(args))
-    from lesionlab.training.augment_preview import augment_preview
+    from lesionlab.reports.augment_preview import augment_preview
 
     path = augment_preview(cfg, args.out, n_images=args.images, views=args.views, seed=args.seed)
     print(f"augment preview: {path.resolve()}")

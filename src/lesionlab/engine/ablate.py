@@ -18,7 +18,7 @@ import pandas as pd
 
 from lesionlab.config import ConfigError, ExperimentConfig, load_config
 from lesionlab.engine.ablate_factors import ABLATIONS, parse_factors
-from lesionlab.reports.comparison import markdown_table, marked_frame, plot_validation_curves, run_row
+from lesionlab.reports.results_table import markdown_table, marked_frame, plot_validation_curves, run_row
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.validation import check_component_names
 

@@ -33,7 +33,10 @@ from lesionlab.data.transforms import get_augmentation
 from lesionlab.engine.train import default_workers
 from lesionlab.models.backbones import create_backbone, load_backbone_weights
 from lesionlab.models.classifier import default_normalisation
-from lesionlab.pretraining.figures import (
+from lesionlab.pretraining.losses import BETA_SCHEDULES, RECONSTRUCTION
+from lesionlab.pretraining.module import VAEHistory, VAEModule
+from lesionlab.pretraining.vae import ConvNeXtVAE, build_vae
+from lesionlab.reports.pretrain_figures import (
     PROJECTIONS,
     encode_means,
     plot_latent_projection,
@@ -41,9 +44,6 @@ from lesionlab.pretraining.figures import (
     plot_prior_samples,
     plot_reconstructions,
 )
-from lesionlab.pretraining.losses import BETA_SCHEDULES, RECONSTRUCTION
-from lesionlab.pretraining.module import VAEHistory, VAEModule
-from lesionlab.pretraining.vae import ConvNeXtVAE, build_vae
 from lesionlab.reports.pretrain_report import write_vae_report
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.trainer_factory import build_trainer

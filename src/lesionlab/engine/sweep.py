@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lesionlab.config import ConfigError, ExperimentConfig, load_config
-from lesionlab.reports.comparison import markdown_table, marked_frame, plot_validation_curves
+from lesionlab.reports.results_table import markdown_table, marked_frame, plot_validation_curves
 from lesionlab.runs import RunPaths, discards_unstarted_runs
 from lesionlab.training.validation import check_component_names
 

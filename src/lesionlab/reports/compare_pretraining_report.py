@@ -17,6 +17,7 @@ from lesionlab.config.pretraining import ComparePretrainingConfig
 from lesionlab.data.source_check import SourceCheckResult
 from lesionlab.reports.dynamics import default_ranges, dynamics_table
 from lesionlab.reports.html import Report, image_html, table_html
+from lesionlab.reports.plots import save_figure
 from lesionlab.reports.triage_section import is_triage, missed_urgent
 from lesionlab.runs import RunPaths, TrainResult
 
@@ -73,10 +74,7 @@ def plot_curves_side_by_side(runs: dict[str, TrainResult], path: Path, unfreeze_
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _arm_table(experiments: dict[str, ExperimentConfig]) -> pd.DataFrame:

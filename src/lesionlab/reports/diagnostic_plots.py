@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from lesionlab.inference.calibration import reliability_bins
-from lesionlab.reports.plots import _save
+from lesionlab.reports.plots import save_figure
 
 
 def plot_pr(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
@@ -33,7 +33,7 @@ def plot_pr(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], p
     ax.set_ylim(0, 1.02)
     ax.set_title("One-vs-rest precision-recall curves")
     ax.legend(fontsize=7, loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(y_true: np.ndarray, curves: Mapping[str, np.ndarray], path: Path, n_bins: int = 15) -> Path:
@@ -51,7 +51,7 @@ def plot_reliability(y_true: np.ndarray, curves: Mapping[str, np.ndarray], path:
         ax.set_title(f"Reliability diagram ({title})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_overlaid_curves(histories: Mapping[str, pd.DataFrame], path: Path) -> Path:
@@ -70,7 +70,7 @@ def plot_overlaid_curves(histories: Mapping[str, pd.DataFrame], path: Path) -> P
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gallery(images: np.ndarray, overlays: np.ndarray, masks: np.ndarray | None, captions: Sequence[str],
@@ -89,7 +89,7 @@ def plot_gallery(images: np.ndarray, overlays: np.ndarray, masks: np.ndarray | N
             if masks is not None and masks[i].any():
                 axes[r, 2 * j + 1].contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
             axes[r, 2 * j].set_title(captions[i], fontsize=7, loc="left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_robustness(table: pd.DataFrame, clean_error: float, path: Path) -> Path:
@@ -106,7 +106,7 @@ def plot_robustness(table: pd.DataFrame, clean_error: float, path: Path) -> Path
     ax.set_title("Robustness to image corruptions")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_examples(examples: Mapping[str, Sequence[np.ndarray]], path: Path) -> Path:
@@ -123,4 +123,4 @@ def plot_examples(examples: Mapping[str, Sequence[np.ndarray]], path: Path) -> P
             if r == 0:
                 ax.set_title("clean" if c == 0 else f"severity {c}", fontsize=7)
         axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

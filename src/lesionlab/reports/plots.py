@@ -14,9 +14,12 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write (creating the folder) and close ``fig``: the one place a figure is saved."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -42,7 +45,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
                 ax.text(j, i, txt, ha="center", va="center", fontsize=8,
                         color="white" if np.isfinite(v) and v > top / 2 else "black")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], aucs: Sequence[float],
@@ -58,7 +61,7 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], 
     ax.set_ylabel("sensitivity (true-positive rate)")
     ax.set_title("One-vs-rest ROC curves")
     ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(history: pd.DataFrame, path: Path) -> Path:
@@ -77,7 +80,7 @@ def plot_learning_curves(history: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_split_counts(counts: pd.DataFrame, path: Path) -> Path:
@@ -87,4 +90,4 @@ def plot_split_counts(counts: pd.DataFrame, path: Path) -> Path:
     data.plot.bar(ax=ax, logy=True)
     ax.set_ylabel("images (log scale)")
     ax.set_title("Images per class and split")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlab.reports.html import Report, image_html, table_html
+from lesionlab.reports.plots import save_figure
 from lesionlab.training.train_set import RESAMPLING_CSV, SYNTHETIC_DIR
 
 
@@ -29,10 +30,7 @@ def plot_resampling(counts: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("training samples")
     ax.set_title("Training samples per class after resampling")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def synthetic_grid(directory: Path, path: Path, per_class: int = 8) -> Path | None:
@@ -55,10 +53,7 @@ def synthetic_grid(directory: Path, path: Path, per_class: int = 8) -> Path | No
                 ax.imshow(images[idx[c]])
         axes[r, 0].set_title(name, fontsize=8, loc="left")
     fig.suptitle("Synthetic (SMOTE) training images", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def add_resampling_section(report: Report, run_root: Path) -> bool:

@@ -13,7 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lesionlab.config.study import StudyConfig
-from lesionlab.reports.comparison import markdown_table
+from lesionlab.reports.plots import save_figure
+from lesionlab.reports.results_table import markdown_table
 
 LABELS = {"balanced_accuracy": "bal. acc.", "auc_macro": "macro AUC", "accuracy": "accuracy",
           "top2_accuracy": "top-2", "gap_bal_acc": "gap train − val (bal. acc.)"}
@@ -83,10 +84,7 @@ def plot_study(study: StudyConfig, results: pd.DataFrame, path: Path, metric: st
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(study.title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def write_study_page(study: StudyConfig, results: pd.DataFrame, path: Path, *, scale: str, command: str) -> Path:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lesionlab.models.checkpoint import Preprocessing
 from lesionlab.reports.html import Report, image_html, table_html
+from lesionlab.reports.plots import save_figure
 
 SHIFT_COLUMNS = ("images", "scored", "outside taxonomy", "seen, excluded", "balanced accuracy", "macro AUC", "ECE",
                  "OOD-flag rate")
@@ -50,10 +51,7 @@ def plot_operating_points(scores: Sequence[Any], path: Path) -> Path:
     ax.set_xlabel("value (95 % CI, lesions resampled)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.9 + 0.75 * len(scores)) - 0.12), ncol=3,
               fontsize=8, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_transfer_page(directory: Path, run_name: str, prep: Preprocessing, scores: Sequence[Any],

@@ -19,6 +19,7 @@ from torchvision.utils import make_grid
 from lesionlab.data.transforms import to_model_input
 from lesionlab.pretraining.vae import ConvNeXtVAE
 from lesionlab.registry import Registry
+from lesionlab.reports.plots import save_figure
 
 #: ``(features (N, D), seed) -> (N, 2)``.
 PROJECTIONS: Registry[Callable[[np.ndarray, int], np.ndarray]] = Registry("projection")
@@ -35,20 +36,13 @@ def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _show_grid(images: torch.Tensor, path: Path, title: str, nrow: int) -> Path:
     grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0).permute(1, 2, 0).numpy()
     fig, ax = plt.subplots(figsize=(min(12, 1.2 * nrow + 1), 1.3 * grid.shape[0] / grid.shape[1] * nrow + 0.8))
     ax.imshow(grid)
     ax.set_axis_off()
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -95,7 +89,7 @@ def plot_latent_projection(coords: np.ndarray, labels: Sequence[str], path: Path
     ax.set_title(f"latent means μ, {method.upper()} projection (held-out images)")
     ax.legend(fontsize=8, markerscale=2)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(steps: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Path:
@@ -114,4 +108,4 @@ def plot_loss_curves(steps: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> P
     for a in axes:
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -15,6 +15,7 @@ import torch
 from lesionlab.config import ConfigError, ExperimentConfig
 from lesionlab.data.batch_augment import BatchAugment
 from lesionlab.data.transforms import Transform, augmentation_params, build_augmentation
+from lesionlab.reports.plots import save_figure
 
 
 def preview_grid(images: np.ndarray, labels: list[str], transform: Transform, path: Path, *, views: int = 6,
@@ -35,12 +36,7 @@ def preview_grid(images: np.ndarray, labels: list[str], transform: Transform, pa
                 ax.set_title("original" if c == 0 else f"view {c}", fontsize=8)
         axes[r, 0].set_ylabel(labels[r], fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def augment_preview(cfg: ExperimentConfig, out: str | Path | None = None, *, n_images: int = 6, views: int = 6,

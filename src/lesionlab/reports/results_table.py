@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from lesionlab.reports.plots import save_figure
+
 BEST_MARK = "★"
 
 
@@ -77,7 +79,4 @@ def plot_validation_curves(histories: Mapping[str, pd.DataFrame], path: Path, ti
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
