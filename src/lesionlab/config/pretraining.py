@@ -100,6 +100,7 @@ class DistillConfig:
     teacher: str = ""  # run directory (model.pt) or ensemble directory (ensemble.json)
     data_root: str | None = None  # override the teacher's data.root (data and split come from the teacher)
     student: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="tiny-resnet"))
+    init_from: str | None = None  # a LesionLab model file: the student starts from its weights and architecture
     temperature: float = 4.0  # softens teacher and student distributions in the soft-target term
     alpha: float = 0.7  # weight of the soft-target term (× T²); 1 - alpha weighs the hard-label loss
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import lightning as L
 import pandas as pd
+from torch import nn
 
 from lesionlab.config import ExperimentConfig, save_config
 from lesionlab.config.pretraining import DistillConfig
@@ -28,6 +29,7 @@ from lesionlab.engine.core.run_data import LoadedRun, load_run, prepare_run_data
 from lesionlab.engine.core.skeleton import evaluate_test, finalize, write_run_data
 from lesionlab.engine.train import make_loaders
 from lesionlab.inference.predict import predict_probs
+from lesionlab.models.checkpoint import load_model, read_model_config
 from lesionlab.models.classifier import create_model, default_normalisation
 from lesionlab.reports.artifacts import write_evaluation
 from lesionlab.reports.distill_report import STUDENT_REPORT
@@ -49,10 +51,34 @@ class DistillResult:
     metrics: dict[str, dict]
 
 
-def student_experiment(cfg: DistillConfig, teacher_cfg: ExperimentConfig) -> ExperimentConfig:
-    """The teacher's data, split and task with the student's model, training and evaluation settings."""
-    return replace(teacher_cfg, name=cfg.name, output_dir=cfg.output_dir, model=cfg.student, train=cfg.train,
+def student_experiment(cfg: DistillConfig, teacher_cfg: ExperimentConfig, canonical: str | None = None
+                       ) -> ExperimentConfig:
+    """The teacher's data, split and task with the student's model, training and evaluation settings.
+
+    The student sees images as the teacher does: a teacher's canonical acquisition chain (``canonical``, e.g. a
+    built-in ensemble's) is kept when the teacher's data config names none. With ``init_from`` the student's
+    architecture is that model file's.
+    """
+    data = teacher_cfg.data
+    if data.canonical is None and canonical is not None:
+        data = replace(data, canonical=canonical)
+    model = read_model_config(cfg.init_from) if cfg.init_from else cfg.student
+    return replace(teacher_cfg, name=cfg.name, output_dir=cfg.output_dir, data=data, model=model, train=cfg.train,
                    eval=cfg.eval)
+
+
+def initial_student(cfg: DistillConfig, exp: ExperimentConfig, classes: tuple[str, ...]
+                    ) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
+    """The student and its input normalisation: fresh from ``student`` or the weights of ``init_from``."""
+    if not cfg.init_from:
+        student = create_model(exp.model, len(classes))
+        return (student, *default_normalisation(student, exp.model.pretrained or bool(exp.model.weights)))
+    student, prep = load_model(cfg.init_from)
+    if tuple(prep.class_names) != tuple(classes):
+        raise DatasetError(f"init_from {cfg.init_from} predicts {list(prep.class_names)}, the teacher's data "
+                           f"{list(classes)}: a student must start from a model of the same classes")
+    logger.info("Student starts from %s (%s)", cfg.init_from, exp.model.backbone)
+    return student.train(), tuple(prep.mean), tuple(prep.std)
 
 
 @discards_unstarted_runs
@@ -64,8 +90,8 @@ def distill(cfg: DistillConfig) -> DistillResult:
     teacher_run: LoadedRun = load_run(cfg.teacher)
     teacher_cfg, data = prepare_run_data(teacher_run, cfg.data_root, progress=cfg.train.progress)
     data = original_split(data)  # a refit teacher: the student still trains on train and is calibrated on val
-    exp = student_experiment(cfg, teacher_cfg)
-    classes = data.dataset.class_names
+    exp = student_experiment(cfg, teacher_cfg, teacher_run.prep.canonical)
+    classes = tuple(data.dataset.class_names)
     if tuple(teacher_run.prep.class_names) != tuple(classes):
         raise DatasetError(f"teacher classes {teacher_run.prep.class_names} differ from its data's {classes}")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -76,8 +102,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
     check_no_leakage(table, table["split"])
     counts, summary_info = write_run_data(run, data)
 
-    student = create_model(cfg.student, len(classes))
-    mean, std = default_normalisation(student, cfg.student.pretrained or bool(cfg.student.weights))
+    student, mean, std = initial_student(cfg, exp, classes)
     teacher = FrozenTeacher(teacher_run.model, teacher_run.prep.mean, teacher_run.prep.std)
     hard = loss_from_config(cfg.train, counts.loc[list(classes), "train"].to_numpy())
     module = DistillModule(student, hard, cfg.train, len(classes), mean, std, teacher, temperature=cfg.temperature,
@@ -106,7 +131,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
     write_run_report(run, metrics, cfg=exp, split_counts=counts, summary=summary_info, seconds=seconds,
                      best_epoch=best_epoch)
     run.report.rename(run.root / STUDENT_REPORT)  # report.html becomes the distillation report, linking to it
-    write_distill_report(run, cfg, teacher_run.root, summary, metrics, teacher_metrics)
-    logger.info("Student %s: balanced accuracy %.4f vs teacher %.4f", cfg.student.backbone,
+    write_distill_report(run, cfg, teacher_run.root, summary, metrics, teacher_metrics, exp.model.backbone)
+    logger.info("Student %s: balanced accuracy %.4f vs teacher %.4f", exp.model.backbone,
                 metrics["balanced_accuracy"], teacher_metrics["balanced_accuracy"])
     return DistillResult(run, summary, {"student": metrics, "teacher": teacher_metrics})

@@ -47,21 +47,33 @@ def save_model(path: str | Path, model: LesionClassifier, model_cfg: ModelConfig
                 "metadata": spec.to_dict() if spec is not None else None, "ood": ood}, path)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LesionClassifier, Preprocessing]:
-    path = Path(path)
+def _read_blob(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"Model file not found: {path}")
     blob = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a LesionLab model file (expected format {FORMAT})")
+    return blob
+
+
+def _model_config(blob: dict[str, Any]) -> ModelConfig:
+    # The saved state replaces every weight: no ImageNet download or weights package is needed to load a model.
+    return dataclasses.replace(from_dict(ModelConfig, blob["model"]), pretrained=False, weights=None)
+
+
+def read_model_config(path: str | Path) -> ModelConfig:
+    """The architecture a model file was saved with."""
+    return _model_config(_read_blob(Path(path)))
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LesionClassifier, Preprocessing]:
+    blob = _read_blob(Path(path), map_location)
     prep_dict = dict(blob["preprocessing"])
     for key in ("mean", "std", "class_names"):
         prep_dict[key] = tuple(prep_dict[key])
     prep = Preprocessing(**prep_dict)
     spec = MetadataSpec.from_dict(blob["metadata"]) if blob.get("metadata") else None
-    # The saved state replaces every weight: no ImageNet download or weights package is needed to load a model.
-    model_cfg = dataclasses.replace(from_dict(ModelConfig, blob["model"]), pretrained=False, weights=None)
-    model = create_model(model_cfg, len(prep.class_names), metadata_spec=spec)
+    model = create_model(_model_config(blob), len(prep.class_names), metadata_spec=spec)
     model.load_state_dict(dequantize_state(blob["state_dict"]))  # released files may hold int8 weights
     model.eval()
     return model, prep

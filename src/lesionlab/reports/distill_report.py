@@ -70,12 +70,13 @@ def compare_models(teacher: nn.Module, student: nn.Module, teacher_metrics: dict
 
 
 def write_distill_report(run: RunPaths, cfg: DistillConfig, teacher_root: Path, summary: pd.DataFrame,
-                         student_metrics: dict, teacher_metrics: dict) -> Path:
+                         student_metrics: dict, teacher_metrics: dict, student_backbone: str) -> Path:
 
     ratio = summary.iloc[2]["parameters"]
     gap = student_metrics["balanced_accuracy"] - teacher_metrics["balanced_accuracy"]
     report = Report(title=f"LesionLab distillation: {cfg.name}",
-                    subtitle=f"teacher {teacher_root} → student {cfg.student.backbone} · T = {cfg.temperature} · "
+                    subtitle=f"teacher {teacher_root} → student {student_backbone}"
+                             + (f" (from {cfg.init_from})" if cfg.init_from else "") + f" · T = {cfg.temperature} · "
                              f"α = {cfg.alpha} · {cfg.train.epochs} epochs")
     report.add_cards("Student vs teacher (held-out test split)", [
         ("teacher balanced accuracy", teacher_metrics["balanced_accuracy"]),
