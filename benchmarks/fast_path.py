@@ -6,9 +6,11 @@ TTA {none, flips, d4} — is then scored from them: balanced accuracy, macro AUC
 specificity at the stored operating point. Latency is measured on the same machine with the server's
 :class:`~lesionlab.serving.fastpath.FastPath`: batch-1 milliseconds (median) and milliseconds per image in batches
 of 16. The refit member trained on the validation lesions, so validation figures of configurations that include
-it are optimistic (marked).
+it are optimistic (marked). ``--student MODEL`` adds a single model (e.g. the ensemble distilled into one student,
+``ham7-lite2-fast``) scored the same way at its own temperature and operating point.
 
-    .venv/bin/python benchmarks/fast_path.py --data-root ../shared/data [--limit 300] [--cache /tmp/fast_path.npz]
+    .venv/bin/python benchmarks/fast_path.py --data-root ../shared/data [--limit 300] [--cache /tmp/fast_path.npz] \
+        [--student ham7-lite2-fast]
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="images per split (default: all 1,503)")
     ap.add_argument("--cache", type=Path, default=None, help="npz of the member logits (reused when present)")
     ap.add_argument("--repeats", type=int, default=20, help="timed batch-1 calls per configuration")
+    ap.add_argument("--student", default=None, help="a single model to score beside the members (e.g. "
+                    "ham7-lite2-fast, or a run folder)")
     args = ap.parse_args()
 
     predictor = Predictor.pretrained()
@@ -131,11 +135,31 @@ def main() -> None:
                     row[f"{s} {k}"] = v
             row["batch-1 ms"], row["ms/image @16"] = latency(fast, sample, members, policy, args.repeats)
             rows.append(row)
+    if args.student:
+        rows += student_rows(args.student, splits, sample, args.repeats)
     table = pd.DataFrame(rows)
     n = {s: len(y) for s, (_, y) in splits.items()}
     print(f"\nbuilt-in ham7-lite2, ONNX Runtime ({torch.get_num_threads()} threads), validation {n['val']} / test "
           f"{n['test']} images; validation figures with the refit member are optimistic (it trained on them)\n")
     print(markdown(table))
+
+
+def student_rows(ref: str, splits: dict[str, tuple[list[Path], np.ndarray]], sample: np.ndarray,
+                 repeats: int) -> list[dict]:
+    """The rows of one single model (no cache: its logits are computed here), per TTA policy."""
+    predictor = Predictor.load(ref)
+    fast = FastPath(predictor)
+    logits = {s: member_logits(fast, np.stack([predictor.preprocess(p) for p in paths]))
+              for s, (paths, _) in splits.items()}
+    rows = []
+    for policy in POLICIES:
+        row = {"members": f"student {predictor.card.name}", "tta": policy, "passes/image": len(get_tta(policy))}
+        for s, (_, y) in splits.items():
+            for k, v in scores(y, probs_for(logits[s], fast, (0,), policy), fast).items():
+                row[f"{s} {k}"] = v
+        row["batch-1 ms"], row["ms/image @16"] = latency(fast, sample, (0,), policy, repeats)
+        rows.append(row)
+    return rows
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -5,7 +5,9 @@ clients until ``--requests`` requests are done or ``--duration`` seconds pass (w
 server. Prints throughput, p50/p95/p99 latency, the error count and the status codes. Loopback only, bounded.
 ``--compare`` runs the previous serving configuration (the predictor's general path, one request per worker, the
 model's 8-view TTA) and the current defaults one after the other in the same run, one table row each; ``--config
-NAME="FLAGS"`` adds any other ``serve`` configuration. ``--metrics`` prints the last server's /metrics afterwards.
+NAME="FLAGS"`` adds any other ``serve`` configuration; ``--model REF`` among its flags serves another model in that
+row (e.g. the distilled ``ham7-lite2-fast`` beside the ensemble). ``--metrics`` prints the last server's /metrics
+afterwards.
 
     .venv/bin/python benchmarks/load_test.py builtin --images ../shared/data/ham10000/images_600x450 \
         --clients 16 --requests 400 --duration 40 --compare --metrics
@@ -111,6 +113,14 @@ def run_config(model: str, images: list[bytes], flags: list[str], args: argparse
             "metrics": metrics}
 
 
+def row_model(default: str, flags: list[str]) -> tuple[str, list[str]]:
+    """A row's model (``--model REF`` among its flags, else ``default``) and the rest of its flags for serve."""
+    if "--model" not in flags:
+        return default, flags
+    i = flags.index("--model")
+    return flags[i + 1], flags[:i] + flags[i + 2:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="run directory, model.pt, model.onnx, ensemble folder or 'builtin'")
@@ -141,7 +151,8 @@ def main() -> None:
     extra = ["--workers", str(args.workers)] if args.workers else []
     rows = {}
     for name, flags in configs.items():
-        rows[name] = run_config(args.model, images, shlex.split(flags) + extra, args)
+        model, serve_flags = row_model(args.model, shlex.split(flags))
+        rows[name] = run_config(model, images, serve_flags + extra, args)
         print(f"{name}: {rows[name]['rps']:.1f} requests/s", file=sys.stderr, flush=True)
     print(f"\n{args.model} · {args.clients} clients · {len(images)} images cycled · {os.cpu_count()} CPU cores"
           f"{' · heat-maps' if args.heatmap else ''}\n")

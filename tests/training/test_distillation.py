@@ -83,3 +83,38 @@ def test_distill_a_real_teacher(small_ham_csv: Path, tmp_path: Path, capsys: pyt
     assert main(["-q", "predict", str(student), str(next(small_ham_csv.parent.glob("*.jpg"))), "--format",
                  "json"]) == 0
     assert '"triage_priority"' in capsys.readouterr().out
+
+
+def _saved_model(path: Path, classes: tuple[str, ...]) -> Path:
+    from lesionlab.config import ModelConfig
+    from lesionlab.models.checkpoint import Preprocessing, save_model
+    from lesionlab.models.classifier import create_model
+
+    cfg = ModelConfig(backbone="tiny-resnet", pretrained=False)
+    torch.manual_seed(1)
+    save_model(path, create_model(cfg, len(classes)), cfg,
+               Preprocessing(32, "center-square", (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), classes, "ham7"))
+    return path
+
+
+def test_student_starts_from_a_model_file(tmp_path: Path) -> None:
+    from lesionlab.config import ExperimentConfig, ModelConfig
+    from lesionlab.data.table import DatasetError
+    from lesionlab.engine.distill import initial_student, student_experiment
+    from lesionlab.models.checkpoint import load_model
+
+    classes = ("a", "b", "c")
+    path = _saved_model(tmp_path / "model.pt", classes)
+    cfg = DistillConfig(teacher="t", init_from=str(path), student=ModelConfig(backbone="tiny-efficientnet"))
+    exp = student_experiment(cfg, ExperimentConfig(), canonical="ham-200x150")
+    assert exp.model.backbone == "tiny-resnet"  # the architecture is the file's, not ``student``'s
+    assert exp.data.canonical == "ham-200x150"  # the student sees images as the teacher does
+    student, mean, std = initial_student(cfg, exp, classes)
+    assert student.training and (mean, std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    saved, _ = load_model(path)
+    for (k, a), b in zip(student.state_dict().items(), saved.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(DatasetError, match="same classes"):
+        initial_student(cfg, exp, ("a", "b", "z"))
+    fresh = student_experiment(DistillConfig(teacher="t"), ExperimentConfig())
+    assert fresh.model.backbone == "tiny-resnet" and fresh.data.canonical is None
