@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Knowledge distillation: the student (student.backbone) learns from the teacher's softened "
         "probabilities (temperature) mixed with the hard labels (alpha), on the teacher's own training split; both "
         "are scored on the teacher's held-out test split. Reports accuracy, parameter counts and batch-1 CPU latency "
-        "of student and teacher. The student run directory works with evaluate/predict like any run.",
+        "of student and teacher. init_from=MODEL.pt starts the student from a trained model of the same classes "
+        "(its architecture and weights). The student run directory works with evaluate/predict like any run.",
         epilog="example:\n  lesionlab distill --output-dir runs runs/teacher-... "
         "student.backbone=mobilenetv3_small_050 "
         "temperature=4 alpha=0.7 train.epochs=10")
