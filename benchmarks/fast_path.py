@@ -6,11 +6,11 @@ TTA {none, flips, d4} — is then scored from them: balanced accuracy, macro AUC
 specificity at the stored operating point. Latency is measured on the same machine with the server's
 :class:`~lesionlab.serving.fastpath.FastPath`: batch-1 milliseconds (median) and milliseconds per image in batches
 of 16. The refit member trained on the validation lesions, so validation figures of configurations that include
-it are optimistic (marked). ``--student MODEL`` adds a single model (e.g. the ensemble distilled into one student,
-``ham7-lite2-fast``) scored the same way at its own temperature and operating point.
+it are optimistic (marked). ``--student MODEL`` adds a single model (e.g. the run folder of a ``lesionlab distill``
+student) scored the same way at its own temperature and operating point.
 
     .venv/bin/python benchmarks/fast_path.py --data-root ../shared/data [--limit 300] [--cache /tmp/fast_path.npz] \
-        [--student ham7-lite2-fast]
+        [--student runs/issue27/distill-builtin-lite2-...]
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="images per split (default: all 1,503)")
     ap.add_argument("--cache", type=Path, default=None, help="npz of the member logits (reused when present)")
     ap.add_argument("--repeats", type=int, default=20, help="timed batch-1 calls per configuration")
-    ap.add_argument("--student", default=None, help="a single model to score beside the members (e.g. "
-                    "ham7-lite2-fast, or a run folder)")
+    ap.add_argument("--student", default=None, help="a single model to score beside the members (a run "
+                    "folder, model.pt or built-in name)")
     args = ap.parse_args()
 
     predictor = Predictor.pretrained()

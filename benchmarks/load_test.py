@@ -6,7 +6,7 @@ server. Prints throughput, p50/p95/p99 latency, the error count and the status c
 ``--compare`` runs the previous serving configuration (the predictor's general path, one request per worker, the
 model's 8-view TTA) and the current defaults one after the other in the same run, one table row each; ``--config
 NAME="FLAGS"`` adds any other ``serve`` configuration; ``--model REF`` among its flags serves another model in that
-row (e.g. the distilled ``ham7-lite2-fast`` beside the ensemble). ``--metrics`` prints the last server's /metrics
+row (e.g. a distilled student's run folder beside the ensemble). ``--metrics`` prints the last server's /metrics
 afterwards.
 
     .venv/bin/python benchmarks/load_test.py builtin --images ../shared/data/ham10000/images_600x450 \

@@ -88,9 +88,7 @@ def read_ood(path: str | Path) -> dict[str, Any] | None:
 def store_ood(path: str | Path, ood: dict[str, Any] | None) -> None:
     """Attach (or, with ``None``, remove) an OOD detector dict to an existing model file, in place."""
     path = Path(path)
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a LesionLab model file (expected format {FORMAT})")
+    blob = _read_blob(path)
     blob["ood"] = ood
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(blob, tmp)
