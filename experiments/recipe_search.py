@@ -1,6 +1,9 @@
 """Run the recipe search of ``configs/recipe-search.yaml``: one validation-only training run per candidate.
 
-Resumable: candidates already in the results CSV are skipped. Usage::
+Resumable: candidates already in the results CSV are skipped. A spec may name ``rank_by`` (a CSV column, default
+``val_bal_acc``; ``val_worst_bal_acc`` ranks a several-population search by its worst population, from the run's
+``val_by_source.json``), ``title`` and ``about`` (the table's heading and text), and ``reuse`` (candidate → run folder
+of the same configuration, read instead of trained when present). Usage::
 
     python experiments/recipe_search.py [--config configs/recipe-search.yaml] [--data-root ../shared/data]
         [--only NAME ...] [--out docs/results/recipe-search]
@@ -21,22 +24,47 @@ from lesionlab.engine.study.run import machine
 from lesionlab.engine.train import train
 
 COLUMNS = ["candidate", "val_bal_acc", "val_auc", "best_epoch", "epochs", "image_size", "fit_min", "s_per_epoch",
-           "train_bal_acc", "overrides", "run_dir", "machine"]
+           "train_bal_acc", "overrides", "run_dir", "machine", "val_worst_bal_acc", "by_source"]
+ABOUT = ("HAM10000, 7 classes, the default lesion-disjoint 70/15/15 split (seed 0): 7,0xx training and 1,5xx "
+         "validation images. Each candidate is one training run (seed 0) of `{base}` with the common overrides "
+         "`{common}` plus its own; the figures are the best epoch's validation balanced accuracy and macro AUC (EMA "
+         "weights, no TTA). The test split was never predicted (`eval.test=false`). Minutes are fit wall time on the "
+         "machine named in the last column (shared with other work: compare as ratios within this table).")
+
+
+def run_row(name: str, own: list[str], run_dir: Path, image_size: int) -> dict:
+    """One results row from a finished validation-only run folder (its validation figures, history and timings)."""
+    m = json.loads((run_dir / "val_metrics.json").read_text())
+    history = pd.read_csv(run_dir / "history.csv")
+    fit = json.loads((run_dir / "timings.json").read_text())["fit"]
+    row = {"candidate": name, "val_bal_acc": m["val_bal_acc"], "val_auc": m["val_auc"],
+           "best_epoch": m["best_epoch"], "epochs": m["epochs_run"], "image_size": image_size,
+           "fit_min": fit / 60, "s_per_epoch": fit / len(history), "train_bal_acc": m.get("train_bal_acc", float("nan")),
+           "overrides": " ".join(own), "run_dir": str(run_dir), "machine": machine(),
+           "val_worst_bal_acc": float("nan"), "by_source": ""}
+    by_source = run_dir / "val_by_source.json"
+    if by_source.is_file():  # several populations: each one's balanced accuracy / melanoma AUC, and the worst
+        figures = {k: v for k, v in json.loads(by_source.read_text()).items() if isinstance(v, dict) and "n" in v}
+        row["val_worst_bal_acc"] = min(f["balanced_accuracy"] for f in figures.values())
+        row["by_source"] = "; ".join(f"{k} {f['balanced_accuracy']:.3f} / {f.get('mel_auc', float('nan')):.3f}"
+                                     for k, f in figures.items())
+    return row
 
 
 def write_markdown(df: pd.DataFrame, path: Path, spec: dict) -> None:
-    ranked = df.sort_values("val_bal_acc", ascending=False)
-    lines = ["# Recipe search (issue 12): validation only", "",
-             "HAM10000, 7 classes, the default lesion-disjoint 70/15/15 split (seed 0): 7,0xx training and 1,5xx "
-             "validation images. Each candidate is one training run (seed 0) of `configs/default.yaml` with the "
-             f"common overrides `{' '.join(spec['common'])}` plus its own; the figures are the best epoch's "
-             "validation balanced accuracy and macro AUC (EMA weights, no TTA). The test split was never "
-             "predicted (`eval.test=false`). Minutes are fit wall time on the machine named in the last column "
-             "(shared with other work: compare as ratios within this table).", "",
-             "| candidate | val bal acc | val AUC | best epoch / epochs | px | fit min | s/epoch | train bal acc | "
-             "overrides |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rank_by = spec.get("rank_by", "val_bal_acc")
+    ranked = df.sort_values(rank_by, ascending=False)
+    several = rank_by == "val_worst_bal_acc"
+    about = spec.get("about", ABOUT).format(base=spec["base"], common=" ".join(spec["common"]))
+    lines = [f"# {spec.get('title', 'Recipe search (issue 12): validation only')}", "", about, "",
+             "| candidate | val bal acc | val AUC | " + ("worst population | per population: bal acc / mel AUC | "
+                                                       if several else "")
+             + "best epoch / epochs | px | fit min | s/epoch | train bal acc | overrides |",
+             "|---|---:|---:|" + ("---:|---|" if several else "") + "---:|---:|---:|---:|---:|---|"]
     for _, r in ranked.iterrows():
-        lines.append(f"| {r.candidate} | {r.val_bal_acc:.4f} | {r.val_auc:.4f} | {int(r.best_epoch)} / {int(r.epochs)} "
+        extra = f"{r.val_worst_bal_acc:.4f} | {r.by_source} | " if several else ""
+        lines.append(f"| {r.candidate} | {r.val_bal_acc:.4f} | {r.val_auc:.4f} | {extra}"
+                     f"{int(r.best_epoch)} / {int(r.epochs)} "
                      f"| {int(r.image_size)} | {r.fit_min:.1f} | {r.s_per_epoch:.0f} | {r.train_bal_acc:.3f} | "
                      f"`{r.overrides if isinstance(r.overrides, str) and r.overrides else '(none)'}` |")
     queued = [n for n in spec["candidates"] if n not in set(df["candidate"])]
@@ -67,19 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         if not todo:
             break
         name, own = todo[0]
+        reuse = Path(spec.get("reuse", {}).get(name, "/nonexistent"))
+        if (reuse / "val_metrics.json").is_file():
+            print(f"== {name}: read from {reuse}", flush=True)
+            row = run_row(name, own, reuse, load_config(spec["base"], [*spec["common"], *own]).data.image_size)
+            done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+            done.to_csv(csv, index=False)
+            continue
         overrides = [*spec["common"], *own, f"data.root={Path(args.data_root).resolve()}", f"name=search-{name}",
-                     "output_dir=runs/recipe-search"]
+                     f"output_dir={spec.get('output_dir', 'runs/recipe-search')}"]
         cfg = load_config(spec["base"], overrides)
         print(f"== {name}: {' '.join(own)}", flush=True)
         t0 = time.perf_counter()
         result = train(cfg)
-        m = result.metrics
-        history = pd.read_csv(result.run.history)
-        row = {"candidate": name, "val_bal_acc": m["val_bal_acc"], "val_auc": m["val_auc"],
-               "best_epoch": m["best_epoch"], "epochs": m["epochs_run"], "image_size": cfg.data.image_size,
-               "fit_min": result.seconds["fit"] / 60, "s_per_epoch": result.seconds["fit"] / len(history),
-               "train_bal_acc": m.get("train_bal_acc", float("nan")), "overrides": " ".join(own),
-               "run_dir": str(result.run.root), "machine": machine()}
+        row = run_row(name, own, Path(result.run.root), cfg.data.image_size)
         print(json.dumps(row), f"({time.perf_counter() - t0:.0f}s)", flush=True)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         done.to_csv(csv, index=False)
