@@ -15,6 +15,7 @@ from torchvision.transforms import v2
 
 from lesionlab.config import ConfigError, TrainConfig
 from lesionlab.data.acquisition import AcquisitionChain, AcquisitionParams
+from lesionlab.data.artefacts import ArtefactParams, DermoscopyArtefacts
 from lesionlab.registry import Registry
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -42,6 +43,8 @@ AUGMENT_PARAMS: dict[str, tuple[Any, str]] = {
     "policy_magnitude": (9, "randaugment: magnitude of each operation (0-30)"),
     "acquisition": (0.0, "probability of a random acquisition chain first: blur, sensor noise, down- and re-sampling "
                          "with a random filter, JPEG re-encoding (lesionlab.data.acquisition)"),
+    "artefacts": (0.0, "probability of random dermoscopy artefacts first (before the acquisition chain): hair, ruler "
+                       "marks, a dark round vignette, gel bubbles (lesionlab.data.artefacts)"),
     "acquisition_scale": ((0.3, 1.0), "acquisition chain: [min, max] down-sampling factor"),
     "acquisition_jpeg": ((30, 95), "acquisition chain: [min, max] JPEG quality"),
 }
@@ -94,7 +97,7 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
     if unknown:
         raise ConfigError(f"Unknown train.augmentation.params key(s) {unknown}; valid: {sorted(AUGMENT_PARAMS)}")
     params.update(overrides)
-    for key in ("hflip", "vflip", "erase_p", "acquisition"):
+    for key in ("hflip", "vflip", "erase_p", "acquisition", "artefacts"):
         if not isinstance(params[key], int | float) or not 0 <= params[key] <= 1:
             raise ConfigError(f"train.augmentation.params.{key} must be a probability in [0, 1], got {params[key]!r}")
     for key in ("degrees", "translate", "brightness", "contrast", "saturation", "hue"):
@@ -124,6 +127,8 @@ def augmentation_params(name: str, overrides: Mapping[str, Any] | None = None) -
 def build_augmentation(params: Mapping[str, Any], size: int) -> Transform:
     """A ``v2.Compose`` of the enabled steps: flips, 90° rotations, resized crop, affine, colour jitter, cutout."""
     steps: list[Transform] = []
+    if params["artefacts"]:  # drawn on the skin, so the camera's chain comes after them
+        steps.append(DermoscopyArtefacts(ArtefactParams(p=float(params["artefacts"]))))
     if params["acquisition"]:
         jpeg = params["acquisition_jpeg"]
         steps.append(AcquisitionChain(AcquisitionParams(p=float(params["acquisition"]),
