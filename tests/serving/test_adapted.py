@@ -21,7 +21,16 @@ from lesionlab.serving.predictor import Predictor
 def adapted(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("adapted") / "ph2-site"
     code = main(["-q", "adapt", str(serving_run), "--dataset", "ph2", "--data-root", str(shared_data),
-                 "--out", str(out), "--repeats", "3"])
+                 "--out", str(out), "--repeats", "3", "--method", "temperature"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def head_adapted(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("adapted") / "ph2-head"
+    code = main(["-q", "adapt", str(serving_run), "--dataset", "ph2", "--data-root", str(shared_data),
+                 "--out", str(out), "--repeats", "2", "--method", "head"])
     assert code == 0
     return out
 
@@ -29,6 +38,7 @@ def adapted(serving_run: Path, shared_data: Path, tmp_path_factory: pytest.TempP
 def test_adapted_folder_records_and_reproduces_the_fit(adapted: Path, serving_run: Path, shared_data: Path) -> None:
     record = json.loads((adapted / "adaptation.json").read_text())
     assert record["base_model"] == str(serving_run.resolve()) and record["images"] == 200
+    assert record["method"] == "temperature" and not (adapted / "site_head.npz").exists()
     assert record["classes"] == {"mel": 40, "nv": 160} and record["created"]
     assert record["cross_fitting"]["repeats"] == 3
     for figures in (record["before"], record["after_cross_fitted"]):
@@ -82,3 +92,40 @@ def test_refuses_images_the_model_trained_on_and_other_label_sets(serving_run: P
     with pytest.raises(AdaptationError, match=r"labels \(eczema, psoriasis\) are another label set .* \(ham7"):
         adapt(serving_run, DataConfig(dataset="csv", csv=str(tmp_path / "other.csv"),
                                       image_dir=str(images[0].parent)), tmp_path / "out", repeats=1)
+
+
+def test_site_head_is_fitted_stored_and_served(head_adapted: Path, serving_run: Path, shared_data: Path) -> None:
+    import torch
+
+    from lesionlab.inference.site_head import features_and_logits
+    from lesionlab.serving.fastpath import FastPath
+
+    record = json.loads((head_adapted / "adaptation.json").read_text())
+    assert record["method"] == "head" and "site head" in record["fitted"]
+    assert record["cross_fitting"]["methods_chosen"] == {"head": 4}  # 2 halvings x 2 halves
+    assert 0 <= record["cross_fitting"]["mel_auc"]["median"] <= 1
+    site, base = Predictor.load(head_adapted), Predictor.load(serving_run)
+    assert site.model.head is not None and list(site.model.head.classes) == [4, 5]  # mel, nv: PH2's classes
+    images = sorted((shared_data / "ph2" / "images_half").glob("*.jpg"))[:4]
+    batch = np.stack([site.preprocess(path) for path in images])
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255)
+    x = (x - torch.tensor(site.prep.mean).view(1, 3, 1, 1)) / torch.tensor(site.prep.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        features, logits = features_and_logits(base.model, x)
+        expected = site.model.head(features, torch.log_softmax(logits / base.prep.temperature, -1))
+        assert torch.allclose(site.model(x), expected, atol=1e-5)
+        # the classes PH2 lacks keep the base model's calibrated log-probability
+        kept = [i for i in range(len(site.class_names)) if i not in (4, 5)]
+        assert torch.allclose(expected[:, kept], torch.log_softmax(logits / base.prep.temperature, -1)[:, kept],
+                              atol=1e-5)
+    probs = site.predict_arrays(batch)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    # the server's fast path takes the general path for an adapted model: the same numbers
+    assert np.allclose(FastPath(site).predict(batch, site.prep.tta)[0], probs, atol=1e-5)
+
+
+def test_adapt_refuses_an_unknown_method(serving_run: Path, shared_data: Path, tmp_path: Path) -> None:
+    from lesionlab.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="adaptation method"):
+        adapt(serving_run, DataConfig(dataset="ph2", root=str(shared_data)), tmp_path / "out", method="finetune")

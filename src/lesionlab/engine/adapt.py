@@ -1,10 +1,14 @@
 """``lesionlab adapt MODEL --dataset ...``: a clinic's labelled images refit the temperature and the triage operating
 point of a model for its population, in a new model folder (:mod:`lesionlab.serving.adapted`).
 
-What is fitted: a site temperature on top of the base model's calibrated probabilities (temperature scaling,
-Guo et al. 2017) and the priority-1 thresholds reaching ``sensitivity`` on the clinic's images (the base model's
-thresholds stay for priority-1 classes the clinic's images lack). The weights are not changed: with a few dozen
-cases a head or batch-norm refit overfits, and both are left to retraining.
+What is fitted (``method``, :data:`ADAPT_METHODS`): ``temperature`` — a site temperature on top of the base model's
+calibrated probabilities (temperature scaling, Guo et al. 2017) and the priority-1 thresholds reaching
+``sensitivity``, set by the class-conditional split-conformal rule so that the clinic's *new* malignant cases reach
+it (:func:`~lesionlab.evaluation.operating_points.threshold_for_sensitivity`; the base model's thresholds stay for
+priority-1 classes the clinic's images lack); ``head`` — first a site head on the base model's frozen features (a
+linear probe over the classes the clinic has, :mod:`lesionlab.inference.site_head`), then temperature and
+thresholds on its out-of-fold outputs; ``auto`` — whichever of the two has the lower cross-validated log-loss on the
+adaptation images. The backbone is not changed.
 
 How it is judged: repeated 2-fold cross-fitting on lesions. Each repeat halves the lesions at random (stratified by
 class), adapts on one half and decides the other, and the other way round; every image is then decided by an
@@ -18,13 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
@@ -41,7 +47,15 @@ from lesionlab.evaluation.operating_points import most_severe_suspected
 from lesionlab.inference.calibration import probs_from_view_logits
 from lesionlab.inference.predict import predict_view_logits
 from lesionlab.inference.quality import NotAssessableError
-from lesionlab.serving.adapted import ADAPTATION_FILE, SiteAdapted
+from lesionlab.inference.site_head import (
+    MIN_HEAD_CLASS,
+    FeaturesAndOutput,
+    SiteHeadWeights,
+    fit_site_head,
+    head_classes,
+)
+from lesionlab.registry import Registry
+from lesionlab.serving.adapted import ADAPTATION_FILE, HEAD_FILE, SiteAdapted
 from lesionlab.serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -57,24 +71,87 @@ class AdaptationError(LesionLabError, ValueError):
 
 
 @dataclass(frozen=True)
+class SiteViews:
+    """The base model on the clinic's images, per test-time view: calibrated log-probabilities ``(V, N, C)`` and
+    pooled features of every member ``(V, N, F)`` (None when the model gives none, e.g. an ONNX export)."""
+
+    log_probs: np.ndarray
+    features: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class SiteFit:
-    """A site temperature and the priority-1 thresholds under it."""
+    """A site temperature and the priority-1 thresholds under it, on top of an optional site head."""
 
     temperature: float
     thresholds: dict[str, float]
+    head: SiteHeadWeights | None = None
+    method: str = "temperature"
 
-    def decide(self, view_logits: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, is priority 1) per image."""
-        probs = probs_from_view_logits(view_logits, self.temperature)
+    def log_probs(self, views: SiteViews, rows: np.ndarray) -> np.ndarray:
+        """The adapted (pre-temperature) log-probabilities ``(V, n, C)`` of ``rows``."""
+        if self.head is None:
+            return views.log_probs[:, rows]
+        assert views.features is not None
+        return np.stack([self.head.log_probs(views.features[v, rows], views.log_probs[v, rows])
+                         for v in range(len(views.log_probs))])
+
+    def decide(self, views: SiteViews, rows: np.ndarray, class_names: Sequence[str]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, is priority 1) of ``rows``."""
+        probs = probs_from_view_logits(self.log_probs(views, rows), self.temperature)
         decision = most_severe_suspected(probs, class_names, self.thresholds)
         return probs, np.array([triage_priority(class_names[c]) == 1 for c in decision])
 
 
-def fit_site(view_logits: np.ndarray, y: np.ndarray, class_names: Sequence[str], base_thresholds: dict[str, float],
-             sensitivity: float) -> SiteFit:
-    """Temperature on the images' log-likelihood, then thresholds for ``sensitivity`` (base ones kept elsewhere)."""
-    point = fit_operating_point(view_logits, y, class_names, sensitivity=sensitivity, unsure=False)
-    return SiteFit(point.temperature, {**base_thresholds, **point.thresholds})
+def _nll(view_log_probs: np.ndarray, y: np.ndarray, temperature: float) -> float:
+    probs = probs_from_view_logits(view_log_probs, temperature)
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def _operating_point(view_log_probs: np.ndarray, y: np.ndarray, class_names: Sequence[str],
+                     base_thresholds: dict[str, float], sensitivity: float) -> tuple[float, dict[str, float]]:
+    point = fit_operating_point(view_log_probs, y, class_names, sensitivity=sensitivity, unsure=False,
+                                conformal=True)
+    return point.temperature, {**base_thresholds, **point.thresholds}
+
+
+def _fit_temperature(views: SiteViews, rows: np.ndarray, y: np.ndarray, lesions: np.ndarray,
+                     class_names: Sequence[str], base_thresholds: dict[str, float], sensitivity: float) -> SiteFit:
+    return SiteFit(*_operating_point(views.log_probs[:, rows], y[rows], class_names, base_thresholds, sensitivity))
+
+
+def _fit_head(views: SiteViews, rows: np.ndarray, y: np.ndarray, lesions: np.ndarray, class_names: Sequence[str],
+              base_thresholds: dict[str, float], sensitivity: float) -> SiteFit:
+    if views.features is None:
+        raise AdaptationError("this model gives no features (an ONNX export without them): use --method temperature")
+    if len(head_classes(y[rows])) < 2:
+        raise AdaptationError(f"a site head needs two classes with at least {MIN_HEAD_CLASS} images each; these "
+                              f"images have {dict(zip(*np.unique(y[rows], return_counts=True), strict=True))}")
+    head, oof = fit_site_head(views.features[:, rows], views.log_probs[:, rows], y[rows], lesions[rows])
+    return SiteFit(*_operating_point(oof, y[rows], class_names, base_thresholds, sensitivity), head=head,
+                   method="head")
+
+
+def _fit_auto(views: SiteViews, rows: np.ndarray, y: np.ndarray, lesions: np.ndarray, class_names: Sequence[str],
+              base_thresholds: dict[str, float], sensitivity: float) -> SiteFit:
+    plain = _fit_temperature(views, rows, y, lesions, class_names, base_thresholds, sensitivity)
+    if views.features is None or len(head_classes(y[rows])) < 2:
+        return replace(plain, method="auto: temperature (no head possible)")
+    head, oof = fit_site_head(views.features[:, rows], views.log_probs[:, rows], y[rows], lesions[rows])
+    temperature, thresholds = _operating_point(oof, y[rows], class_names, base_thresholds, sensitivity)
+    if _nll(oof, y[rows], temperature) < _nll(views.log_probs[:, rows], y[rows], plain.temperature):
+        return SiteFit(temperature, thresholds, head, "auto: head")
+    return replace(plain, method="auto: temperature")
+
+
+#: How ``lesionlab adapt --method`` fits a site: (views, rows, y, lesions, classes, base thresholds, sensitivity).
+ADAPT_METHODS: Registry[Callable[..., SiteFit]] = Registry("adaptation method")
+ADAPT_METHODS.add("temperature", _fit_temperature,
+                  help="site temperature + priority-1 thresholds on the base model's probabilities")
+ADAPT_METHODS.add("head", _fit_head, help="a site head on the frozen features (classes with >= 5 images), then "
+                  "temperature + thresholds on its out-of-fold outputs")
+ADAPT_METHODS.add("auto", _fit_auto, help="head or temperature, whichever has the lower cross-validated log-loss")
 
 
 def check_counts(labels: Sequence[str], malignant: int) -> None:
@@ -101,21 +178,25 @@ def check_unseen(table: pd.DataFrame, predictor: Predictor) -> None:
                               f"figures on them are optimistic; leave them out (first: {seen[0]})")
 
 
-def cross_fit(view_logits: np.ndarray, y: np.ndarray, lesions: np.ndarray, class_names: Sequence[str],
-              base_thresholds: dict[str, float], sensitivity: float, repeats: int, seed: int = 0
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Out-of-fold (probabilities, is priority 1) of every image, for each of ``repeats`` random 2-fold halvings."""
+def cross_fit(views: SiteViews, y: np.ndarray, lesions: np.ndarray, class_names: Sequence[str],
+              base_thresholds: dict[str, float], sensitivity: float, repeats: int, seed: int = 0,
+              method: str = "temperature") -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Out-of-fold (probabilities, is priority 1, the two halves' fitted methods) of every image, for each of
+    ``repeats`` random 2-fold halvings."""
+    fit = ADAPT_METHODS.get(method)
     out = []
     for r in tqdm(range(repeats), desc="Cross-fitting", unit="halving", leave=False, disable=repeats < 5):
         cv = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=seed + r)
-        probs = np.zeros(view_logits.shape[1:])
+        probs = np.zeros(views.log_probs.shape[1:])
         flag = np.zeros(len(y), bool)
         with _quiet_sklearn():
             folds = list(cv.split(np.zeros(len(y)), y, lesions))
+        chosen = []
         for fit_rows, score_rows in folds:
-            site = fit_site(view_logits[:, fit_rows], y[fit_rows], class_names, base_thresholds, sensitivity)
-            probs[score_rows], flag[score_rows] = site.decide(view_logits[:, score_rows], class_names)
-        out.append((probs, flag))
+            site = fit(views, fit_rows, y, lesions, class_names, base_thresholds, sensitivity)
+            probs[score_rows], flag[score_rows] = site.decide(views, score_rows, class_names)
+            chosen.append(site.method)
+        out.append((probs, flag, chosen))
     return out
 
 
@@ -143,12 +224,26 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
             "p95": float(np.percentile(v, 95)), "min": float(v.min()), "max": float(v.max())}
 
 
+def site_views(predictor: Predictor, images: np.ndarray, *, features: bool, progress: bool) -> SiteViews:
+    """The base model's calibrated log-probabilities on every test-time view, and its features when asked."""
+    prep, classes = predictor.prep, len(predictor.class_names)
+    if not features:
+        view_logits = predict_view_logits(SiteAdapted(predictor.model, prep.temperature), images, prep.mean, prep.std,
+                                          tta=prep.tta, batch_size=32, progress=progress)
+        return SiteViews(view_logits, None)
+    both = predict_view_logits(FeaturesAndOutput(predictor.model), images, prep.mean, prep.std, tta=prep.tta,
+                               batch_size=32, progress=progress)
+    output = torch.from_numpy(both[..., -classes:]) / prep.temperature
+    return SiteViews(output.log_softmax(-1).numpy(), both[..., :-classes])
+
+
 def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensitivity: float = 0.9,
           repeats: int = 20, replicates: int = DEFAULT_REPLICATES, seed: int = 0, name: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Fit the site temperature and thresholds of ``model`` on ``data``'s labelled images, judge them by repeated
-    2-fold cross-fitting, and write the adapted model folder ``out``; returns the record (``adaptation.json``)."""
+          method: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Fit ``method``'s site adaptation of ``model`` on ``data``'s labelled images, judge it by repeated 2-fold
+    cross-fitting, and write the adapted model folder ``out``; returns the record (``adaptation.json``)."""
     started = time.time()
+    fit = ADAPT_METHODS.get(method)  # an unknown name lists the valid ones, before anything is read
     dataset = load_dataset(data)  # the counts are checked before the model loads
     try:
         malignant = int((dataset.relabel("triage").table["label"] == "P1").sum())
@@ -176,19 +271,19 @@ def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensit
             bad.append(f"{image_id}: {exc}")
     if bad:
         raise AdaptationError(f"{len(bad)} images fail the input quality gate (first: {bad[0]}); remove them")
-    base_model = SiteAdapted(predictor.model, predictor.prep.temperature)
-    view_logits = predict_view_logits(base_model, np.stack(arrays), predictor.prep.mean, predictor.prep.std,
-                                      tta=predictor.prep.tta, batch_size=32, progress=progress)
+    views = site_views(predictor, np.stack(arrays), features=method != "temperature", progress=progress)
     lesions = table["lesion_id"].astype(str).to_numpy()
     base = dict(predictor.prep.thresholds)
-    before_probs = probs_from_view_logits(view_logits, 1.0)  # the base model as it ships
+    before_probs = probs_from_view_logits(views.log_probs, 1.0)  # the base model as it ships
     before_flag = np.array([triage_priority(classes[c]) == 1
                             for c in most_severe_suspected(before_probs, classes, base)])
-    folds = cross_fit(view_logits, y, lesions, classes, base, sensitivity, repeats, seed)
+    folds = cross_fit(views, y, lesions, classes, base, sensitivity, repeats, seed, method)
     truth = np.array([triage_priority(classes[c]) == 1 for c in y])
-    site = fit_site(view_logits, y, classes, base, sensitivity)
+    site = fit(views, np.arange(len(y)), y, lesions, classes, base, sensitivity)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if site.head is not None:
+        site.head.save(out / HEAD_FILE)
     table.assign(split="adapt")[["image_id", "lesion_id", "label", "split"]].to_csv(out / "splits.csv", index=False)
     record: dict[str, Any] = {
         "name": name or out.name,
@@ -198,22 +293,28 @@ def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensit
         "dataset": data.dataset, "data_root": data.root, "images": len(y), "lesions": len(set(lesions)),
         "classes": {classes[i]: int((y == i).sum()) for i in np.unique(y)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "fitted": "site temperature on the base model's calibrated probabilities + priority-1 thresholds "
-                  f"for sensitivity {sensitivity} (weights unchanged)",
+        "method": site.method,
+        "fitted": ("site head on the frozen features (classes "
+                   f"{', '.join(classes[c] for c in site.head.classes)}; L2 C={site.head.c:g}) + " if site.head else "")
+        + f"site temperature + priority-1 thresholds for sensitivity {sensitivity} on new images (split conformal; "
+        "backbone unchanged)",
         "temperature": site.temperature, "thresholds": site.thresholds, "base_thresholds": base,
         "sensitivity_target": sensitivity,
         "before": decision_figures(y, before_probs, before_flag, lesions, classes, replicates),
-        "after_cross_fitted": decision_figures(y, *folds[0], lesions, classes, replicates),
+        "after_cross_fitted": decision_figures(y, *folds[0][:2], lesions, classes, replicates),
         "cross_fitting": {
-            "repeats": repeats, "folds": 2, "unit": "lesion",
-            "priority1_sensitivity": _spread([f[truth].mean() for _, f in folds]),
-            "priority1_specificity": _spread([(~f[~truth]).mean() for _, f in folds]),
+            "repeats": repeats, "folds": 2, "unit": "lesion", "method": method,
+            "methods_chosen": dict(Counter(m for *_, chosen in folds for m in chosen)),
+            "priority1_sensitivity": _spread([f[truth].mean() for _, f, _ in folds]),
+            "priority1_specificity": _spread([(~f[~truth]).mean() for _, f, _ in folds]),
+            **({"mel_auc": _spread([binary_auc(y == classes.index("mel"), p[:, classes.index("mel")])
+                                    for p, _, _ in folds])} if "mel" in classes else {}),
             "held_out_half_sensitivity_ge_0.90_and_specificity_ge_0.50": float(np.mean(
-                [f[truth].mean() >= 0.9 and (~f[~truth]).mean() >= 0.5 for _, f in folds])),
+                [f[truth].mean() >= 0.9 and (~f[~truth]).mean() >= 0.5 for _, f, _ in folds])),
         },
         "seconds": round(time.time() - started, 1),
     }
     (out / ADAPTATION_FILE).write_text(json.dumps(record, indent=2, default=float))
-    logger.info("Adapted %s to %s (%d images): temperature %.3f, thresholds %s -> %s", record["base_model"],
-                data.dataset, len(y), site.temperature, site.thresholds, out)
+    logger.info("Adapted %s to %s (%d images, %s): temperature %.3f, thresholds %s -> %s", record["base_model"],
+                data.dataset, len(y), site.method, site.temperature, site.thresholds, out)
     return record

@@ -52,13 +52,14 @@ class OperatingPoint:
 def fit_operating_point(view_logits: np.ndarray | Sequence[np.ndarray], labels: np.ndarray,
                         class_names: Sequence[str], *, calibrate: bool = True, sensitivity: float | None = 0.9,
                         unsure: bool = True, temperatures: Sequence[float] | None = None,
-                        weights: Sequence[float] | None = None) -> OperatingPoint:
+                        weights: Sequence[float] | None = None, conformal: bool = False) -> OperatingPoint:
     """Fit on labelled images the model never trained on.
 
     ``view_logits``: one model's ``(V, N, C)`` test-time-view logits, or a list of them (an ensemble's members).
     ``temperatures``: keep these (an ensemble's members keep their own); otherwise a single model's temperature is
     fitted by NLL when ``calibrate`` (else 1). ``sensitivity``: the priority-1 thresholds' target on these images
-    (``None``: fit none). ``unsure``: also fit the unsure threshold (MSP at 95 % coverage of correct cases).
+    (``None``: fit none; ``conformal``: on new images, :func:`~lesionlab.evaluation.operating_points.
+    threshold_for_sensitivity`). ``unsure``: also fit the unsure threshold (MSP at 95 % coverage of correct cases).
     """
     members = [view_logits] if isinstance(view_logits, np.ndarray) else list(view_logits)
     y = np.asarray(labels)
@@ -69,8 +70,8 @@ def fit_operating_point(view_logits: np.ndarray | Sequence[np.ndarray], labels: 
     else:
         raise ValueError("an ensemble's members keep their own temperatures: pass temperatures=")
     probs = combine_member_probs(members, temps, weights)
-    thresholds = (severity_thresholds(y, probs, class_names, sensitivity) if sensitivity is not None and len(y)
-                  else {})
+    thresholds = (severity_thresholds(y, probs, class_names, sensitivity, conformal=conformal)
+                  if sensitivity is not None and len(y) else {})
     fitted_unsure = fit_unsure_threshold(probs, y) if unsure else None
     logger.info("Operating point on %d images: temperature %s, thresholds %s%s", len(y),
                 ", ".join(f"{t:.3f}" for t in temps), thresholds,

@@ -25,6 +25,7 @@ from lesionlab.data.transforms import to_model_input
 from lesionlab.inference.ood import EnsembleDetector, OODResult, forward_with_features, score_images
 from lesionlab.inference.predict import predict_probs
 from lesionlab.inference.tta import get_tta
+from lesionlab.serving.adapted import SiteAdapted
 from lesionlab.serving.model_loading import Ensemble, ResizedInput
 from lesionlab.serving.onnx import OnnxModule
 
@@ -60,7 +61,8 @@ class FastPath:
         self.predictor = predictor
         self.prep = predictor.prep
         model = predictor.model
-        self.general = not fused or getattr(model, "metadata_spec", None) is not None
+        # metadata fusion and site adaptation (its output is not its members' logits) take the general path
+        self.general = not fused or getattr(model, "metadata_spec", None) is not None or isinstance(model, SiteAdapted)
         self.members = _members(model, self.prep.temperature)
         if onnx and not self.general:  # the general path keeps the loaded model as it is
             self.members = [_with_onnx(m, source, threads) for m, source in

@@ -20,7 +20,13 @@ from lesionlab.config import ConfigError
 from lesionlab.data.info import DATASET_INFO
 from lesionlab.inference.ood import EnsembleDetector, OODDetector
 from lesionlab.models.checkpoint import Preprocessing, load_model
-from lesionlab.serving.adapted import SiteAdapted, adapted_preprocessing, is_adapted, read_adaptation
+from lesionlab.serving.adapted import (
+    SiteAdapted,
+    adapted_preprocessing,
+    is_adapted,
+    load_site_head,
+    read_adaptation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,11 @@ class Ensemble(nn.Module):
         self.weights = None if weights is None else tuple(float(w) / sum(weights) for w in weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = [(m(x).float() / t).softmax(-1) for m, t in zip(self.members, self.temperatures, strict=True)]
+        return self.combine_member_logits([m(x) for m in self.members])
+
+    def combine_member_logits(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The members' logits (in order) → the ensemble's log-probabilities."""
+        probs = [(z.float() / t).softmax(-1) for z, t in zip(logits, self.temperatures, strict=True)]
         if self.weights is not None:
             return sum(w * p for w, p in zip(self.weights, probs, strict=True)).clamp_min(1e-12).log()
         return torch.stack(probs).mean(0).clamp_min(1e-12).log()
@@ -262,5 +272,6 @@ def load_adapted(path: Path, device: str = "cpu") -> tuple[nn.Module, Preprocess
     adapted = replace(card, name=str(record.get("name", path.name)), source=str(path), members=[*members, site],
                       training={**card.training, "adaptation": {k: record[k] for k in
                                                                 ("base_model", "dataset", "images", "created",
-                                                                 "temperature", "thresholds") if k in record}})
-    return SiteAdapted(model, prep.temperature), adapted_preprocessing(prep, record), adapted
+                                                                 "method", "temperature", "thresholds")
+                                                                if k in record}})
+    return SiteAdapted(model, prep.temperature, load_site_head(path)), adapted_preprocessing(prep, record), adapted
