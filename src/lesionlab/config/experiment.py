@@ -79,6 +79,7 @@ class ModelConfig:
     freeze_backbone: bool = False  # train only the head (and metadata branch); the backbone stays fixed
     feature_cache: bool = True  # with freeze_backbone: compute backbone features once and train on the cache
     colour_constancy: str = "none"  # none | shades-of-gray: white balance inside the model (travels with it)
+    mixstyle: float = 0.0  # MixStyle (Zhou et al. 2021) probability per training batch on early stages; 0 = off
 
     def __post_init__(self) -> None:
         _check(0 <= self.drop_rate < 1, "model.drop_rate must lie in [0, 1)")
@@ -91,6 +92,7 @@ class ModelConfig:
         _check(self.global_pool in GLOBAL_POOLS, f"model.global_pool must be one of {', '.join(GLOBAL_POOLS)}, "
                f"got {self.global_pool!r}")
         _check(0 <= self.metadata_dropout < 1, "model.metadata_dropout must lie in [0, 1)")
+        _check(0 <= self.mixstyle <= 1, f"model.mixstyle is a probability in [0, 1], got {self.mixstyle!r}")
         _check(not (self.freeze_backbone and self.feature_cache and self.colour_constancy != "none"),
                "model.colour_constancy runs inside the model: with model.freeze_backbone set model.feature_cache=false")
         _check(bool(self.metadata_fields) and set(self.metadata_fields) <= {"age", "sex", "site"},

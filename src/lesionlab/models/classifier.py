@@ -11,6 +11,7 @@ from lesionlab.models.backbones import create_backbone
 from lesionlab.models.colour import create_colour_constancy
 from lesionlab.models.heads import create_head
 from lesionlab.models.metadata import MetadataBranch, MetadataSpec
+from lesionlab.models.mixstyle import MixStyle, attach_mixstyle
 
 
 class LesionClassifier(nn.Module):
@@ -101,6 +102,9 @@ def create_model(cfg: ModelConfig, num_classes: int, metadata_spec: MetadataSpec
     head = create_head(cfg.head, in_features, num_classes, cfg.drop_rate)
     model = LesionClassifier(backbone, head, branch, frozen_backbone=cfg.freeze_backbone,
                              colour=create_colour_constancy(cfg.colour_constancy))
+    if cfg.mixstyle > 0:  # training-time only, no parameters: checkpoints are unchanged
+        model.mixstyle = MixStyle(p=cfg.mixstyle)
+        attach_mixstyle(backbone, model.mixstyle)
     model.set_normalisation(*default_normalisation(model))
     return model.to(memory_format=torch.channels_last)
 
