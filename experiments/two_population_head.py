@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from lesionlab.config import DataConfig, load_config
+from lesionlab.data.canonical import canonicalise
 from lesionlab.data.datasets import load_dataset
 from lesionlab.data.taxonomy import triage_priority
 from lesionlab.engine.adapt import site_views
@@ -44,13 +45,20 @@ GRID_C = (0.001, 0.003, 0.01, 0.03, 0.1)
 WEIGHTS = ("none", "balanced")
 
 
+def _read(predictor: Predictor, path: str, name: str) -> np.ndarray:
+    """``Predictor.preprocess`` without the upload quality gate: dataset images are scored as evaluate scores them
+    (a few ISIC Archive images are brighter than the gate allows)."""
+    img = canonicalise(predictor.decode(path, name), predictor.prep.canonical)
+    return np.asarray(predictor._crop(img, predictor.prep.image_size), dtype=np.uint8)
+
+
 def features(predictor: Predictor, table: pd.DataFrame, name: str, tta: str) -> tuple[np.ndarray, np.ndarray]:
     """(view features (V, N, F), base log-probs (V, N, C)), cached in OUT/name.npz."""
     path = OUT / f"{name}-{tta}.npz"
     if path.is_file():
         z = np.load(path)
         return z["features"], z["log_probs"]
-    arrays = np.stack([predictor.preprocess(p, name=i) for p, i in
+    arrays = np.stack([_read(predictor, p, i) for p, i in
                        tqdm(zip(table["path"], table["image_id"], strict=True), total=len(table), desc=name)])
     saved = predictor.prep
     predictor.prep = replace(saved, tta=tta)
