@@ -39,7 +39,8 @@ def run_row(name: str, own: list[str], run_dir: Path, image_size: int) -> dict:
     fit = json.loads((run_dir / "timings.json").read_text())["fit"]
     row = {"candidate": name, "val_bal_acc": m["val_bal_acc"], "val_auc": m["val_auc"],
            "best_epoch": m["best_epoch"], "epochs": m["epochs_run"], "image_size": image_size,
-           "fit_min": fit / 60, "s_per_epoch": fit / len(history), "train_bal_acc": m.get("train_bal_acc", float("nan")),
+           "fit_min": fit / 60, "s_per_epoch": fit / len(history),
+           "train_bal_acc": m.get("train_bal_acc", float("nan")),
            "overrides": " ".join(own), "run_dir": str(run_dir), "machine": machine(),
            "val_worst_bal_acc": float("nan"), "by_source": ""}
     by_source = run_dir / "val_by_source.json"
