@@ -124,7 +124,7 @@ def main() -> int:
             row["worst_bal_acc"] = min(v for k, v in row.items() if k.endswith("_bal_acc"))
             row["val_proba"] = proba
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "val_proba"}), flush=True)
     base = probs_from_view_logits(feats["val"][1], 1.0)
     base_row = {"class_weight": "built-in head", "C": float("nan")}
     for source, t in parts["val"].groupby("source"):
