@@ -130,8 +130,10 @@ def _handler(bucket: Bucket) -> type[BaseHTTPRequestHandler]:
             if key in bucket.drop_after:  # send part of the body, then drop the connection
                 chunk = chunk[: bucket.drop_after.pop(key)]
                 self.close_connection = True
-            self.wfile.write(chunk)
+            # counted before writing: once the client has the bytes it may go on (and the test read `sent`) before
+            # this thread runs again
             bucket.sent[key] = bucket.sent.get(key, 0) + len(chunk)
+            self.wfile.write(chunk)
 
     return Handler
 
