@@ -129,3 +129,19 @@ def test_adapt_refuses_an_unknown_method(serving_run: Path, shared_data: Path, t
 
     with pytest.raises(UnknownNameError, match="adaptation method"):
         adapt(serving_run, DataConfig(dataset="ph2", root=str(shared_data)), tmp_path / "out", method="finetune")
+
+
+def test_auto_keeps_to_recalibration_when_the_model_gives_no_features() -> None:
+    from scipy.special import log_softmax
+
+    from lesionlab.engine.adapt import ADAPT_METHODS, SiteViews
+
+    rng = np.random.default_rng(0)
+    classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    y = np.array([4] * 12 + [5] * 28)
+    views = SiteViews(log_softmax(rng.normal(size=(2, 40, 7)) + 2 * np.eye(7)[y], axis=-1), None)  # an old ONNX export
+    args = (views, np.arange(40), y, np.arange(40).astype(str), classes, {}, 0.9)
+    site = ADAPT_METHODS.get("auto")(*args)
+    assert site.head is None and site.method == "auto: temperature (no head possible)" and "mel" in site.thresholds
+    with pytest.raises(AdaptationError, match="gives no features"):
+        ADAPT_METHODS.get("head")(*args)
