@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "adapt", help="adapt a model's calibration and triage operating point to a clinic's labelled images",
         description="Fit a site temperature (on top of MODEL's own calibration) and the priority-1 thresholds that "
-        "reach --sensitivity on a clinic's labelled images, and write them as a new model folder (usable wherever "
+        "reach --sensitivity on a clinic's new cases (split-conformal rule on its labelled images), and write them "
+        "as a new model folder (usable wherever "
         "a model is: predict, serve, evaluate). With --method head (or auto, when it cross-validates better) a site "
         "head is first refit on MODEL's frozen features for the classes the clinic has at least 5 images of; the "
         "backbone is never changed. The before/after figures are honest: "
