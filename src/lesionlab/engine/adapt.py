@@ -234,8 +234,8 @@ def site_views(predictor: Predictor, images: np.ndarray, *, features: bool, prog
     both = predict_view_logits(FeaturesAndOutput(predictor.model), images, prep.mean, prep.std, tta=prep.tta,
                                batch_size=32, progress=progress)
     output = torch.from_numpy(both[..., -classes:]) / prep.temperature
-    features = both[..., :-classes]  # (V, N, 0) from an ONNX export without the features output
-    return SiteViews(output.log_softmax(-1).numpy(), features if features.shape[-1] else None)
+    pooled = both[..., :-classes]  # (V, N, 0): an ONNX export without the features output
+    return SiteViews(output.log_softmax(-1).numpy(), None if pooled.shape[-1] == 0 else pooled)
 
 
 def adapt(model: str | Path | None, data: DataConfig, out: str | Path, *, sensitivity: float = 0.9,
