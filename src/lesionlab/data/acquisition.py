@@ -50,11 +50,13 @@ class AcquisitionParams:
     noise_std: float = 0.03
 
 
-def _uniform(lo: float, hi: float) -> float:
+def uniform(lo: float, hi: float) -> float:
+    """One draw from U(lo, hi) on torch's generator (so ``torch.manual_seed`` repeats an augmentation)."""
     return lo + (hi - lo) * float(torch.rand(()))
 
 
-def _chance(p: float) -> bool:
+def chance(p: float) -> bool:
+    """True with probability ``p`` (never for p <= 0), on torch's generator."""
     return p > 0 and float(torch.rand(())) < p
 
 
@@ -71,24 +73,24 @@ class AcquisitionChain(torch.nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         a = self.params
-        if not _chance(a.p):
+        if not chance(a.p):
             return img
         h, w = img.shape[-2:]
-        if _chance(a.blur_p):
-            sigma = _uniform(0.2, a.blur_sigma)
+        if chance(a.blur_p):
+            sigma = uniform(0.2, a.blur_sigma)
             kernel = 2 * math.ceil(2 * sigma) + 1
             img = TF.gaussian_blur(img, [kernel, kernel], [sigma, sigma])
-        if _chance(a.noise_p):
-            noise = torch.randn(img.shape) * (_uniform(0.0, a.noise_std) * 255.0)
+        if chance(a.noise_p):
+            noise = torch.randn(img.shape) * (uniform(0.0, a.noise_std) * 255.0)
             img = (img.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
-        s = _uniform(*a.scale)
+        s = uniform(*a.scale)
         small = (max(8, round(h * s)), max(8, round(w * s)))
         if small != (h, w):
             mode, antialias = _pick(DOWN_FILTERS)
             img = TF.resize(img, list(small), interpolation=mode, antialias=antialias)
             img = TF.resize(img, [h, w], interpolation=_pick(UP_FILTERS), antialias=False)
-        if _chance(a.jpeg_p):
-            quality = round(_uniform(*a.jpeg_quality))
+        if chance(a.jpeg_p):
+            quality = round(uniform(*a.jpeg_quality))
             img = jpeg_round_trip(img, quality)
         return img
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from lesionlab.data.acquisition import chance, uniform
+
 
 @dataclass(frozen=True)
 class ArtefactParams:
@@ -33,32 +35,24 @@ class ArtefactParams:
     bubbles_p: float = 0.2
 
 
-def _u(lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand(()))
-
-
-def _chance(p: float) -> bool:
-    return p > 0 and float(torch.rand(())) < p
-
-
 def _hair(draw: ImageDraw.ImageDraw, w: int, h: int) -> None:
     for _ in range(int(torch.randint(1, 7, ()))):
-        shade = int(_u(10, 70))
+        shade = int(uniform(10, 70))
         colour = (shade + 15, shade + 5, shade)  # dark brown to black
-        width = max(1, round(_u(0.004, 0.012) * max(w, h)))
-        p0 = (_u(-0.1, 1.1) * w, _u(-0.1, 1.1) * h)
-        p2 = (_u(-0.1, 1.1) * w, _u(-0.1, 1.1) * h)
-        p1 = (_u(0, 1) * w, _u(0, 1) * h)
+        width = max(1, round(uniform(0.004, 0.012) * max(w, h)))
+        p0 = (uniform(-0.1, 1.1) * w, uniform(-0.1, 1.1) * h)
+        p2 = (uniform(-0.1, 1.1) * w, uniform(-0.1, 1.1) * h)
+        p1 = (uniform(0, 1) * w, uniform(0, 1) * h)
         points = [((1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * p1[0] + t ** 2 * p2[0],
                    (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * p1[1] + t ** 2 * p2[1]) for t in np.linspace(0, 1, 24)]
         draw.line(points, fill=colour, width=width, joint="curve")
 
 
 def _ruler(draw: ImageDraw.ImageDraw, w: int, h: int) -> None:
-    colour = (int(_u(0, 60)),) * 3
-    step = max(2, round(_u(0.03, 0.06) * w))
+    colour = (int(uniform(0, 60)),) * 3
+    step = max(2, round(uniform(0.03, 0.06) * w))
     edge = int(torch.randint(0, 4, ()))
-    margin = round(_u(0.02, 0.1) * min(w, h))
+    margin = round(uniform(0.02, 0.1) * min(w, h))
     length = (w if edge < 2 else h)
     for i, pos in enumerate(range(0, length, step)):
         tick = max(2, round((0.08 if i % 5 == 0 else 0.04) * min(w, h)))
@@ -74,15 +68,15 @@ def _ruler(draw: ImageDraw.ImageDraw, w: int, h: int) -> None:
 
 def _bubbles(draw: ImageDraw.ImageDraw, w: int, h: int) -> None:
     for _ in range(int(torch.randint(1, 5, ()))):
-        r = _u(0.04, 0.12) * min(w, h)
-        cx, cy = _u(0, 1) * w, _u(0, 1) * h
+        r = uniform(0.04, 0.12) * min(w, h)
+        cx, cy = uniform(0, 1) * w, uniform(0, 1) * h
         box = [cx - r, cy - r, cx + r, cy + r]
         draw.ellipse(box, fill=(255, 255, 255, 40), outline=(255, 255, 255, 200), width=max(1, round(r / 6)))
 
 
 def _vignette(img: torch.Tensor) -> torch.Tensor:
     h, w = img.shape[-2:]
-    radius = _u(0.6, 0.95) * math.hypot(h, w) / 2  # of the half-diagonal: 0.6 cuts the sides, 0.95 only corners
+    radius = uniform(0.6, 0.95) * math.hypot(h, w) / 2  # of the half-diagonal: 0.6 cuts the sides, 0.95 only corners
     yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
     soft = max(1.0, 0.03 * min(h, w))
     mask = ((radius - torch.sqrt(xx ** 2 + yy ** 2)) / soft).clamp(0, 1)
@@ -98,9 +92,9 @@ class DermoscopyArtefacts(torch.nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         a = self.params
-        if not _chance(a.p):
+        if not chance(a.p):
             return img
-        drawers = [f for f, p in ((_hair, a.hair_p), (_ruler, a.ruler_p), (_bubbles, a.bubbles_p)) if _chance(p)]
+        drawers = [f for f, p in ((_hair, a.hair_p), (_ruler, a.ruler_p), (_bubbles, a.bubbles_p)) if chance(p)]
         if drawers:
             h, w = img.shape[-2:]
             canvas = Image.fromarray(img.permute(1, 2, 0).numpy()).convert("RGBA")
@@ -110,6 +104,6 @@ class DermoscopyArtefacts(torch.nn.Module):
                 drawer(draw, w, h)
             merged = Image.alpha_composite(canvas, layer).convert("RGB")
             img = torch.from_numpy(np.array(merged)).permute(2, 0, 1).contiguous()
-        if _chance(a.vignette_p):
+        if chance(a.vignette_p):
             img = _vignette(img)
         return img
