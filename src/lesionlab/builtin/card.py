@@ -21,6 +21,24 @@ def _ci(fig: dict[str, float]) -> str:
     return f"{fig['value']:.3f} ({fig['lo']:.3f}–{fig['hi']:.3f})"
 
 
+def _population_lines(training: dict[str, Any]) -> list[str]:
+    """One line per training population (images, validation figures) and the source-shortcut figure."""
+    lines = []
+    for name, pop in (training.get("populations") or {}).items():
+        val = pop.get("validation") or {}
+        figures = ", ".join(f"{label} {val[k]:.3f}" for k, label in (
+            ("balanced_accuracy", "balanced accuracy"), ("mel_auc", "melanoma AUC"),
+            ("priority1_sensitivity", "priority-1 sensitivity"), ("priority1_specificity", "specificity"))
+            if val.get(k) is not None)
+        lines.append(f"- population {name}: {pop.get('images')} images; validation ({val.get('n', '?')} images, "
+                     f"train-only member): {figures or 'not recorded'}")
+    shortcut = training.get("source_shortcut_balanced_accuracy")
+    if shortcut is not None:
+        lines.append(f"- source shortcut: a pixel classifier tells the populations apart with balanced accuracy "
+                     f"{shortcut:.3f} (chance 0.5), so each population is scored on its own")
+    return lines
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown: data and licence, how it was built, figures with 95 % CIs, use and limitations."""
     arch, tr = card["architecture"], card["training"]
@@ -43,7 +61,8 @@ def card_markdown(card: dict[str, Any]) -> str:
              f"- images per split: {tr['images']}; trained on {tr['trained_on']}; calibrated on {tr['calibrated_on']};"
              f" held out: {tr['held_out']}",
              f"- built by `{tr['command']}`: {tr['epochs']} epochs (best {tr['best_epoch']}), seed {tr['seed']}, "
-             f"{tr['fit_minutes']} min of training on {tr['machine']}", "",
+             f"{tr['fit_minutes']} min of training on {tr['machine']}",
+             *_population_lines(tr), "",
              "## Evaluation (95 % bootstrap intervals, resampling lesions)", ""]
     for name, ev in card["evaluations"].items():
         figs = ev["figures"]

@@ -29,13 +29,30 @@ INTENDED_USE = (
     "malignant: refer). Research and education; non-commercial use only (the training data are CC BY-NC 4.0).")
 LIMITATIONS = (
     "Dermatoscopic images only: clinical (smartphone) photos, histology or non-skin images are out of scope.",
-    "Trained on the HAM10000 population (Vienna and Queensland, mostly fair-skinned adults); performance on other "
-    "skin types, devices and clinics is lower (see the external PH2 figures).",
     "Seven classes: lesions outside them (e.g. SCC separately, amelanotic melanoma subtypes, rare tumours) are "
     "forced into one of them.",
     "Decision support, not a diagnosis: it has not been evaluated prospectively or approved as a medical device.",
     "Small classes (df, vasc, akiec) have wide confidence intervals.",
 )
+#: What each training population is, for the card's limitation on populations (other datasets: their name).
+POPULATIONS = {"ham10000": "HAM10000 (Vienna and Queensland, mostly fair-skinned adults)",
+               "isic-archive": "the ISIC Archive outside HAM10000 (mostly MSK, New York)"}
+
+
+def card_test_sets(dataset: str, options: dict[str, Any]) -> list[str]:
+    """The datasets whose held-out test split a card scores: the dataset, or each source of a merged one (so each
+    population's figures stand on their own)."""
+    if dataset != "merged":
+        return [dataset]
+    return [s["dataset"] for s in options.get("sources", [])]
+
+
+def limitations(test_sets: Sequence[str]) -> list[str]:
+    """The card's limitations; the second names the training populations."""
+    names = " and ".join(POPULATIONS.get(d, d) for d in test_sets)
+    population = (f"Trained on {names}; performance on other skin types, devices and clinics is lower (see the "
+                  "external PH2 figures).")
+    return [LIMITATIONS[0], population, *LIMITATIONS[1:]]
 
 
 def _machine() -> str:
@@ -205,6 +222,25 @@ def _member_summaries(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _populations(run_dir: Path, test_sets: Sequence[str]) -> dict[str, Any]:
+    """Several training populations: each one's image count and its validation figures (from the member that kept
+    the validation split, ``val_by_source.json``); nothing for one population."""
+    if len(test_sets) < 2:
+        return {}
+    from lesionlab.engine.core.run_data import member_dirs
+
+    members = member_dirs(run_dir)
+    summary = json.loads((members[0] / "data_summary.json").read_text()) if (
+        members[0] / "data_summary.json").is_file() else {}
+    validation: dict[str, Any] = next((json.loads((m / "val_by_source.json").read_text()) for m in members
+                       if (m / "val_by_source.json").is_file()), {})
+    keep = ("n", "balanced_accuracy", "auc_macro", "mel_auc", "priority1_sensitivity", "priority1_specificity")
+    return {"populations": {d: {"images": (summary.get("sources") or {}).get(d),
+                                "validation": {k: v for k, v in validation.get(d, {}).items() if k in keep} or None}
+                            for d in test_sets},
+            "source_shortcut_balanced_accuracy": (summary.get("source_check") or {}).get("balanced_accuracy")}
+
+
 def _check_replaceable(out: Path) -> None:
     """``out`` may be empty, missing or an earlier release (a folder with ``card.json``), which the new release
     replaces whole once it is complete (a stale ``model.pt`` would shadow a new ensemble); any other non-empty folder
@@ -270,13 +306,14 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     splits = pd.read_csv(out / "splits.csv", dtype={"image_id": str, "lesion_id": str})
     lesion_of = dict(zip(splits["image_id"], splits["lesion_id"], strict=True))
     timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").is_file() else {}
-    own = evaluate_for_card(out, cfg.data.dataset, data_root, thresholds, lesion_of, n_boot, positive="mel",
-                            max_samples=max_samples or cfg.data.max_samples)
-    evaluations = {f"{cfg.data.dataset}-test": own}
+    test_sets = card_test_sets(cfg.data.dataset, cfg.data.options)
+    evaluations = {f"{dataset}-test": evaluate_for_card(out, dataset, data_root, thresholds, lesion_of, n_boot,
+                                                        positive="mel", max_samples=max_samples or cfg.data.max_samples)
+                   for dataset in test_sets}
     for dataset in external:
         evaluations[dataset] = evaluate_for_card(out, dataset, data_root, thresholds, lesion_of, n_boot,
                                                  positive="mel", max_samples=max_samples)
-    info = DATASET_INFO.get(cfg.data.dataset) if cfg.data.dataset in DATASET_INFO else None
+    infos = [DATASET_INFO.get(d) for d in test_sets if d in DATASET_INFO]
     counts = splits["split"].value_counts().to_dict()
     card = {
         "name": name,
@@ -287,8 +324,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
                          "input": {"image_size": prep["image_size"], "crop": prep["crop"], "tta": prep["tta"]},
                          "classes": list(prep["class_names"]), "taxonomy": prep["taxonomy"],
                          "weights_format": weights, "members": n_members},
-        "training": {"dataset": cfg.data.dataset, "licence": info.licence if info else None,
-                     "citation": info.citation if info else None,
+        "training": {"dataset": " + ".join(test_sets), "licence": "; ".join(i.licence for i in infos) or None,
+                     "citation": "; ".join(i.citation for i in infos) or None,
+                     **_populations(run_dir, test_sets),
                      "images": {k: int(v) for k, v in counts.items()},
                      "trained_on": _trained_on(out, extra, members),
                      "calibrated_on": _calibrated_on(out, extra, n_members),
@@ -307,7 +345,7 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
                      if p.is_file()},
         "total_mb": round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, 2),
         "intended_use": INTENDED_USE,
-        "limitations": list(LIMITATIONS),
+        "limitations": limitations(test_sets),
         "licence_note": "Model weights derived from CC BY-NC 4.0 data: non-commercial use only.",
     }
     (out / "card.json").write_text(json.dumps(card, indent=2, default=float))
@@ -317,4 +355,5 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
     return card
 
 
-__all__ = ["INTENDED_USE", "LIMITATIONS", "evaluate_for_card", "package_release"]
+__all__ = ["INTENDED_USE", "LIMITATIONS", "POPULATIONS", "card_test_sets", "evaluate_for_card", "limitations",
+           "package_release"]
