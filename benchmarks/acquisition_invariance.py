@@ -92,6 +92,31 @@ def load_rgb(path: str | Path) -> Image.Image:
         return im.convert("RGB")
 
 
+def record_in_cards(table: pd.DataFrame, argv: list[str] | None) -> None:
+    """Write each released model's originals-vs-copies agreement (the first chain scored) into its card.json."""
+    import json
+    import sys
+
+    from lesionlab.builtin.registry import resolve_model_ref
+
+    rows = table[table["check"] == "600x450 original vs 200x150 copy"].drop_duplicates("model")
+    for row in rows.itertuples():
+        card_file = Path(resolve_model_ref(row.model)) / "card.json"
+        if not card_file.is_file():
+            print(f"{row.model}: no card.json, nothing recorded")
+            continue
+        card = json.loads(card_file.read_text())
+        card["acquisition_invariance"] = {
+            "check": "the 235 HAM10000 600x450 originals against their 200x150 copies",
+            "n": int(row.n), "top1_agreement": round(row.top1_agreement, 4),
+            "triage_agreement": round(row.triage_agreement, 4), "tta": row.tta, "canonical": row.canonical,
+            "command": " ".join(["python benchmarks/acquisition_invariance.py",
+                                 *(sys.argv[1:] if argv is None else argv)]),
+            "date": time.strftime("%Y-%m-%d")}
+        card_file.write_text(json.dumps(card, indent=2, default=float))
+        print(f"recorded in {card_file}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="run/ensemble folder or built-in name (repeat)")
@@ -101,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-images", type=int, default=300, help="test-split images for the variants (0: skip)")
     ap.add_argument("--tta", default=None, help="override the models' test-time augmentation (e.g. none: 8x faster)")
     ap.add_argument("--out", default=None, help="CSV to write")
+    ap.add_argument("--card", action="store_true",
+                    help="record the originals-vs-copies figure (under the first --canonical, default the model's own "
+                         "chain) in each released model's card.json (`acquisition_invariance`)")
     args = ap.parse_args(argv)
     root = Path(args.data_root)
     index = pd.read_csv(root / "ham10000" / "images_600x450_index.csv")
@@ -135,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "n": len(tests), "top1_agreement": top1, "triage_agreement": triage})
             print(f"{model} [{chain or 'none'}]: {time.perf_counter() - start:.0f} s", flush=True)
     table = pd.DataFrame(rows)
+    if args.card:
+        record_in_cards(table, argv)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:

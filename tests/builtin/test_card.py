@@ -66,3 +66,31 @@ def test_card_help_prints_a_plain_percent_sign(capsys: pytest.CaptureFixture[str
         build_parser().parse_args(["card", "--help"])
     out = capsys.readouterr().out
     assert "95 % bootstrap" in out and "%%" not in out
+
+
+def test_the_invariance_benchmark_records_its_figure_in_a_released_card(tmp_path: Path) -> None:
+    import importlib.util
+
+    import pandas as pd
+
+    from lesionlab.builtin.card import card_markdown
+    from lesionlab.builtin.registry import builtin_dir
+
+    spec = importlib.util.spec_from_file_location(
+        "acquisition_invariance", Path(__file__).parents[2] / "benchmarks" / "acquisition_invariance.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "card.json").write_text((builtin_dir() / "card.json").read_text())
+    table = pd.DataFrame([
+        {"model": str(model), "tta": "d4", "canonical": "ham-200x150", "check": "600x450 original vs 200x150 copy",
+         "n": 235, "top1_agreement": 0.96, "triage_agreement": 0.9745},
+        {"model": str(model), "tta": "d4", "canonical": "none", "check": "600x450 original vs 200x150 copy",
+         "n": 235, "top1_agreement": 0.8, "triage_agreement": 0.81}])
+    bench.record_in_cards(table, ["--model", str(model), "--card"])
+    card = json.loads((model / "card.json").read_text())
+    assert card["acquisition_invariance"]["triage_agreement"] == 0.9745  # the first (the model's own) chain
+    assert "--card" in card["acquisition_invariance"]["command"]
+    assert "same triage priority for 97.5 %" in card_markdown(card)

@@ -86,6 +86,12 @@ def card_markdown(card: dict[str, Any]) -> str:
                   f"(`{bench.get('command', 'lesionlab ood eval')}`): far-OOD AUROC {bench.get('far_ood_auroc')}, "
                   f"FPR@95TPR {bench.get('far_ood_fpr95')}; near-OOD (severe corruptions) AUROC "
                   f"{bench.get('near_ood_auroc')}", "- a flagged image gets no triage priority (not assessable)", ""]
+    inv = card.get("acquisition_invariance")
+    if inv:
+        lines += ["## Acquisition invariance", "",
+                  f"- {inv['check']}: the same triage priority for {100 * inv['triage_agreement']:.1f} %, the same "
+                  f"top-1 diagnosis for {100 * inv['top1_agreement']:.1f} % (test-time augmentation {inv['tta']}, "
+                  f"canonical chain {inv['canonical']}; `{inv['command']}`, {inv['date']})", ""]
     serving = card.get("serving")
     if serving:
         lines += ["## Served default", "", f"- {serving['default']}", f"- chosen by {serving['chosen_by']}",
