@@ -232,8 +232,8 @@ def _populations(run_dir: Path, test_sets: Sequence[str]) -> dict[str, Any]:
     members = member_dirs(run_dir)
     summary = json.loads((members[0] / "data_summary.json").read_text()) if (
         members[0] / "data_summary.json").is_file() else {}
-    validation: dict[str, Any] = next((json.loads((m / "val_by_source.json").read_text()) for m in members
-                       if (m / "val_by_source.json").is_file()), {})
+    kept_val = [m / "val_by_source.json" for m in members if (m / "val_by_source.json").is_file()]
+    validation: dict[str, Any] = json.loads(kept_val[0].read_text()) if kept_val else {}
     keep = ("n", "balanced_accuracy", "auc_macro", "mel_auc", "priority1_sensitivity", "priority1_specificity")
     return {"populations": {d: {"images": (summary.get("sources") or {}).get(d),
                                 "validation": {k: v for k, v in validation.get(d, {}).items() if k in keep} or None}
@@ -324,8 +324,9 @@ def package_release(run_dir: str | Path, out_dir: str | Path, *, name: str, data
                          "input": {"image_size": prep["image_size"], "crop": prep["crop"], "tta": prep["tta"]},
                          "classes": list(prep["class_names"]), "taxonomy": prep["taxonomy"],
                          "weights_format": weights, "members": n_members},
-        "training": {"dataset": " + ".join(test_sets), "licence": "; ".join(i.licence for i in infos) or None,
-                     "citation": "; ".join(i.citation for i in infos) or None,
+        "training": {"dataset": " + ".join(test_sets),
+                     "licence": "; ".join(dict.fromkeys(i.licence for i in infos)) or None,
+                     "citation": "; ".join(dict.fromkeys(i.citation for i in infos)) or None,
                      **_populations(run_dir, test_sets),
                      "images": {k: int(v) for k, v in counts.items()},
                      "trained_on": _trained_on(out, extra, members),
