@@ -34,9 +34,15 @@ ABOUT = ("HAM10000, 7 classes, the default lesion-disjoint 70/15/15 split (seed 
 
 def run_row(name: str, own: list[str], run_dir: Path, image_size: int) -> dict:
     """One results row from a finished validation-only run folder (its validation figures, history and timings)."""
-    m = json.loads((run_dir / "val_metrics.json").read_text())
     history = pd.read_csv(run_dir / "history.csv")
-    fit = json.loads((run_dir / "timings.json").read_text())["fit"]
+    if (run_dir / "val_metrics.json").is_file():
+        m = json.loads((run_dir / "val_metrics.json").read_text())
+        fit = json.loads((run_dir / "timings.json").read_text())["fit"]
+    else:  # stopped after its last epoch, before the summary files: its best epoch and seconds from history.csv
+        best = history.loc[history["val_bal_acc"].idxmax()]
+        m = {"val_bal_acc": best["val_bal_acc"], "val_auc": best["val_auc"], "best_epoch": int(best["epoch"]),
+             "epochs_run": len(history), "train_bal_acc": best["train_bal_acc"]}
+        fit = float(history["seconds"].sum())
     row = {"candidate": name, "val_bal_acc": m["val_bal_acc"], "val_auc": m["val_auc"],
            "best_epoch": m["best_epoch"], "epochs": m["epochs_run"], "image_size": image_size,
            "fit_min": fit / 60, "s_per_epoch": fit / len(history),
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         name, own = todo[0]
         reuse = Path(spec.get("reuse", {}).get(name, "/nonexistent"))
-        if (reuse / "val_metrics.json").is_file():
+        if (reuse / "val_metrics.json").is_file() or (reuse / "val_by_source.json").is_file():
             print(f"== {name}: read from {reuse}", flush=True)
             row = run_row(name, own, reuse, load_config(spec["base"], [*spec["common"], *own]).data.image_size)
             done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
