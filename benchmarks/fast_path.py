@@ -9,13 +9,20 @@ of 16. The refit member trained on the validation lesions, so validation figures
 it are optimistic (marked). ``--student MODEL`` adds a single model (e.g. the run folder of a ``lesionlab distill``
 student) scored the same way at its own temperature and operating point.
 
+The **test-time cascade** row (:mod:`lesionlab.inference.cascade`): both members without TTA on every image, the
+other 7 views only where the answer is fragile; its rule is fitted on the validation logits without labels (top-1
+and triage agreement with "both, d4" >= ``--agreement``), then scored on both splits; passes per image count the
+escalated share. ``--record`` writes the fitted rule into the built-in model's ``ensemble.json`` (the server's
+default when a model stores one).
+
     .venv/bin/python benchmarks/fast_path.py --data-root ../shared/data [--limit 300] [--cache /tmp/fast_path.npz] \
-        [--student runs/issue27/distill-builtin-lite2-...]
+        [--student runs/issue27/distill-builtin-lite2-...] [--agreement 0.985] [--record]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -27,11 +34,13 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from lesionlab.builtin.registry import builtin_dir
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.bootstrap import priority1
+from lesionlab.evaluation.cascade_fit import combine, fit_cascade
 from lesionlab.inference.tta import get_tta
-from lesionlab.serving.fastpath import FastPath
+from lesionlab.serving.fastpath import CASCADE, FastPath
 from lesionlab.serving.predictor import Predictor
 
 POLICIES = ("none", "flips", "d4")
+SAMPLE = 64  # test images timed (batch 1 over the first ones; batches of 16 over all)
 MEMBER_SETS = {"both": (0, 1), "train-only (0)": (0,), "refit (1)": (1,)}
 
 
@@ -82,18 +91,19 @@ def scores(y: np.ndarray, probs: np.ndarray, fast: FastPath) -> dict[str, float]
 
 def latency(fast: FastPath, batch: np.ndarray, members: tuple[int, ...], policy: str,
             repeats: int) -> tuple[float, float]:
-    """(batch-1 median ms, ms per image in batches of 16)."""
-    one, sixteen = batch[:1], batch[:16]
-    fast.predict(one, policy, members)
+    """(batch-1 median ms over the sample's first images, ms per image over the sample in batches of 16)."""
+    fast.predict(batch[:1], policy, members)
     t1 = []
-    for _ in range(repeats):
+    for i in range(repeats):
         t = time.perf_counter()
-        fast.predict(one, policy, members)
+        fast.predict(batch[i % len(batch):][:1], policy, members)
         t1.append(time.perf_counter() - t)
+    chunks = [batch[i:i + 16] for i in range(0, len(batch), 16)]
     t = time.perf_counter()
-    for _ in range(max(1, repeats // 4)):
-        fast.predict(sixteen, policy, members)
-    per_image = (time.perf_counter() - t) / max(1, repeats // 4) / len(sixteen)
+    for _ in range(max(1, repeats // (4 * len(chunks)))):
+        for chunk in chunks:
+            fast.predict(chunk, policy, members)
+    per_image = (time.perf_counter() - t) / max(1, repeats // (4 * len(chunks))) / len(batch)
     return float(np.median(t1) * 1e3), per_image * 1e3
 
 
@@ -105,6 +115,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20, help="timed batch-1 calls per configuration")
     ap.add_argument("--student", default=None, help="a single model to score beside the members (a run "
                     "folder, model.pt or built-in name)")
+    ap.add_argument("--agreement", type=float, default=0.985, help="the cascade's required top-1 and triage "
+                    "agreement with both members' d4 on validation (default %(default)s)")
+    ap.add_argument("--record", action="store_true", help="write the fitted cascade rule into the built-in "
+                    "model's ensemble.json")
     args = ap.parse_args()
 
     predictor = Predictor.pretrained()
@@ -114,7 +128,7 @@ def main() -> None:
     if args.cache and args.cache.is_file():
         cached = np.load(args.cache)
         logits = {s: cached[s] for s in splits}
-        sample = np.stack([predictor.preprocess(p) for p in splits["test"][0][:16]])
+        sample = np.stack([predictor.preprocess(p) for p in splits["test"][0][:SAMPLE]])
     else:
         logits = {}
         for s, (paths, _) in splits.items():
@@ -122,7 +136,7 @@ def main() -> None:
             batch = np.stack([predictor.preprocess(p) for p in paths])
             logits[s] = member_logits(fast, batch)
             print(f"{s}: {len(paths)} images, member logits for 8 views in {time.perf_counter() - t:.0f} s", flush=True)
-        sample = batch[:16]
+        sample = batch[:SAMPLE]
         if args.cache:
             np.savez(args.cache, **logits)
 
@@ -135,6 +149,7 @@ def main() -> None:
                     row[f"{s} {k}"] = v
             row["batch-1 ms"], row["ms/image @16"] = latency(fast, sample, members, policy, args.repeats)
             rows.append(row)
+    rows.append(cascade_row(fast, logits, splits, sample, args))
     if args.student:
         rows += student_rows(args.student, splits, sample, args.repeats)
     table = pd.DataFrame(rows)
@@ -142,6 +157,36 @@ def main() -> None:
     print(f"\nbuilt-in ham7-lite2, ONNX Runtime ({torch.get_num_threads()} threads), validation {n['val']} / test "
           f"{n['test']} images; validation figures with the refit member are optimistic (it trained on them)\n")
     print(markdown(table))
+
+
+def cascade_row(fast: FastPath, logits: dict[str, np.ndarray], splits: dict[str, tuple[list[Path], np.ndarray]],
+                sample: np.ndarray, args: argparse.Namespace) -> dict:
+    """The test-time cascade: its rule fitted on validation (no labels), scored on validation and test."""
+    both = tuple(range(fast.n_members))
+    first = {s: probs_for(logits[s], fast, both, "none") for s in splits}
+    full = {s: probs_for(logits[s], fast, both, "d4") for s in splits}
+    fitted = fit_cascade(first["val"], full["val"], fast.prep.class_names, fast.prep.thresholds,
+                         agreement=args.agreement)
+    rule = fitted.rule
+    print(f"cascade rule (validation): margin {rule.margin}, band {rule.band}; {fitted.escalated:.1%} escalated, "
+          f"top-1 agreement {fitted.top1_agreement:.3f}, triage agreement {fitted.triage_agreement:.3f}")
+    row: dict = {"members": "both", "tta": f"cascade (m={rule.margin}, b={rule.band})"}
+    passes = []
+    for s, (_, y) in splits.items():
+        esc = rule.escalate(first[s], fast.prep.class_names, fast.prep.thresholds)
+        passes.append(len(both) * (1 + 7 * esc.mean()))
+        for k, v in scores(y, combine(first[s], full[s], esc), fast).items():
+            row[f"{s} {k}"] = v
+    row["passes/image"] = " / ".join(f"{p:.1f}" for p in passes)  # validation / test
+    fast.cascade = rule
+    row["batch-1 ms"], row["ms/image @16"] = latency(fast, sample, both, CASCADE, args.repeats)
+    if args.record:
+        manifest = builtin_dir() / "ensemble.json"
+        data = json.loads(manifest.read_text())
+        data["cascade"] = rule.as_dict()
+        manifest.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"recorded the rule in {manifest}")
+    return row
 
 
 def student_rows(ref: str, splits: dict[str, tuple[list[Path], np.ndarray]], sample: np.ndarray,

@@ -87,6 +87,7 @@ METRIC_PREFIXES = ("lesionlab_http_requests_total", "lesionlab_inference_batch_s
                    "lesionlab_inference_batch_size_count", "lesionlab_inference_queue_wait_seconds_sum",
                    "lesionlab_inference_queue_wait_seconds_count", "lesionlab_predictions_total",
                    "lesionlab_triage_priority_total", "lesionlab_not_assessable_total", "lesionlab_ood_total",
+                   "lesionlab_cascade_escalated_total",
                    "lesionlab_model_info")
 
 
@@ -121,11 +122,24 @@ def row_model(default: str, flags: list[str]) -> tuple[str, list[str]]:
     return flags[i + 1], flags[:i] + flags[i + 2:]
 
 
+def split_ids(model: str, split: str) -> set[str]:
+    """The image ids of one split of the model's ``splits.csv`` (the built-in model's for ``builtin``)."""
+    import pandas as pd
+
+    from lesionlab.builtin.registry import builtin_dir
+
+    folder = builtin_dir() if model == "builtin" else Path(model)
+    splits = pd.read_csv(folder / "splits.csv", dtype=str)
+    return set(splits.loc[splits["split"] == split, "image_id"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="run directory, model.pt, model.onnx, ensemble folder or 'builtin'")
     ap.add_argument("--images", required=True, help="folder of JPEG images to send (cycled)")
     ap.add_argument("--max-images", type=int, default=32)
+    ap.add_argument("--split", default=None, help="send only images of this split of the model's splits.csv (e.g. "
+                    "test: images the model never trained on, so the cascade escalates as often as for new patients)")
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     ap.add_argument("--requests", type=int, default=400, help="stop after this many requests (default 400)")
     ap.add_argument("--duration", type=float, default=60, help="... or after this many seconds (default 60)")
@@ -139,7 +153,10 @@ def main() -> None:
     if args.clients < 1 or args.requests < 1 or not 0 < args.duration <= 600:
         ap.error("--clients and --requests must be >= 1 and --duration in (0, 600]")
 
-    images = [p.read_bytes() for p in sorted(Path(args.images).glob("*.jpg"))[: args.max_images]]
+    paths = sorted(Path(args.images).glob("*.jpg"))
+    if args.split:
+        paths = [p for p in paths if p.stem in split_ids(args.model, args.split)]
+    images = [p.read_bytes() for p in paths[: args.max_images]]
     if not images:
         ap.error(f"no .jpg images in {args.images}")
     configs = dict(COMPARE) if args.compare else {}

@@ -46,6 +46,9 @@ def test_builtin_states_operating_point_calibration_and_test_figures(builtin_inf
     assert info["metrics"]["balanced_accuracy"] == pytest.approx(figs["balanced_accuracy"]["value"])
     assert info["metrics"]["ci95"]["auc_macro"] == pytest.approx([figs["auc_macro"]["lo"], figs["auc_macro"]["hi"]])
     assert info["inference"]["members"] == 2 and info["inference"]["backend"] == "onnx"
+    # the served default is the card's: the test-time cascade fitted on validation, d4 still one request away
+    assert info["inference"]["tta_default"] == "cascade" and "cascade" in card["serving"]["default"]
+    assert info["inference"]["cascade"]["then"] == "d4" and "d4" in info["inference"]["tta_choices"]
 
 
 def test_single_run_and_ensemble_of_runs(predictor, serving_run: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from lesionlab.config import _check
 
 ACCESS_LOGS = ("text", "json", "off")
-TTA_CHOICES = ("model", "none", "flips", "d4")
+TTA_CHOICES = ("model", "none", "flips", "d4", "cascade")
 ENGINES = ("fast", "general")
 
 
@@ -56,8 +56,10 @@ class ServeConfig:
     threads: int = field(default=0, metadata=_opt(
         "ONNX Runtime / PyTorch intra-op threads per worker (default 0: the CPU cores divided by --workers)"))
     tta: str = field(default="model", metadata=_opt(
-        "test-time augmentation when a request does not choose one (?tta=): 'model' = the model's stored policy, "
-        "or none | flips | d4 (default %(default)s)", choices=TTA_CHOICES))
+        "test-time augmentation when a request does not choose one (?tta=): 'model' = the model's stored serving "
+        "policy (its test-time cascade when it stores one, as the built-in model does: no TTA, then 8-view TTA only "
+        "for images whose answer is fragile; otherwise its TTA policy), or none | flips | d4 | cascade "
+        "(default %(default)s)", choices=TTA_CHOICES))
     members: str = field(default="all", metadata=_opt(
         "ensemble members the fast engine uses: all, or comma-separated indices such as 1 (their weights are "
         "renormalised; the OOD flag reads the same members) (default %(default)s)"))

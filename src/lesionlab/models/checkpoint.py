@@ -33,6 +33,7 @@ class Preprocessing:
     unsure_threshold: float | None = None  # max-softmax below this → "unsure" (fitted on the validation split)
     unsure_rule: str = ""  # how the unsure threshold was chosen, shown to users
     canonical: str | None = None  # acquisition chain applied before the crop (lesionlab.data.canonical)
+    cascade: dict[str, Any] | None = None  # the server's test-time cascade (lesionlab.inference.cascade)
 
 
 def save_model(path: str | Path, model: LesionClassifier, model_cfg: ModelConfig, prep: Preprocessing,

@@ -36,7 +36,7 @@ from lesionlab.serving.api_errors import (
 from lesionlab.serving.api_info import NOTICE, model_info, version
 from lesionlab.serving.api_models import BatchOut, ErrorResponse, HealthOut, ModelInfoOut, PredictionOut, ReadyOut
 from lesionlab.serving.batching import DynamicBatcher
-from lesionlab.serving.fastpath import FastPath
+from lesionlab.serving.fastpath import CASCADE, FastPath
 from lesionlab.serving.metadata import MAX_AGE, SITES, MetadataError, PatientMetadata
 from lesionlab.serving.observability import CONTENT_TYPE, RequestMetrics, ServiceMetrics, configure_access_log
 from lesionlab.serving.predictor import Prediction, Predictor
@@ -50,8 +50,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "empty or malformed upload", 413: "request or image too large (decompression bomb)",
         415: "not an image", 422: "truncated/corrupt image, invalid metadata, too many images in a batch, or "
         "not_assessable (blank, tiny, extreme aspect ratio, under/over-exposed or blurred image: the input quality "
-        "gate)", 503: "all workers busy"}.items()}
-TTA_POLICIES = ("none", "flips", "d4")
+        "gate), or tta=cascade for a model without a cascade rule", 503: "all workers busy"}.items()}
+TTA_POLICIES = ("none", "flips", "d4", CASCADE)
 
 Sex = Literal["female", "male", "unknown"]
 Site = Literal[SITES]  # type: ignore[valid-type]
@@ -122,7 +122,7 @@ def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
     """The fast path, the dynamic batcher, the heat-map pool, the metrics and the model facts of one app."""
     predictor.max_pixels = cfg.max_pixels
     fast = FastPath(predictor, threads=cfg.threads_per_worker, fused=cfg.engine == "fast")
-    default_tta = predictor.prep.tta if cfg.tta == "model" else cfg.tta
+    default_tta = serving_default(fast, cfg.tta)
     members = cfg.member_indices
     if members is not None and (cfg.engine != "fast" or not all(0 <= i < fast.n_members for i in members)):
         raise ConfigError(f"serve.members={cfg.members!r}: the model has {fast.n_members} member(s) (indices 0.."
@@ -140,8 +140,11 @@ def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
         batch = np.stack([array for array, _, _, _ in items])
         meta = [m for _, _, m, _ in items]
         features: list[np.ndarray] = []
+        escalated: list[int] = []
         probs, ood = fast.predict(batch, tta, members, metadata=[m.as_dict() if m else None for m in meta],
-                                  features_out=features if shift is not None else None)
+                                  features_out=features if shift is not None else None, escalated_out=escalated)
+        if escalated:
+            metrics.escalated.inc(escalated[0])
         if shift is not None and features:
             shift.observe(features[0], probs, None if ood is None else ood.ood)
         return [predictor.assemble(name, probs[i], topk, m, ood, i) for i, (_, name, m, topk) in enumerate(items)]
@@ -152,8 +155,9 @@ def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
         "engine": cfg.engine, "backend": fast.backend,
         "members": len(members) if members is not None else fast.n_members,
         "member_indices": members if members is not None else list(range(fast.n_members)), "tta_default": default_tta,
-        "tta_choices": list(TTA_POLICIES), "batching": {"max_batch_size": cfg.batch_size,
-                                                        "max_wait_ms": cfg.batch_wait_ms},
+        "tta_choices": [t for t in TTA_POLICIES if t != CASCADE or fast.cascade is not None],
+        "cascade": fast.cascade.as_dict() if fast.cascade is not None else None,
+        "batching": {"max_batch_size": cfg.batch_size, "max_wait_ms": cfg.batch_wait_ms},
         "workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker,
         "heatmap_requests": f"{predictor.backend}, unbatched, the model's TTA ({predictor.prep.tta})"})
     return _Service(predictor, cfg, fast, batcher, pool, metrics, info, default_tta, members, shift)
@@ -218,8 +222,9 @@ def _add_predict_routes(app: FastAPI, service: _Service) -> None:
         return predictor.predict(data, topk=topk, names=names, metadata=meta, heatmap=heatmap)
 
     # per-request test-time augmentation (a default, not an annotation, so its description can name this app's default)
-    tta_query = Query(None, description=f"test-time augmentation: none (fastest), flips (4 views) or d4 (8 views); "
-                      f"default {default_tta}", json_schema_extra=omit_null)
+    tta_query = Query(None, description=f"test-time augmentation: none (fastest), flips (4 views), d4 (8 views) or "
+                      f"cascade (none, then d4 only where the answer is fragile; models that store a cascade rule, "
+                      f"see GET /v1/model); default {default_tta}", json_schema_extra=omit_null)
 
     @app.post("/v1/predict", response_model=PredictionOut, responses=ERRORS, tags=["predict"])
     async def predict(
@@ -240,6 +245,7 @@ def _add_predict_routes(app: FastAPI, service: _Service) -> None:
         if heatmap:
             (result,) = await service.pool.run(infer, [data], [name], [meta], heatmap, topk)
         else:
+            _check_tta(service, tta)
             array = await run_in_threadpool(predictor.preprocess, data, name)
             result = await batcher.submit(tta or default_tta, (array, name, meta, topk))
         metrics.observe_predictions([result])
@@ -264,6 +270,7 @@ def _add_predict_routes(app: FastAPI, service: _Service) -> None:
             raise ApiError(422, "too_many_images", f"{len(images)} images in one request; the limit is "
                            f"{cfg.max_batch} (limits.max_batch in GET /v1/model)")
         meta = _batch_metadata(metadata, len(images))
+        _check_tta(service, tta)
         results: list[dict[str, Any] | None] = [None] * len(images)
         good: list[int] = []
         blobs: list[bytes] = []
@@ -289,6 +296,22 @@ def _add_predict_routes(app: FastAPI, service: _Service) -> None:
                 metrics.refused(d["code"])
                 results[i] = {"filename": name, "error": d}
         return {"results": results, "notice": NOTICE}
+
+
+def serving_default(fast: FastPath, tta: str) -> str:
+    """The policy a request gets when it names none: ``model`` means the model's cascade rule when it stores one
+    (and the fast engine runs it), otherwise its own TTA policy."""
+    if tta == "model":
+        return CASCADE if fast.cascade is not None else fast.prep.tta
+    if tta == CASCADE:
+        fast.require_cascade()
+    return tta
+
+
+def _check_tta(service: _Service, tta: str | None) -> None:
+    if tta == CASCADE and service.fast.cascade is None:
+        raise ApiError(422, "no_cascade", "tta=cascade: this model stores no test-time cascade rule (or the general "
+                       "engine serves it); choose none, flips or d4")
 
 
 def _decode_each(predictor: Predictor, blobs: list[bytes], names: list[str]) -> list[np.ndarray | dict[str, str]]:

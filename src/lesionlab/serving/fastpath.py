@@ -3,7 +3,8 @@
 The predictor's general path runs every TTA view through the model and then the identity view again for the OOD
 features. :class:`FastPath` runs each member once on all views stacked into one batch, keeps the identity view's
 features for the OOD detector, and averages the members' temperature-scaled probabilities over the views: the same
-numbers with fewer, larger calls. It can also use a subset of an ensemble's members and any TTA policy per call, and
+numbers with fewer, larger calls. It can also use a subset of an ensemble's members and any TTA policy per call (or
+the model's test-time cascade, :mod:`lesionlab.inference.cascade`: full TTA only where the answer is fragile), and
 it runs the members through ONNX Runtime when each ``model.pt`` has its ``model.onnx`` export beside it (a release
 ships both; heat-maps keep the PyTorch model). Metadata-fusion models, and ``fused=False`` (``serve --engine
 general``, for comparison), take the predictor's general path on the loaded model.
@@ -21,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lesionlab.config import ConfigError
 from lesionlab.data.transforms import to_model_input
+from lesionlab.inference.cascade import CascadeRule
 from lesionlab.inference.ood import EnsembleDetector, OODResult, forward_with_features, score_images
 from lesionlab.inference.predict import predict_probs
 from lesionlab.inference.tta import get_tta
@@ -30,6 +33,7 @@ from lesionlab.serving.model_loading import Ensemble, ResizedInput
 from lesionlab.serving.onnx import OnnxModule
 
 logger = logging.getLogger(__name__)
+CASCADE = "cascade"  # the test-time cascade's name where a TTA policy is chosen
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class FastPath:
             self.members = [_with_threads(m, threads) for m in self.members]
         self.ensemble = isinstance(model, Ensemble)
         self.backend = "onnx" if all(_is_onnx(m.module) for m in self.members) else predictor.backend
+        cascade = getattr(self.prep, "cascade", None)
+        self.cascade = CascadeRule.from_dict(cascade) if cascade and not self.general else None
 
     @property
     def n_members(self) -> int:
@@ -78,16 +84,30 @@ class FastPath:
 
     def predict(self, batch: np.ndarray, tta: str, members: Sequence[int] | None = None,
                 metadata: Sequence[dict | None] | None = None,
-                features_out: list[np.ndarray] | None = None) -> tuple[np.ndarray, OODResult | None]:
-        """``features_out``: receives the first member's features ``(N, F)`` of the identity view (the shift
-        monitor's input; the fast engine only)."""
+                features_out: list[np.ndarray] | None = None, escalated_out: list[int] | None = None
+                ) -> tuple[np.ndarray, OODResult | None]:
+        """``tta``: a TTA policy, or ``cascade`` (the model's :class:`CascadeRule`; ``escalated_out`` receives how
+        many images it sent to the full policy). ``features_out``: receives the first member's features ``(N, F)``
+        of the identity view (the shift monitor's input; the fast engine only)."""
         if self.general:
+            if tta == CASCADE:
+                raise ConfigError("the test-time cascade needs the fast engine (--engine fast) and an image-only model")
             return self._general(batch, tta, metadata)
         chosen = [self.members[i] for i in members] if members is not None else self.members
-        views = get_tta(tta)
+        if tta == CASCADE:
+            return self._cascade(batch, chosen, features_out, escalated_out)
+        probs, replays = self._probs(batch, get_tta(tta), chosen)
+        if features_out is not None:
+            features_out.append(np.asarray(replays[0].cached[0].float()))
+        return probs, self._ood(batch, chosen, replays)
+
+    def _probs(self, batch: np.ndarray, views: Sequence[Any], chosen: list[Member]
+               ) -> tuple[np.ndarray, list[_Replay]]:
+        """Members' weighted, temperature-scaled probabilities averaged over ``views``, and each member's
+        identity-view features and logits for the OOD detector."""
         pixels = torch.from_numpy(np.require(batch, requirements=["C", "W"]))  # a writable, contiguous copy if needed
         x = to_model_input(pixels.permute(0, 3, 1, 2), self.prep.mean, self.prep.std)
-        stacked = torch.cat([view(x) for view in views]) if len(views) > 1 else x
+        stacked = torch.cat([view(x) for view in views]) if len(views) > 1 else views[0](x)
         n, total = len(batch), sum(m.weight for m in chosen)
         probs, replays = 0.0, []
         with torch.inference_mode():
@@ -99,9 +119,31 @@ class FastPath:
                     replays.append(_Replay(features[:n], logits[0]))
                 else:  # a policy without the identity view first: the detector reads the image as is
                     replays.append(_Replay(*forward_with_features(m.module, x)))
+        return np.asarray(probs), replays
+
+    def _cascade(self, batch: np.ndarray, chosen: list[Member], features_out: list[np.ndarray] | None,
+                 escalated_out: list[int] | None) -> tuple[np.ndarray, OODResult | None]:
+        """The first policy on every image; the rest of the full policy's views on the escalated ones only."""
+        rule = self.require_cascade()
+        first, then = get_tta(rule.first), get_tta(rule.then)
+        rest = [v for v in then if not any(_same_view(v, f) for f in first)]
+        probs, replays = self._probs(batch, first, chosen)
+        escalated = rule.escalate(probs, self.prep.class_names, self.prep.thresholds)
+        if escalated.any() and rest:
+            more, _ = self._probs(batch[escalated], rest, chosen)
+            probs[escalated] = (len(first) * probs[escalated] + len(rest) * more) / (len(first) + len(rest))
+        if escalated_out is not None:
+            escalated_out.append(int(escalated.sum()))
         if features_out is not None:
             features_out.append(np.asarray(replays[0].cached[0].float()))
-        return np.asarray(probs), self._ood(batch, chosen, replays)
+        return probs, self._ood(batch, chosen, replays)
+
+    def require_cascade(self) -> CascadeRule:
+        """The model's cascade rule, or a clear refusal naming how to get one."""
+        if self.cascade is None:
+            raise ConfigError("this model stores no test-time cascade rule (choose tta none, flips or d4; "
+                              "benchmarks/fast_path.py --record fits one on validation for the built-in model)")
+        return self.cascade
 
     def _ood(self, batch: np.ndarray, chosen: list[Member], replays: list[_Replay]) -> OODResult | None:
         detectors = [m.detector for m in chosen]
@@ -164,9 +206,14 @@ def _with_threads(member: Member, threads: int) -> Member:
 
 
 def _is_identity(view: Any) -> bool:
+    return _same_view(view, lambda x: x)
+
+
+def _same_view(a: Any, b: Any) -> bool:
+    """Whether two TTA views move pixels alike (registered views are distinct functions: compared on a probe)."""
     probe = torch.arange(6.0).reshape(1, 1, 2, 3)
-    out = view(probe)
-    return out.shape == probe.shape and bool(torch.equal(out, probe))
+    out, ref = a(probe), b(probe)
+    return out.shape == ref.shape and bool(torch.equal(out, ref))
 
 
-__all__ = ["FastPath", "Member"]
+__all__ = ["CASCADE", "FastPath", "Member"]

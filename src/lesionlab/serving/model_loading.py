@@ -199,7 +199,7 @@ def load_ensemble(paths: Sequence[Path], device: str = "cpu", manifest: dict[str
     prep = replace(first, image_size=size, temperature=1.0, thresholds=dict(manifest.get("thresholds") or {}),
                    unsure_threshold=None if threshold is None else float(threshold),
                    unsure_rule=str(manifest.get("unsure_rule", "")) if threshold is not None else "",
-                   canonical=manifest.get("canonical", first.canonical))
+                   canonical=manifest.get("canonical", first.canonical), cascade=manifest.get("cascade"))
     members = [m if p.image_size == size else ResizedInput(m, p.image_size) for m, p, _ in loaded]
     model = Ensemble(members, [p.temperature for _, p, _ in loaded], manifest.get("weights"))
     detectors = [getattr(m, "ood_detector", None) for m, _, _ in loaded]

@@ -55,6 +55,9 @@ class ServiceMetrics:
         self.priority = Counter("lesionlab_triage_priority", "predictions by triage priority (1 = refer; none = "
                                 "not assessable); priority-1 rate = rate(priority=\"1\") / rate(all)",
                                 ["priority"], registry=r)
+        self.escalated = Counter("lesionlab_cascade_escalated", "images the test-time cascade sent on to the full "
+                                 "TTA policy (tta=cascade); escalation rate = rate(escalated) / rate(predictions)",
+                                 registry=r)
         self.ready = Gauge("lesionlab_ready", "1 when the model is loaded and the service takes predictions",
                            registry=r)
         if model:

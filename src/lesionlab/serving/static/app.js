@@ -56,7 +56,9 @@ async function loadModel() {
       "Calibration: none recorded (temperature 1).";
     const inf = info.inference;
     $("inference").textContent = inf ? `Predictions run on ${inf.backend} with ${inf.members} member(s), ` +
-      `test-time augmentation ${inf.tta_default} by default, batches of up to ${inf.batching.max_batch_size}.` : "";
+      (inf.tta_default === "cascade" && inf.cascade ? `a test-time cascade by default (${inf.cascade.first}, then ` +
+        `${inf.cascade.then} only where the answer is fragile)` : `test-time augmentation ${inf.tta_default} by default`) +
+      `, batches of up to ${inf.batching.max_batch_size}.` : "";
     const data = info.training_data;
     $("model-info").textContent = `Model ${info.name} (${info.backend}, ${info.input.image_size} px, ` +
       `LesionLab ${info.version.lesionlab})${metrics} · trained on ${data.dataset || "unknown data"}` +
