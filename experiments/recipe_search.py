@@ -1,9 +1,11 @@
 """Run the recipe search of ``configs/recipe-search.yaml``: one validation-only training run per candidate.
 
-Resumable: candidates already in the results CSV are skipped. A spec may name ``rank_by`` (a CSV column, default
-``val_bal_acc``; ``val_worst_bal_acc`` ranks a several-population search by its worst population, from the run's
-``val_by_source.json``), ``title`` and ``about`` (the table's heading and text), and ``reuse`` (candidate → run folder
-of the same configuration, read instead of trained when present). Usage::
+Resumable: candidates already in the results CSV are skipped, and a candidate's stopped run (the one of its folders
+with the most finished epochs and a ``checkpoints/last.ckpt``) continues from its last epoch (``train(resume=True)``).
+A spec may name ``rank_by`` (a CSV column, default ``val_bal_acc``; ``val_worst_bal_acc`` ranks a several-population
+search by its worst population, from the run's ``val_by_source.json``), ``title`` and ``about`` (the table's heading
+and text), and ``reuse`` (candidate → run folder of the same configuration, read instead of trained when present).
+Usage::
 
     python experiments/recipe_search.py [--config configs/recipe-search.yaml] [--data-root ../shared/data]
         [--only NAME ...] [--out docs/results/recipe-search]
@@ -22,6 +24,7 @@ import yaml
 from lesionlab.config import load_config
 from lesionlab.engine.study.run import machine
 from lesionlab.engine.train import train
+from lesionlab.runs import RunPaths
 
 COLUMNS = ["candidate", "val_bal_acc", "val_auc", "best_epoch", "epochs", "image_size", "fit_min", "s_per_epoch",
            "train_bal_acc", "overrides", "run_dir", "machine", "val_worst_bal_acc", "by_source"]
@@ -56,6 +59,19 @@ def run_row(name: str, own: list[str], run_dir: Path, image_size: int) -> dict:
         row["by_source"] = "; ".join(f"{k} {f['balanced_accuracy']:.3f} / {f.get('mel_auc', float('nan')):.3f}"
                                      for k, f in figures.items())
     return row
+
+
+def stopped_run(output_dir: Path, prefix: str) -> Path | None:
+    """The candidate's unfinished run with the most finished epochs that can resume, or None."""
+    best, epochs = None, 0
+    for run in sorted(output_dir.glob(f"{prefix}-*")):
+        finished = (run / "val_metrics.json").is_file() or (run / "val_by_source.json").is_file()
+        if finished or not (run / "checkpoints" / "last.ckpt").is_file() or not (run / "history.csv").is_file():
+            continue
+        n = len(pd.read_csv(run / "history.csv"))
+        if n > epochs:
+            best, epochs = run, n
+    return best
 
 
 def write_markdown(df: pd.DataFrame, path: Path, spec: dict) -> None:
@@ -112,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [*spec["common"], *own, f"data.root={Path(args.data_root).resolve()}", f"name=search-{name}",
                      f"output_dir={spec.get('output_dir', 'runs/recipe-search')}"]
         cfg = load_config(spec["base"], overrides)
-        print(f"== {name}: {' '.join(own)}", flush=True)
+        stopped = stopped_run(Path(cfg.output_dir), f"search-{name}")
+        print(f"== {name}: {' '.join(own)}" + (f" (resuming {stopped})" if stopped else ""), flush=True)
         t0 = time.perf_counter()
-        result = train(cfg)
+        result = train(cfg, RunPaths(stopped), resume=True) if stopped else train(cfg)
         row = run_row(name, own, Path(result.run.root), cfg.data.image_size)
         print(json.dumps(row), f"({time.perf_counter() - t0:.0f}s)", flush=True)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
