@@ -9,7 +9,9 @@ Two checks, for each model given (a run folder, an ensemble folder, or a built-i
    factors, against the unmodified file: top-1 and triage agreement per variant.
 
 ``--canonical NAME`` (repeatable) also scores each model with that canonical acquisition chain applied in predict
-(:mod:`lesionlab.data.canonical`); ``default`` is the model's own stored choice.
+(:mod:`lesionlab.data.canonical`); ``default`` is the model's own stored choice. ``--engine fast`` predicts as the
+server does (:class:`~lesionlab.serving.fastpath.FastPath`: ONNX Runtime when the model ships it; ``--tta cascade``
+then scores the model's test-time cascade, the built-in model's served default).
 
     python benchmarks/acquisition_invariance.py --model builtin --model runs/x --data-root ../shared/data \
         --canonical default --canonical ham-200x150 --out docs/results/acquisition-invariance.csv
@@ -34,6 +36,7 @@ from lesionlab.config import DataConfig
 from lesionlab.data.prepare import prepare_data, stratified_subsample
 from lesionlab.inference.quality import NotAssessableError
 from lesionlab.inference.triage import decide_triage
+from lesionlab.serving.fastpath import FastPath
 from lesionlab.serving.predictor import Predictor
 
 JPEG_QUALITIES = (90, 70, 50, 30)
@@ -59,9 +62,13 @@ VARIANTS = {**{f"jpeg q{q}": (lambda im, q=q: jpeg(im, q)) for q in JPEG_QUALITI
 class Scorer:
     """Top-1 class and triage priority of PIL images under one model and one canonical chain."""
 
-    def __init__(self, predictor: Predictor, canonical: str | None) -> None:
-        self.predictor = predictor
+    def __init__(self, predictor: Predictor, canonical: str | None, fast: FastPath | None = None) -> None:
+        self.predictor, self.fast = predictor, fast
         predictor.prep = replace(predictor.prep, canonical=canonical)  # the predictor applies it (None: no chain)
+
+    def probs(self, batch: np.ndarray) -> np.ndarray:
+        p = self.predictor
+        return p.predict_arrays(batch) if self.fast is None else self.fast.predict(batch, p.prep.tta)[0]
 
     def __call__(self, images: list[Image.Image], desc: str) -> tuple[np.ndarray, np.ndarray]:
         p = self.predictor
@@ -75,7 +82,7 @@ class Scorer:
                     ok.append(True)
                 except NotAssessableError:
                     ok.append(False)
-            probs = iter(p.predict_arrays(np.stack(arrays)) if arrays else [])
+            probs = iter(self.probs(np.stack(arrays)) if arrays else [])
             for good in ok:
                 q = next(probs) if good else None
                 top.append(int(q.argmax()) if good else -1)
@@ -125,11 +132,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="canonical acquisition in predict: default (the model's own), none, ham-200x150 (repeat)")
     ap.add_argument("--test-images", type=int, default=300, help="test-split images for the variants (0: skip)")
     ap.add_argument("--tta", default=None, help="override the models' test-time augmentation (e.g. none: 8x faster)")
+    ap.add_argument("--engine", choices=("general", "fast"), default="general",
+                    help="general: the predictor (lesionlab predict); fast: the server's path (ONNX Runtime; allows "
+                    "--tta cascade)")
     ap.add_argument("--out", default=None, help="CSV to write")
     ap.add_argument("--card", action="store_true",
                     help="record the originals-vs-copies figure (under the first --canonical, default the model's own "
                          "chain) in each released model's card.json (`acquisition_invariance`)")
     args = ap.parse_args(argv)
+    if args.tta == "cascade" and args.engine != "fast":
+        ap.error("--tta cascade is the server's policy: add --engine fast")
     root = Path(args.data_root)
     index = pd.read_csv(root / "ham10000" / "images_600x450_index.csv")
     originals = [load_rgb(root / "ham10000" / "images_600x450" / f"{i}.jpg") for i in index["image_id"]]
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         stored = getattr(predictor.prep, "canonical", None)
         for canonical in args.canonical or ["default"]:
             chain = stored if canonical == "default" else (None if canonical == "none" else canonical)
-            score = Scorer(predictor, chain)
+            score = Scorer(predictor, chain, FastPath(predictor) if args.engine == "fast" else None)
             start = time.perf_counter()
             top1, triage = agreement(score(originals, "originals"), score(copies, "copies"))
             rows.append({"model": model, "tta": predictor.prep.tta, "canonical": chain or "none",
