@@ -59,12 +59,17 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="session")
-def app(predictor):
+def small_limits_app(predictor):
+    """The tiny model served with small limits (2 MiB requests, 4 M pixels, 4 images per batch)."""
     from lesionlab.config.serving import ServeConfig
     from lesionlab.serving.api import create_app
 
     return create_app(predictor, ServeConfig(max_request_mb=2, max_pixels=4_000_000, max_batch=4))
+
+
+@pytest.fixture(scope="session")
+def app(predictor):
+    return small_limits_app(predictor)
 
 
 @pytest.fixture(scope="session")
