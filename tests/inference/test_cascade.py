@@ -7,6 +7,7 @@ import pytest
 
 from lesionlab.config import ConfigError
 from lesionlab.inference.cascade import CascadeRule
+from lesionlab.registry import UnknownNameError
 
 CLASSES = ("mel", "nv", "bkl")
 
@@ -32,3 +33,5 @@ def test_round_trip_and_refusals() -> None:
         CascadeRule.from_dict({"band": 0.1})
     with pytest.raises(ConfigError, match=">= 0"):
         CascadeRule(margin=-0.1, band=0.0)
+    with pytest.raises(UnknownNameError, match="d4"):  # an unknown policy name lists the valid ones
+        CascadeRule(margin=0.1, band=0.0, then="d8")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lesionlab.config import ConfigError
+from lesionlab.inference.tta import get_tta
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class CascadeRule:
     def __post_init__(self) -> None:
         if self.margin < 0 or self.band < 0:
             raise ConfigError(f"cascade margin and band must be >= 0, got {self.margin} and {self.band}")
+        get_tta(self.first), get_tta(self.then)  # unknown policy names fail here, naming the valid ones
 
     def escalate(self, probs: np.ndarray, class_names: Sequence[str],
                  thresholds: Mapping[str, float] | None = None) -> np.ndarray:

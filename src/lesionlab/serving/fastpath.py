@@ -77,6 +77,9 @@ class FastPath:
         self.backend = "onnx" if all(_is_onnx(m.module) for m in self.members) else predictor.backend
         cascade = getattr(self.prep, "cascade", None)
         self.cascade = CascadeRule.from_dict(cascade) if cascade and not self.general else None
+        if self.cascade is not None and not all(any(_same_view(f, t) for t in get_tta(self.cascade.then))
+                                                for f in get_tta(self.cascade.first)):
+            raise ConfigError(f"cascade: every view of '{self.cascade.first}' must be one of '{self.cascade.then}'")
 
     @property
     def n_members(self) -> int:
