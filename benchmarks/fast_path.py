@@ -35,7 +35,7 @@ from lesionlab.builtin.registry import builtin_dir
 from lesionlab.data.transforms import to_model_input
 from lesionlab.evaluation.bootstrap import priority1
 from lesionlab.evaluation.cascade_fit import combine, fit_cascade
-from lesionlab.inference.tta import get_tta
+from lesionlab.inference.tta import get_tta, same_view
 from lesionlab.serving.fastpath import CASCADE, FastPath
 from lesionlab.serving.predictor import Predictor
 
@@ -45,11 +45,9 @@ MEMBER_SETS = {"both": (0, 1), "train-only (0)": (0,), "refit (1)": (1,)}
 
 
 def view_index(policy: str) -> list[int]:
-    """Which of the D4 views a policy uses (its views equal to D4's on a probe image)."""
-    probe = torch.arange(12.0).reshape(1, 1, 3, 4)[..., :3]
-    d4 = [v(probe) for v in get_tta("d4")]
-    return [next(i for i, d in enumerate(d4) if d.shape == v(probe).shape and torch.equal(d, v(probe)))
-            for v in get_tta(policy)]
+    """Which of the D4 views a policy uses."""
+    d4 = get_tta("d4")
+    return [next(i for i, d in enumerate(d4) if same_view(d, v)) for v in get_tta(policy)]
 
 
 def load_split(root: Path, split: str, limit: int | None, classes: tuple[str, ...]) -> tuple[list[Path], np.ndarray]:
@@ -174,18 +172,22 @@ def cascade_row(fast: FastPath, logits: dict[str, np.ndarray], splits: dict[str,
     passes = []
     for s, (_, y) in splits.items():
         esc = rule.escalate(first[s], fast.prep.class_names, fast.prep.thresholds)
+        served = combine(first[s], full[s], esc)
+        triage = [priority1(y, q, fast.prep.class_names, fast.prep.thresholds)[1] for q in (served, full[s])]
+        print(f"  {s}: {esc.mean():.1%} escalated; agreement with both-d4: top-1 "
+              f"{(served.argmax(1) == full[s].argmax(1)).mean():.3f}, priority 1 {(triage[0] == triage[1]).mean():.3f}")
         passes.append(len(both) * (1 + 7 * esc.mean()))
         for k, v in scores(y, combine(first[s], full[s], esc), fast).items():
             row[f"{s} {k}"] = v
     row["passes/image"] = " / ".join(f"{p:.1f}" for p in passes)  # validation / test
-    fast.cascade = rule
+    fast.set_cascade(rule)
     row["batch-1 ms"], row["ms/image @16"] = latency(fast, sample, both, CASCADE, args.repeats)
-    if args.record:
-        manifest = builtin_dir() / "ensemble.json"
-        data = json.loads(manifest.read_text())
-        data["cascade"] = rule.as_dict()
-        manifest.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"recorded the rule in {manifest}")
+    if args.record:  # both manifests: the ensemble of model.pt files and its ONNX twin (onnx/)
+        for manifest in (builtin_dir() / "ensemble.json", builtin_dir() / "onnx" / "ensemble.json"):
+            data = json.loads(manifest.read_text())
+            data["cascade"] = rule.as_dict()
+            manifest.write_text(json.dumps(data, indent=2) + "\n")
+            print(f"recorded the rule in {manifest}")
     return row
 
 

@@ -155,10 +155,11 @@ def main() -> None:
 
     paths = sorted(Path(args.images).glob("*.jpg"))
     if args.split:
-        paths = [p for p in paths if p.stem in split_ids(args.model, args.split)]
+        wanted = split_ids(args.model, args.split)
+        paths = [p for p in paths if p.stem in wanted]
     images = [p.read_bytes() for p in paths[: args.max_images]]
     if not images:
-        ap.error(f"no .jpg images in {args.images}")
+        ap.error(f"no .jpg images in {args.images}" + (f" of the model's '{args.split}' split" if args.split else ""))
     configs = dict(COMPARE) if args.compare else {}
     for item in args.config:
         name, _, flags = item.partition("=")

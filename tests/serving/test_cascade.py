@@ -45,6 +45,24 @@ def test_cascade_gives_the_full_policy_exactly_where_it_escalates(serving_run: P
         assert np.allclose(ood.score, ood_full.score, atol=1e-5)
 
 
+def test_escalated_images_cost_what_d4_costs(serving_run: Path, batch: np.ndarray, monkeypatch) -> None:
+    import lesionlab.serving.fastpath as fastpath
+
+    fast = fastpath.FastPath(cascading(serving_run, margin=1.01, band=0.0))  # every image escalates
+    seen: list[int] = []
+    real = fastpath.forward_with_features
+
+    def counting(module, x):
+        seen.append(len(x))
+        return real(module, x)
+
+    monkeypatch.setattr(fastpath, "forward_with_features", counting)
+    fast.predict(batch, "cascade")
+    cascade, seen[:] = sum(seen), []
+    fast.predict(batch, "d4")
+    assert cascade == sum(seen) == 2 * 8 * len(batch)  # 2 members x 8 views, no second pass for the OOD features
+
+
 def test_a_model_without_a_rule_refuses_the_cascade(app, predictor, jpeg_bytes: bytes) -> None:
     from fastapi.testclient import TestClient
 
@@ -56,6 +74,20 @@ def test_a_model_without_a_rule_refuses_the_cascade(app, predictor, jpeg_bytes: 
     assert r.status_code == 422 and r.json()["error"]["code"] == "no_cascade"
     with pytest.raises(ConfigError, match="cascade"):
         create_app(predictor, ServeConfig(tta="cascade"))
+
+
+def test_the_general_engine_says_why_it_has_no_cascade(serving_run: Path) -> None:
+    from lesionlab.config import ConfigError
+    from lesionlab.config.serving import ServeConfig
+    from lesionlab.serving.api import create_app
+
+    p = cascading(serving_run, margin=0.2, band=0.0)
+    with pytest.raises(ConfigError, match="fast engine"):
+        create_app(p, ServeConfig(engine="general", tta="cascade"))
+    from fastapi.testclient import TestClient
+
+    subset = TestClient(create_app(p, ServeConfig(members="0"))).get("/v1/model").json()["inference"]
+    assert subset["tta_default"] == p.prep.tta != "cascade"  # the rule was fitted on all members, not on a subset
 
 
 def test_the_stored_rule_is_the_served_default_and_counted(serving_run: Path, jpeg_bytes: bytes) -> None:
@@ -74,5 +106,8 @@ def test_the_stored_rule_is_the_served_default_and_counted(serving_run: Path, jp
         assert r.status_code == 200, r.text
     expected = FastPath(p).predict(p.preprocess(jpeg_bytes, "x.jpg")[None], "d4")[0][0]
     assert np.allclose(list(r.json()["probabilities"].values()), expected, atol=1e-5)
+    r = client.post("/v1/predict/batch?tta=cascade", files=[("images", ("a.jpg", jpeg_bytes, "image/jpeg")),
+                                                             ("images", ("b.jpg", jpeg_bytes, "image/jpeg"))])
+    assert r.status_code == 200 and all("prediction" in item for item in r.json()["results"])
     text = client.get("/metrics").text
-    assert "lesionlab_cascade_escalated_total 3.0" in text
+    assert "lesionlab_cascade_escalated_total 5.0" in text

@@ -58,8 +58,8 @@ class ServeConfig:
     tta: str = field(default="model", metadata=_opt(
         "test-time augmentation when a request does not choose one (?tta=): 'model' = the model's stored serving "
         "policy (its test-time cascade when it stores one, as the built-in model does: no TTA, then 8-view TTA only "
-        "for images whose answer is fragile; otherwise its TTA policy), or none | flips | d4 | cascade "
-        "(default %(default)s)", choices=TTA_CHOICES))
+        "for images whose answer is fragile; its own TTA policy otherwise, under --engine general or with a --members "
+        "subset), or none | flips | d4 | cascade (default %(default)s)", choices=TTA_CHOICES))
     members: str = field(default="all", metadata=_opt(
         "ensemble members the fast engine uses: all, or comma-separated indices such as 1 (their weights are "
         "renormalised; the OOD flag reads the same members) (default %(default)s)"))

@@ -3,8 +3,9 @@
 The cascade should give the answers of the full policy at a fraction of its cost, so its numbers are chosen by how
 often it agrees with the full policy, not by accuracy: over a grid of (margin, band), the rule that escalates the
 fewest validation images while its top-1 diagnosis and its triage priority (most-severe-suspected rule at the stored
-thresholds) agree with the full policy's on at least ``agreement`` of them. Needing no labels, the choice is not
-biased by members that trained on the validation images (an ensemble's refit member).
+thresholds) agree with the full policy's on at least ``agreement`` of them. Labels do not enter the choice; a member
+that trained on the validation lesions (an ensemble's refit) still makes them look easier, so new images escalate a
+little more often than validation did.
 """
 
 from __future__ import annotations

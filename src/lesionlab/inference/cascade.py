@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lesionlab.config import ConfigError
-from lesionlab.inference.tta import get_tta
+from lesionlab.inference.tta import View, get_tta, same_view
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,14 @@ class CascadeRule:
     def __post_init__(self) -> None:
         if self.margin < 0 or self.band < 0:
             raise ConfigError(f"cascade margin and band must be >= 0, got {self.margin} and {self.band}")
-        get_tta(self.first), get_tta(self.then)  # unknown policy names fail here, naming the valid ones
+        first, then = get_tta(self.first), get_tta(self.then)  # an unknown name fails here, listing the valid ones
+        if not all(any(same_view(f, t) for t in then) for f in first):
+            raise ConfigError(f"cascade: every view of '{self.first}' must be one of '{self.then}'")
+
+    def views(self) -> tuple[tuple[View, ...], tuple[View, ...]]:
+        """(the first policy's views, the full policy's other views): what escalated images still need."""
+        first = get_tta(self.first)
+        return first, tuple(v for v in get_tta(self.then) if not any(same_view(v, f) for f in first))
 
     def escalate(self, probs: np.ndarray, class_names: Sequence[str],
                  thresholds: Mapping[str, float] | None = None) -> np.ndarray:
@@ -55,11 +62,12 @@ class CascadeRule:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CascadeRule:
-        known = {k: d[k] for k in ("margin", "band", "first", "then", "chosen_on") if k in d}
-        missing = {"margin", "band"} - set(known)
-        if missing:
-            raise ConfigError(f"a cascade rule needs {sorted(missing)}; got {sorted(d)}")
-        return cls(**known)
+        fields = ("margin", "band", "first", "then", "chosen_on")
+        missing, unknown = {"margin", "band"} - set(d), set(d) - set(fields)
+        if missing or unknown:
+            raise ConfigError(f"a cascade rule has the keys {', '.join(fields)} (margin and band required); got "
+                              f"{sorted(d)}")
+        return cls(**dict(d))
 
 
 __all__ = ["CascadeRule"]

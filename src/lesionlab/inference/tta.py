@@ -80,3 +80,14 @@ def get_tta(name: str) -> tuple[View, ...]:
                                f"{', '.join(TTA_POLICIES.names())}; or join views with '+': "
                                f"{', '.join(TTA_VIEWS.names())}.")
     return tuple(TTA_VIEWS.get(p) for p in parts)
+
+
+def same_view(a: View, b: View) -> bool:
+    """Whether two views move pixels alike (registered views are distinct functions, so they are compared on a
+    small probe tensor)."""
+    import torch
+
+    probe = torch.arange(12.0).reshape(1, 1, 3, 4)
+    out, ref = a(probe), b(probe)
+    return out.shape == ref.shape and bool(torch.equal(out, ref))
+

@@ -122,7 +122,7 @@ def _build_service(predictor: Predictor, cfg: ServeConfig) -> _Service:
     """The fast path, the dynamic batcher, the heat-map pool, the metrics and the model facts of one app."""
     predictor.max_pixels = cfg.max_pixels
     fast = FastPath(predictor, threads=cfg.threads_per_worker, fused=cfg.engine == "fast")
-    default_tta = serving_default(fast, cfg.tta)
+    default_tta = serving_default(fast, cfg.tta, cfg.member_indices)
     members = cfg.member_indices
     if members is not None and (cfg.engine != "fast" or not all(0 <= i < fast.n_members for i in members)):
         raise ConfigError(f"serve.members={cfg.members!r}: the model has {fast.n_members} member(s) (indices 0.."
@@ -298,11 +298,13 @@ def _add_predict_routes(app: FastAPI, service: _Service) -> None:
         return {"results": results, "notice": NOTICE}
 
 
-def serving_default(fast: FastPath, tta: str) -> str:
-    """The policy a request gets when it names none: ``model`` means the model's cascade rule when it stores one
-    (and the fast engine runs it), otherwise its own TTA policy."""
+def serving_default(fast: FastPath, tta: str, members: list[int] | None = None) -> str:
+    """The policy a request gets when it names none: ``model`` means the model's cascade rule when it stores one,
+    the fast engine runs it and all members are served (the rule was fitted on all of them), otherwise its own TTA
+    policy."""
     if tta == "model":
-        return CASCADE if fast.cascade is not None else fast.prep.tta
+        whole = members is None or sorted(members) == list(range(fast.n_members))
+        return CASCADE if fast.cascade is not None and whole else fast.prep.tta
     if tta == CASCADE:
         fast.require_cascade()
     return tta

@@ -27,7 +27,7 @@ from lesionlab.data.transforms import to_model_input
 from lesionlab.inference.cascade import CascadeRule
 from lesionlab.inference.ood import EnsembleDetector, OODResult, forward_with_features, score_images
 from lesionlab.inference.predict import predict_probs
-from lesionlab.inference.tta import get_tta
+from lesionlab.inference.tta import get_tta, same_view
 from lesionlab.serving.adapted import SiteAdapted
 from lesionlab.serving.model_loading import Ensemble, ResizedInput
 from lesionlab.serving.onnx import OnnxModule
@@ -76,10 +76,7 @@ class FastPath:
         self.ensemble = isinstance(model, Ensemble)
         self.backend = "onnx" if all(_is_onnx(m.module) for m in self.members) else predictor.backend
         cascade = getattr(self.prep, "cascade", None)
-        self.cascade = CascadeRule.from_dict(cascade) if cascade and not self.general else None
-        if self.cascade is not None and not all(any(_same_view(f, t) for t in get_tta(self.cascade.then))
-                                                for f in get_tta(self.cascade.first)):
-            raise ConfigError(f"cascade: every view of '{self.cascade.first}' must be one of '{self.cascade.then}'")
+        self.set_cascade(CascadeRule.from_dict(cascade) if cascade and not self.general else None)
 
     @property
     def n_members(self) -> int:
@@ -94,7 +91,7 @@ class FastPath:
         of the identity view (the shift monitor's input; the fast engine only)."""
         if self.general:
             if tta == CASCADE:
-                raise ConfigError("the test-time cascade needs the fast engine (--engine fast) and an image-only model")
+                self.require_cascade()
             return self._general(batch, tta, metadata)
         chosen = [self.members[i] for i in members] if members is not None else self.members
         if tta == CASCADE:
@@ -104,9 +101,9 @@ class FastPath:
             features_out.append(np.asarray(replays[0].cached[0].float()))
         return probs, self._ood(batch, chosen, replays)
 
-    def _probs(self, batch: np.ndarray, views: Sequence[Any], chosen: list[Member]
+    def _probs(self, batch: np.ndarray, views: Sequence[Any], chosen: list[Member], replay: bool = True
                ) -> tuple[np.ndarray, list[_Replay]]:
-        """Members' weighted, temperature-scaled probabilities averaged over ``views``, and each member's
+        """Members' weighted, temperature-scaled probabilities averaged over ``views``, and (``replay``) each member's
         identity-view features and logits for the OOD detector."""
         pixels = torch.from_numpy(np.require(batch, requirements=["C", "W"]))  # a writable, contiguous copy if needed
         x = to_model_input(pixels.permute(0, 3, 1, 2), self.prep.mean, self.prep.std)
@@ -118,6 +115,8 @@ class FastPath:
                 features, logits = forward_with_features(m.module, stacked)
                 logits = logits.float().reshape(len(views), n, -1)
                 probs = probs + (m.weight / total) * (logits / m.temperature).softmax(-1).mean(0)
+                if not replay:
+                    continue
                 if _is_identity(views[0]):
                     replays.append(_Replay(features[:n], logits[0]))
                 else:  # a policy without the identity view first: the detector reads the image as is
@@ -128,12 +127,11 @@ class FastPath:
                  escalated_out: list[int] | None) -> tuple[np.ndarray, OODResult | None]:
         """The first policy on every image; the rest of the full policy's views on the escalated ones only."""
         rule = self.require_cascade()
-        first, then = get_tta(rule.first), get_tta(rule.then)
-        rest = [v for v in then if not any(_same_view(v, f) for f in first)]
+        first, rest = self._cascade_views
         probs, replays = self._probs(batch, first, chosen)
         escalated = rule.escalate(probs, self.prep.class_names, self.prep.thresholds)
-        if escalated.any() and rest:
-            more, _ = self._probs(batch[escalated], rest, chosen)
+        if escalated.any() and rest:  # the OOD verdict is read from the first call: no replay of the rest
+            more, _ = self._probs(batch[escalated], rest, chosen, replay=False)
             probs[escalated] = (len(first) * probs[escalated] + len(rest) * more) / (len(first) + len(rest))
         if escalated_out is not None:
             escalated_out.append(int(escalated.sum()))
@@ -141,8 +139,16 @@ class FastPath:
             features_out.append(np.asarray(replays[0].cached[0].float()))
         return probs, self._ood(batch, chosen, replays)
 
+    def set_cascade(self, rule: CascadeRule | None) -> None:
+        """Serve ``rule`` for ``tta="cascade"`` (None: none)."""
+        self.cascade = rule
+        self._cascade_views = rule.views() if rule is not None else ((), ())
+
     def require_cascade(self) -> CascadeRule:
         """The model's cascade rule, or a clear refusal naming how to get one."""
+        if self.general:
+            raise ConfigError("the test-time cascade needs the fast engine (--engine fast) and an image-only, "
+                              "unadapted model")
         if self.cascade is None:
             raise ConfigError("this model stores no test-time cascade rule (choose tta none, flips or d4; "
                               "benchmarks/fast_path.py --record fits one on validation for the built-in model)")
@@ -209,14 +215,7 @@ def _with_threads(member: Member, threads: int) -> Member:
 
 
 def _is_identity(view: Any) -> bool:
-    return _same_view(view, lambda x: x)
-
-
-def _same_view(a: Any, b: Any) -> bool:
-    """Whether two TTA views move pixels alike (registered views are distinct functions: compared on a probe)."""
-    probe = torch.arange(6.0).reshape(1, 1, 2, 3)
-    out, ref = a(probe), b(probe)
-    return out.shape == ref.shape and bool(torch.equal(out, ref))
+    return same_view(view, lambda x: x)
 
 
 __all__ = ["CASCADE", "FastPath", "Member"]
