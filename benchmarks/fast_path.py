@@ -169,6 +169,7 @@ def cascade_row(fast: FastPath, logits: dict[str, np.ndarray], splits: dict[str,
     print(f"cascade rule (validation): margin {rule.margin}, band {rule.band}; {fitted.escalated:.1%} escalated, "
           f"top-1 agreement {fitted.top1_agreement:.3f}, triage agreement {fitted.triage_agreement:.3f}")
     row: dict = {"members": "both", "tta": f"cascade (m={rule.margin}, b={rule.band})"}
+    first_views, rest_views = rule.views()
     passes = []
     for s, (_, y) in splits.items():
         esc = rule.escalate(first[s], fast.prep.class_names, fast.prep.thresholds)
@@ -176,7 +177,7 @@ def cascade_row(fast: FastPath, logits: dict[str, np.ndarray], splits: dict[str,
         triage = [priority1(y, q, fast.prep.class_names, fast.prep.thresholds)[1] for q in (served, full[s])]
         print(f"  {s}: {esc.mean():.1%} escalated; agreement with both-d4: top-1 "
               f"{(served.argmax(1) == full[s].argmax(1)).mean():.3f}, priority 1 {(triage[0] == triage[1]).mean():.3f}")
-        passes.append(len(both) * (1 + 7 * esc.mean()))
+        passes.append(len(both) * (len(first_views) + len(rest_views) * esc.mean()))
         for k, v in scores(y, combine(first[s], full[s], esc), fast).items():
             row[f"{s} {k}"] = v
     row["passes/image"] = " / ".join(f"{p:.1f}" for p in passes)  # validation / test
