@@ -311,9 +311,12 @@ def serving_default(fast: FastPath, tta: str, members: list[int] | None = None) 
 
 
 def _check_tta(service: _Service, tta: str | None) -> None:
-    if tta == CASCADE and service.fast.cascade is None:
-        raise ApiError(422, "no_cascade", "tta=cascade: this model stores no test-time cascade rule (or the general "
-                       "engine serves it); choose none, flips or d4")
+    """A request's ``tta=cascade`` the served model cannot run: 422 ``no_cascade`` with the fast path's reason."""
+    if tta == CASCADE:
+        try:
+            service.fast.require_cascade()
+        except ConfigError as exc:
+            raise ApiError(422, "no_cascade", f"tta=cascade: {exc}") from None
 
 
 def _decode_each(predictor: Predictor, blobs: list[bytes], names: list[str]) -> list[np.ndarray | dict[str, str]]:

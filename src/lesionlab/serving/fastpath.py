@@ -95,8 +95,9 @@ class FastPath:
             return self._general(batch, tta, metadata)
         chosen = [self.members[i] for i in members] if members is not None else self.members
         if tta == CASCADE:
-            return self._cascade(batch, chosen, features_out, escalated_out)
-        probs, replays = self._probs(batch, get_tta(tta), chosen)
+            probs, replays = self._cascade(batch, chosen, escalated_out)
+        else:
+            probs, replays = self._probs(batch, get_tta(tta), chosen)
         if features_out is not None:
             features_out.append(np.asarray(replays[0].cached[0].float()))
         return probs, self._ood(batch, chosen, replays)
@@ -109,6 +110,7 @@ class FastPath:
         x = to_model_input(pixels.permute(0, 3, 1, 2), self.prep.mean, self.prep.std)
         stacked = torch.cat([view(x) for view in views]) if len(views) > 1 else views[0](x)
         n, total = len(batch), sum(m.weight for m in chosen)
+        identity_first = replay and _is_identity(views[0])
         probs, replays = 0.0, []
         with torch.inference_mode():
             for m in chosen:
@@ -117,14 +119,14 @@ class FastPath:
                 probs = probs + (m.weight / total) * (logits / m.temperature).softmax(-1).mean(0)
                 if not replay:
                     continue
-                if _is_identity(views[0]):
+                if identity_first:
                     replays.append(_Replay(features[:n], logits[0]))
                 else:  # a policy without the identity view first: the detector reads the image as is
                     replays.append(_Replay(*forward_with_features(m.module, x)))
         return np.asarray(probs), replays
 
-    def _cascade(self, batch: np.ndarray, chosen: list[Member], features_out: list[np.ndarray] | None,
-                 escalated_out: list[int] | None) -> tuple[np.ndarray, OODResult | None]:
+    def _cascade(self, batch: np.ndarray, chosen: list[Member], escalated_out: list[int] | None
+                 ) -> tuple[np.ndarray, list[_Replay]]:
         """The first policy on every image; the rest of the full policy's views on the escalated ones only."""
         rule = self.require_cascade()
         first, rest = self._cascade_views
@@ -135,9 +137,7 @@ class FastPath:
             probs[escalated] = (len(first) * probs[escalated] + len(rest) * more) / (len(first) + len(rest))
         if escalated_out is not None:
             escalated_out.append(int(escalated.sum()))
-        if features_out is not None:
-            features_out.append(np.asarray(replays[0].cached[0].float()))
-        return probs, self._ood(batch, chosen, replays)
+        return probs, replays
 
     def set_cascade(self, rule: CascadeRule | None) -> None:
         """Serve ``rule`` for ``tta="cascade"`` (None: none)."""
